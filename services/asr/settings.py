@@ -1,0 +1,34 @@
+"""ASR predictor configuration: every field is an ``ASR_*`` environment variable and a Helm value."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.common.lifecycle import UnloadPolicy
+
+
+class AsrSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ASR_", extra="ignore")
+
+    host: str = Field("0.0.0.0", description="Address the HTTP server binds.")
+    http_port: int = Field(8080, ge=1, le=65535, description="KServe predictor port.")
+    model_name: str = Field("asr", description="KServe model name (/v2/models/<name>/infer).")
+    models: dict[str, str] = Field(
+        {"whisper-1": "large-v3", "turbo": "large-v3-turbo"},
+        description="Public model id -> WhisperX model (a size name, a hub id or a local directory).")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    compute_type: str | None = Field(None, description="CTranslate2 compute type; default float16 on GPU, int8 on CPU.")
+    threads: int = Field(4, ge=1, le=256, description="CPU threads for CTranslate2 and torch.")
+    batch_size: int = Field(8, ge=1, le=256, description="WhisperX batched-decoding batch size.")
+    vad_method: Literal["pyannote", "silero"] = Field(
+        "pyannote", description="pyannote uses the model bundled with WhisperX (works offline); silero downloads.")
+    download_root: str | None = Field(None, description="Whisper model cache; default: the Hugging Face cache.")
+    unload_policy: UnloadPolicy = Field(
+        "after_request", description="'after_request', 'never', or idle seconds before unloading.")
+    max_concurrency: int = Field(1, ge=1, le=64, description="Requests decoded at once; the rest queue.")
+    hf_token: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("ASR_HF_TOKEN", "HF_TOKEN"),
+        description="Hugging Face token (gated pyannote models).")

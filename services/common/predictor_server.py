@@ -1,0 +1,108 @@
+"""Start a custom KServe predictor: KServe's own REST server and routes, plus what we need.
+
+Two departures from a plain ``kserve.ModelServer().start([model])``, both kept small:
+- ``BinaryDataPlane``: KServe 0.21 decodes a binary-extension tensor into Python lists (and a
+  ``BYTES`` tensor into UTF-8 strings, which fails on audio). Ours keeps each binary input as the
+  raw bytes slice, so an upload crosses the predictor without a copy per sample.
+- the listening host is a setting (KServe hard-codes 0.0.0.0; local runs and tests use loopback).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import struct
+from collections.abc import Callable
+
+from fastapi import FastAPI
+from kserve import Model, ModelServer
+from kserve.constants.constants import FASTAPI_APP_IMPORT_STRING
+from kserve.errors import InvalidInput
+from kserve.model_server import app as kserve_app
+from kserve.protocol.dataplane import DataPlane
+from kserve.protocol.infer_type import InferInput, InferRequest, RequestedOutput
+from kserve.protocol.rest.server import RESTServer
+
+from services.common.v2wire import HEADER_LENGTH
+
+log = logging.getLogger(__name__)
+
+
+class BinaryDataPlane(DataPlane):
+    """KServe's data plane, with binary inputs kept as raw bytes."""
+
+    def decode_inference_request(self, body, headers, model_name):
+        if not isinstance(body, bytes):
+            return super().decode_inference_request(body, headers, model_name)
+        try:
+            json_len = int(headers[HEADER_LENGTH])
+            doc = json.loads(body[:json_len])
+            return _request_from_header(doc, body, json_len, model_name)
+        except (KeyError, ValueError, TypeError, struct.error) as exc:
+            raise InvalidInput(f"malformed v2 binary request: {exc}") from exc
+
+
+def _request_from_header(doc: dict, body: bytes, offset: int, model_name: str) -> InferRequest:
+    inputs, raws = [], []
+    for spec in doc["inputs"]:
+        params = spec.get("parameters") or {}
+        tensor = InferInput(spec["name"], spec["shape"], spec["datatype"], parameters=params)
+        if "binary_data_size" in params:
+            size = int(params["binary_data_size"])
+            if offset + size > len(body):
+                raise ValueError(f"input '{spec['name']}' is truncated")
+            tensor._raw_data = body[offset:offset + size]
+            offset += size
+        else:
+            tensor.data = spec.get("data")
+        inputs.append(tensor)
+    outputs = [RequestedOutput(o["name"], o.get("parameters")) for o in doc.get("outputs") or []]
+    return InferRequest(model_name, inputs, request_id=doc.get("id"), parameters=doc.get("parameters"),
+                        request_outputs=outputs or None)
+
+
+def raw_bytes_element(tensor: InferInput) -> bytes:
+    """The single element of a binary BYTES tensor, without its 4-byte length prefix."""
+    raw = tensor._raw_data
+    if raw is None:
+        raise InvalidInput(f"input '{tensor.name}' must use the binary data extension")
+    if len(raw) < 4:
+        raise InvalidInput(f"input '{tensor.name}' is empty")
+    (length,) = struct.unpack_from("<I", raw)
+    if length != len(raw) - 4:
+        raise InvalidInput(f"input '{tensor.name}' is truncated ({len(raw) - 4} of {length} bytes)")
+    return raw[4:]
+
+
+class PredictorServer(ModelServer):
+    def __init__(self, host: str, http_port: int, **kwargs) -> None:
+        super().__init__(http_port=http_port, enable_grpc=False, workers=1, **kwargs)
+        self.host = host
+        self.dataplane = BinaryDataPlane(model_registry=self.registered_models)
+
+    def start(self, models: list[Model]) -> None:
+        self._register_and_check_atleast_one_model_is_ready(models)
+        self._rest_server = RESTServer(
+            FASTAPI_APP_IMPORT_STRING, self.dataplane, self.model_repository_extension,
+            self.http_port, access_log_format=self.access_log_format, workers=1,
+            grace_period=self.grace_period, event_loop=self.event_loop,
+            timeout_keep_alive=self.timeout_keep_alive)
+        self._rest_server.config.host = self.host
+        self.servers.append(self._rest_server.start())
+        self.setup_event_loop()
+        self.register_signal_handler()
+        asyncio.run(self._serve())
+
+
+def serve(model: Model, host: str, port: int, add_routes: Callable[[FastAPI], None]) -> None:
+    """Register our routes (``/healthz``, streaming) next to KServe's and serve ``model``."""
+
+    @kserve_app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict:
+        # Liveness of the HTTP service only: the model itself loads lazily on first use.
+        return {"status": "ok"}
+
+    add_routes(kserve_app)
+    model.load()
+    PredictorServer(host, port).start([model])
