@@ -83,6 +83,7 @@ class AsrEngine:
                 download_root=self.settings.download_root, threads=self.settings.threads,
                 vad_method=self.settings.vad_method, use_auth_token=token)
             torch.set_num_threads(self.settings.threads)
+            pipe.model.model = NoSpeechRecorder(pipe.model.model)
             return pipe
         return load
 
@@ -103,6 +104,8 @@ class AsrEngine:
             return self._transcribe(pipe, audio, options)
 
     def _transcribe(self, pipe, audio: np.ndarray, options: TranscribeOptions) -> dict:
+        recorder: NoSpeechRecorder = pipe.model.model
+        recorder.probs.clear()
         saved = pipe.options
         pipe.options = replace(saved, initial_prompt=options.prompt,
                                temperatures=[options.temperature])
@@ -111,7 +114,25 @@ class AsrEngine:
                                   language=options.language, task=options.task)
         finally:
             pipe.options = saved
-        return build_result(raw, audio, options, _tokenizer(pipe, raw["language"], options.task))
+        return build_result(raw, audio, options, _tokenizer(pipe, raw["language"], options.task),
+                            recorder.probs)
+
+
+class NoSpeechRecorder:
+    """Wraps the CTranslate2 Whisper model so WhisperX's batched decoding also reports each
+    segment's no-speech probability (OpenAI's ``no_speech_prob``), in decoding order."""
+
+    def __init__(self, model) -> None:
+        self._model = model
+        self.probs: list[float] = []
+
+    def __getattr__(self, name: str):
+        return getattr(self._model, name)
+
+    def generate(self, *args, **kwargs):
+        results = self._model.generate(*args, return_no_speech_prob=True, **kwargs)
+        self.probs.extend(float(r.no_speech_prob) for r in results)
+        return results
 
 
 def _tokenizer(pipe, language: str, task: str):
@@ -125,7 +146,14 @@ def compression_ratio(text: str) -> float:
     return len(data) / len(zlib.compress(data)) if data else 0.0
 
 
-def build_result(raw: dict, audio: np.ndarray, options: TranscribeOptions, tokenizer) -> dict:
+def language_name(code: str) -> str:
+    from whisperx.utils import LANGUAGES
+
+    return LANGUAGES.get(code, code)
+
+
+def build_result(raw: dict, audio: np.ndarray, options: TranscribeOptions, tokenizer,
+                 no_speech: list[float]) -> dict:
     """WhisperX output -> the one rich result the gateway renders into every response format."""
     segments = []
     for idx, seg in enumerate(raw["segments"]):
@@ -140,10 +168,12 @@ def build_result(raw: dict, audio: np.ndarray, options: TranscribeOptions, token
             "temperature": options.temperature,
             "avg_logprob": float(seg.get("avg_logprob", 0.0)),
             "compression_ratio": compression_ratio(text),
+            "no_speech_prob": no_speech[idx],
         })
     return {
         "task": options.task,
         "language": raw["language"],
+        "language_name": language_name(raw["language"]),
         "duration": round(len(audio) / SAMPLE_RATE, 3),
         "text": "".join(s["text"] for s in segments).strip(),
         "segments": segments,

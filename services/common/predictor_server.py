@@ -13,6 +13,7 @@ import asyncio
 import json
 import logging
 import struct
+import warnings
 from collections.abc import Callable
 
 from fastapi import FastAPI
@@ -103,6 +104,8 @@ def serve(model: Model, host: str, port: int, add_routes: Callable[[FastAPI], No
         # Liveness of the HTTP service only: the model itself loads lazily on first use.
         return {"status": "ok"}
 
+    # KServe's own app uses FastAPI's deprecated ORJSONResponse: one warning per request otherwise.
+    warnings.filterwarnings("ignore", message="ORJSONResponse is deprecated")
     add_routes(kserve_app)
     model.load()
     PredictorServer(host, port).start([model])

@@ -1,0 +1,40 @@
+"""Wire schemas for /v1/audio/transcriptions and /v1/audio/translations, named like OpenAI's."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+TranscriptionFormat = Literal["json", "text", "srt", "verbose_json", "vtt", "diarized_json"]
+TranslationFormat = Literal["json", "text", "srt", "verbose_json", "vtt"]
+Granularity = Literal["word", "segment"]
+
+
+class TranscriptionRequest(BaseModel):
+    """The multipart fields besides ``file`` (OpenAI's, then the seed's WhisperX extras)."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="ignore")
+
+    model: str
+    language: str | None = Field(None, description="ISO-639-1 code of the spoken language.")
+    prompt: str | None = Field(None, description="Initial prompt (style, vocabulary).")
+    response_format: TranscriptionFormat = "json"
+    temperature: float = Field(0.0, ge=0.0, le=1.0)
+    timestamp_granularities: list[Granularity] = Field(
+        ["segment"], alias="timestamp_granularities[]",
+        description="word and/or segment; needs response_format=verbose_json.")
+    stream: bool = False
+    advanced: bool = Field(False, description="Add WhisperX alignment detail (word times and scores).")
+    diarize: bool = Field(False, description="Label segments and words with speakers.")
+    min_speakers: int | None = Field(None, ge=1)
+    max_speakers: int | None = Field(None, ge=1)
+
+
+class TranslationRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    model: str
+    prompt: str | None = None
+    response_format: TranslationFormat = "json"
+    temperature: float = Field(0.0, ge=0.0, le=1.0)
