@@ -14,8 +14,6 @@ from services.common import v2wire
 from services.gateway.errors import BackendFailed, BackendTimeout, BackendUnavailable, InvalidRequest
 from services.gateway.settings import GatewaySettings
 
-CHUNK = 1 << 16
-
 
 class Backend:
     def __init__(self, label: str, base_url: str, model_name: str, settings: GatewaySettings) -> None:
@@ -53,13 +51,20 @@ class Backend:
                                      headers={"Retry-After": str(self.retry_after)})
         raise BackendFailed(f"{self.label} backend failed ({response.status_code}): {detail}")
 
-    async def infer(self, header: v2wire.InferRequestHeader) -> dict[str, v2wire.DecodedOutput]:
+    def output(self, response: httpx.Response, name: str) -> v2wire.DecodedOutput:
+        try:
+            return v2wire.decode_response(response.content, response.headers)[name]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise BackendFailed(f"{self.label} backend returned a malformed response: {_describe(exc)}",
+                                headers={"x-should-retry": "false"}) from exc
+
+    async def infer(self, header: v2wire.InferRequestHeader, output: str) -> v2wire.DecodedOutput:
         body = header.encode()
         response = await self.post(self.infer_path, body, {"content-type": "application/json"})
-        return v2wire.decode_response(response.content, response.headers)
+        return self.output(response, output)
 
     async def infer_with_blob(self, header: v2wire.InferRequestHeader, chunks: AsyncIterator[bytes],
-                              size: int) -> dict[str, v2wire.DecodedOutput]:
+                              size: int, output: str) -> v2wire.DecodedOutput:
         """One binary BYTES input streamed from ``chunks`` after the JSON header."""
         header.binary_inputs.append(v2wire.BinaryInput("audio", "BYTES", [1], 4 + size))
         head = header.encode()
@@ -71,7 +76,7 @@ class Backend:
 
         headers = v2wire.request_headers(head) | {"content-length": str(len(head) + 4 + size)}
         response = await self.post(self.infer_path, body(), headers)
-        return v2wire.decode_response(response.content, response.headers)
+        return self.output(response, output)
 
 
 def new_request(parameters: dict[str, Any]) -> v2wire.InferRequestHeader:

@@ -6,7 +6,7 @@ import numpy as np
 
 from services.gateway.audio_encoding import encode_whole
 from services.gateway.backends import Backend, new_request
-from services.gateway.errors import InvalidRequest
+from services.gateway.errors import BackendFailed, InvalidRequest
 from services.gateway.protocol.speech import SpeechRequest
 from services.gateway.settings import GatewaySettings
 
@@ -28,8 +28,9 @@ def backend_request(req: SpeechRequest):
 
 
 async def synthesize(backend: Backend, req: SpeechRequest, settings: GatewaySettings) -> bytes:
-    outputs = await backend.infer(backend_request(req))
-    audio = outputs["audio"]
-    samples = np.frombuffer(audio.raw or b"", dtype="<f4")
-    return encode_whole(samples, int(audio.parameters["sample_rate"]), req.response_format,
-                        settings.speech_sample_rate)
+    audio = await backend.infer(backend_request(req), "audio")
+    rate = audio.parameters.get("sample_rate")
+    if audio.raw is None or not rate or len(audio.raw) % 4:
+        raise BackendFailed("TTS backend returned audio without float32 samples or a sample rate")
+    samples = np.frombuffer(audio.raw, dtype="<f4")
+    return encode_whole(samples, int(rate), req.response_format, settings.speech_sample_rate)

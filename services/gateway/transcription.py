@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 
 from fastapi import UploadFile
 from openai.types.audio import Transcription, TranscriptionVerbose, Translation, TranslationVerbose
 
 from services.gateway.backends import Backend, new_request
-from services.gateway.errors import InvalidRequest, PayloadTooLarge
+from services.gateway.errors import BackendFailed, InvalidRequest, PayloadTooLarge
 from services.gateway.formats import to_srt, to_vtt
 from services.gateway.settings import GatewaySettings
 
@@ -38,10 +39,11 @@ async def _chunks(file: UploadFile) -> AsyncIterator[bytes]:
 
 
 async def run_asr(backend: Backend, file: UploadFile, size: int, parameters: dict) -> dict:
-    import json
-
-    outputs = await backend.infer_with_blob(new_request(parameters), _chunks(file), size)
-    return json.loads(outputs["result"].single_bytes())
+    output = await backend.infer_with_blob(new_request(parameters), _chunks(file), size, "result")
+    try:
+        return json.loads(output.single_bytes())
+    except ValueError as exc:
+        raise BackendFailed(f"ASR backend returned a malformed result: {exc}") from exc
 
 
 def render(result: dict, response_format: str, translation: bool = False) -> str | dict:
