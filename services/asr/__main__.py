@@ -11,8 +11,16 @@ from services.common.predictor_server import serve
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s asr %(levelname)s %(name)s: %(message)s")
     settings = AsrSettings()
-    predictor = AsrPredictor(settings.model_name, AsrEngine(settings), settings.max_concurrency)
-    serve(predictor, settings.host, settings.http_port, add_routes=lambda app: None)
+    engine = AsrEngine(settings)
+    predictor = AsrPredictor(settings.model_name, engine, settings.max_concurrency)
+
+    def add_routes(app) -> None:
+        @app.get("/status", include_in_schema=False)
+        async def status() -> dict:
+            """Model lifetime per public id (loaded, in use, load count)."""
+            return {public: engine.managed(public).status() for public in engine.public_models}
+
+    serve(predictor, settings.host, settings.http_port, add_routes)
 
 
 if __name__ == "__main__":

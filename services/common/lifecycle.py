@@ -86,6 +86,10 @@ class ManagedModel(Generic[T]):
     def in_use(self) -> int:
         return self._users
 
+    def status(self) -> dict:
+        return {"loaded": self.loaded, "in_use": self._users, "loads": self.loads,
+                "unload_after": self.unload_after}
+
     def _acquire(self) -> T:
         with self._lock:
             self._cancel_timer()

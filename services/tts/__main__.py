@@ -11,8 +11,16 @@ from services.tts.settings import TtsSettings
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s tts %(levelname)s %(name)s: %(message)s")
     settings = TtsSettings()
-    predictor = TtsPredictor(settings.model_name, TtsEngine(settings), settings.max_concurrency)
-    serve(predictor, settings.host, settings.http_port, add_routes=lambda app: None)
+    engine = TtsEngine(settings)
+    predictor = TtsPredictor(settings.model_name, engine, settings.max_concurrency)
+
+    def add_routes(app) -> None:
+        @app.get("/status", include_in_schema=False)
+        async def status() -> dict:
+            """Model lifetime (loaded, in use, load count)."""
+            return {"model": engine.model.status()}
+
+    serve(predictor, settings.host, settings.http_port, add_routes)
 
 
 if __name__ == "__main__":

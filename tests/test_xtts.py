@@ -1,0 +1,64 @@
+"""XTTS v2 code paths on a tiny XTTS built at test time: built-in speakers, the default speaker
+reference, operator-mapped voices with cached conditioning latents; and an unloadable model."""
+
+import json
+
+import httpx
+import openai
+import pytest
+
+from scripts.devstack import local_stack
+from tests.conftest import start
+from tests.support.speech import decode, speak
+
+
+@pytest.fixture(scope="module")
+def xtts(workdir, tiny):
+    refs = workdir / "refs"
+    refs.mkdir()
+    default_ref = speak("This is the default reference voice for the tests.", refs / "default.wav")
+    alloy_ref = speak("A different recording for the alloy voice.", refs / "alloy.wav", voice="en-gb")
+    voice_dir = workdir / "xtts-voices"
+    services = local_stack(asr_env={}, gateway_env={}, tts_env={
+        "TTS_MODEL": str(tiny["xtts"]), "TTS_UNLOAD_POLICY": "never", "TTS_HOME": str(workdir / "xtts-home"),
+        "TTS_DEFAULT_SPEAKER_WAV": str(default_ref), "TTS_DEFAULT_SPEAKER_URL": "",
+        "TTS_VOICES": json.dumps({"alloy": str(alloy_ref)}), "TTS_VOICE_DIR": str(voice_dir)})
+    start(services, workdir / "logs" / "xtts")
+    yield services, voice_dir
+    for svc in reversed(services):
+        svc.stop()
+
+
+def say(services, voice: str) -> bytes:
+    client = openai.OpenAI(base_url=f"{services[-1].url}/v1", api_key="x", max_retries=0, timeout=300)
+    return client.audio.speech.create(model="tts-1-hd", voice=voice, input="Hello there.",
+                                      response_format="wav").content
+
+
+def test_builtin_mapped_and_default_voices(xtts):
+    services, voice_dir = xtts
+    for voice in ("Bo Random", "alloy", "nobody-by-this-name"):
+        samples, rate = decode(say(services, voice))
+        assert rate == 24000 and samples.size > 0
+    cached = sorted(p.name.split("-")[0] for p in voice_dir.glob("*.pth"))
+    assert cached == ["alloy", "default"]  # latents computed once per reference, then reused
+    before = {p: p.stat().st_mtime_ns for p in voice_dir.glob("*.pth")}
+    say(services, "alloy")
+    assert before == {p: p.stat().st_mtime_ns for p in voice_dir.glob("*.pth")}
+
+
+def test_unloadable_model_is_503_naming_it_and_service_stays_up(workdir):
+    services = local_stack(asr_env={}, gateway_env={}, tts_env={
+        "TTS_MODEL": "tts_models/multilingual/multi-dataset/xtts_v2", "TTS_HOME": str(workdir / "empty-home")})
+    start(services, workdir / "logs" / "unloadable")
+    try:
+        client = openai.OpenAI(base_url=f"{services[-1].url}/v1", api_key="x", max_retries=0)
+        for _ in range(2):
+            with pytest.raises(openai.InternalServerError) as err:
+                client.audio.speech.create(model="tts-1", voice="alloy", input="hi")
+            assert err.value.status_code == 503
+            assert "tts_models/multilingual/multi-dataset/xtts_v2" in err.value.body["message"]
+        assert httpx.get(f"{services[1].url}/healthz").status_code == 200
+    finally:
+        for svc in reversed(services):
+            svc.stop()
