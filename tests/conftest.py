@@ -42,6 +42,21 @@ def tiny(workdir) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
+def dialog(workdir) -> Path:
+    """Two espeak-ng voices taking turns, with a pause between them."""
+    import numpy as np
+    import soundfile as sf
+
+    out = workdir / "dialog"
+    out.mkdir()
+    a = speak("Good morning, how are you doing today?", out / "a.wav", voice="en-us")
+    b = speak("I am fine thank you, and the project is going well.", out / "b.wav", voice="en-gb+f3", rate=140)
+    parts = [sf.read(a, dtype="float32")[0], np.zeros(12800, np.float32), sf.read(b, dtype="float32")[0]]
+    sf.write(out / "dialog.wav", np.concatenate(parts), 16000)
+    return out / "dialog.wav"
+
+
+@pytest.fixture(scope="session")
 def spoken(workdir) -> dict[str, Path]:
     """Each test sentence spoken by espeak-ng, 16 kHz mono WAV."""
     out = workdir / "audio"
@@ -68,9 +83,12 @@ def whisper_models(path: Path = WHISPER) -> str:
 
 @pytest.fixture(scope="session")
 def stack(workdir, tiny) -> Iterator[list[Service]]:
-    """Real Whisper base (kept loaded) + tiny multi-speaker VITS + gateway."""
+    """Real Whisper base (kept loaded) with tiny local alignment and diarization models,
+    tiny multi-speaker VITS, and the gateway."""
     services = local_stack(
-        asr_env={"ASR_MODELS": whisper_models(), "ASR_UNLOAD_POLICY": "never", "ASR_BATCH_SIZE": "4"},
+        asr_env={"ASR_MODELS": whisper_models(), "ASR_UNLOAD_POLICY": "never", "ASR_BATCH_SIZE": "4",
+                 "ASR_ALIGN_MODELS": json.dumps({"en": str(tiny["wav2vec2"])}),
+                 "ASR_DIARIZATION_MODEL": str(tiny["diarization"])},
         tts_env={"TTS_MODEL": str(tiny["vits"]), "TTS_UNLOAD_POLICY": "never",
                  "TTS_HOME": str(workdir / "tts-home")},
         gateway_env={})

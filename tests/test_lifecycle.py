@@ -98,14 +98,14 @@ def test_real_asr_predictor_unloads_after_each_request_by_default(workdir, spoke
     asr, _, gw = services
     start(services, workdir / "logs" / "after-request")
     try:
-        status = httpx.get(f"{asr.url}/status").json()["whisper-1"]
+        status = httpx.get(f"{asr.url}/status").json()["model:whisper-1"]
         assert status["loaded"] is False and status["loads"] == 0  # lazy: nothing loaded yet
         wav = next(iter(spoken.values()))
         for expected_loads in (1, 2):
             r = httpx.post(f"{gw.url}/v1/audio/transcriptions", files={"file": wav.read_bytes()},
                            data={"model": "whisper-1"}, timeout=300)
             assert r.status_code == 200 and "dog" in r.json()["text"]
-            status = httpx.get(f"{asr.url}/status").json()["whisper-1"]
+            status = httpx.get(f"{asr.url}/status").json()["model:whisper-1"]
             assert status == {"loaded": False, "in_use": 0, "loads": expected_loads, "unload_after": 0.0}
     finally:
         for svc in reversed(services):

@@ -3,7 +3,7 @@
 import logging
 
 from services.asr.engine import AsrEngine
-from services.asr.predictor import AsrPredictor
+from services.asr.predictor import AsrPredictor, add_stream_route
 from services.asr.settings import AsrSettings
 from services.common.predictor_server import serve
 
@@ -17,8 +17,10 @@ def main() -> None:
     def add_routes(app) -> None:
         @app.get("/status", include_in_schema=False)
         async def status() -> dict:
-            """Model lifetime per public id (loaded, in use, load count)."""
-            return {public: engine.managed(public).status() for public in engine.public_models}
+            """Model lifetimes (loaded, in use, load count): Whisper per public id, aligners, diarization."""
+            return engine.models_status()
+
+        add_stream_route(app, predictor)
 
     serve(predictor, settings.host, settings.http_port, add_routes)
 

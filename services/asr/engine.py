@@ -1,19 +1,25 @@
-"""WhisperX work, free of KServe: load models, decode audio, transcribe or translate."""
+"""WhisperX work, free of KServe: models, decoding, alignment, diarization -> one rich result.
+
+Every model (Whisper per backend, an aligner per language, the diarization pipeline) is a
+``ManagedModel`` with the configured unload policy, and has its own lock: one decode per model at
+a time, while another request may be aligning or diarizing.
+"""
 
 from __future__ import annotations
 
-import logging
 import threading
-import zlib
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
-from services.asr.audio import SAMPLE_RATE, decode
+from services.asr import alignment, decoding, diarization
+from services.asr.audio import BadAudio, decode
+from services.asr.result import assemble
 from services.asr.settings import AsrSettings
 from services.common.lifecycle import ManagedModel
 
-log = logging.getLogger(__name__)
+OnText = Callable[[str], None]
 
 
 class UnknownModel(ValueError):
@@ -21,7 +27,7 @@ class UnknownModel(ValueError):
 
 
 class UnsupportedOption(ValueError):
-    """A request option the engine cannot honour (unknown language, ...)."""
+    """A request option the engine cannot honour (unknown language, bad speaker bounds, ...)."""
 
 
 @dataclass(frozen=True)
@@ -31,6 +37,10 @@ class TranscribeOptions:
     language: str | None = None
     prompt: str | None = None
     temperature: float = 0.0
+    word_timestamps: bool = False
+    diarize: bool = False
+    min_speakers: int | None = None
+    max_speakers: int | None = None
 
 
 def resolve_device(device: str) -> str:
@@ -47,134 +57,112 @@ def supported_languages() -> set[str]:
     return set(_LANGUAGE_CODES)
 
 
-class AsrEngine:
-    """One ``ManagedModel`` per backend WhisperX model; one decode at a time per model (a lock)."""
+class Locked:
+    """A ManagedModel with the lock that serialises its use."""
 
+    def __init__(self, managed: ManagedModel) -> None:
+        self.managed, self.lock = managed, threading.Lock()
+
+
+class AsrEngine:
     def __init__(self, settings: AsrSettings) -> None:
         self.settings = settings
         self.device = resolve_device(settings.device)
         self.compute_type = settings.compute_type or ("float16" if self.device == "cuda" else "int8")
-        self._models: dict[str, ManagedModel] = {}
-        self._locks: dict[str, threading.Lock] = {}
-        for backend in dict.fromkeys(settings.models.values()):
-            self._models[backend] = ManagedModel(f"whisper:{backend}", self._loader(backend),
-                                                 settings.unload_policy)
-            self._locks[backend] = threading.Lock()
+        self.token = settings.hf_token.get_secret_value() if settings.hf_token else None
+        self._whisper = {backend: self._managed(f"whisper:{backend}", self._whisper_loader(backend))
+                         for backend in dict.fromkeys(settings.models.values())}
+        self._aligners: dict[str, Locked] = {}
+        self._aligners_lock = threading.Lock()
+        self._diarizer = self._managed(f"diarization:{settings.diarization_model}", self._load_diarizer)
+
+    def _managed(self, name: str, loader) -> Locked:
+        return Locked(ManagedModel(name, loader, self.settings.unload_policy))
 
     @property
     def public_models(self) -> list[str]:
         return list(self.settings.models)
 
     def managed(self, public_id: str) -> ManagedModel:
+        return self._whisper_for(public_id).managed
+
+    def _whisper_for(self, public_id: str) -> Locked:
         try:
-            return self._models[self.settings.models[public_id]]
+            return self._whisper[self.settings.models[public_id]]
         except KeyError:
             raise UnknownModel(
                 f"model '{public_id}' is not served; choose one of {self.public_models}") from None
 
-    def _loader(self, backend: str):
+    def models_status(self) -> dict:
+        out = {f"model:{p}": self.managed(p).status() for p in self.public_models}
+        out |= {f"alignment:{lang}": a.managed.status() for lang, a in self._aligners.items()}
+        return out | {"diarization": self._diarizer.managed.status()}
+
+    # -- loaders ---------------------------------------------------------------------------
+    def _whisper_loader(self, backend: str):
         def load():
             import torch
             import whisperx
 
-            token = self.settings.hf_token.get_secret_value() if self.settings.hf_token else None
             pipe = whisperx.load_model(
                 backend, self.device, compute_type=self.compute_type,
                 download_root=self.settings.download_root, threads=self.settings.threads,
-                vad_method=self.settings.vad_method, use_auth_token=token)
+                vad_method=self.settings.vad_method, use_auth_token=self.token)
             torch.set_num_threads(self.settings.threads)
-            pipe.model.model = NoSpeechRecorder(pipe.model.model)
+            decoding.install_hooks(pipe)
             return pipe
         return load
 
+    def _aligner(self, language: str) -> Locked:
+        with self._aligners_lock:
+            if language not in self._aligners:
+                name = self.settings.align_models.get(language)
+                loader = lambda: alignment.load_aligner(language, self.device, name, self.settings.align_model_dir)
+                self._aligners[language] = self._managed(f"alignment:{name or 'whisperx-default'}:{language}", loader)
+            return self._aligners[language]
+
+    def _load_diarizer(self):
+        return diarization.load_diarizer(self.settings.diarization_model, self.device, self.token,
+                                         self.settings.download_root)
+
+    # -- requests --------------------------------------------------------------------------
     def validate(self, options: TranscribeOptions) -> None:
         """Everything that can be a client error, checked before any model work."""
-        self.managed(options.model)
+        self._whisper_for(options.model)
+        if options.task not in ("transcribe", "translate"):
+            raise UnsupportedOption(f"unknown task '{options.task}'")
         if options.language is not None and options.language not in supported_languages():
             raise UnsupportedOption(f"language '{options.language}' is not supported; "
                                     "use an ISO-639-1 code such as 'en'")
         if not 0.0 <= options.temperature <= 1.0:
             raise UnsupportedOption("temperature must be between 0 and 1")
+        lo, hi = options.min_speakers, options.max_speakers
+        if (lo is not None and lo < 1) or (hi is not None and hi < 1) or (lo and hi and lo > hi):
+            raise UnsupportedOption("speaker bounds must be >= 1 and min_speakers <= max_speakers")
 
-    def run(self, audio_bytes: bytes, options: TranscribeOptions) -> dict:
-        self.validate(options)
+    def decode_audio(self, audio_bytes: bytes) -> np.ndarray:
         audio = decode(audio_bytes)
-        managed = self.managed(options.model)
-        with managed.use() as pipe, self._locks[self.settings.models[options.model]]:
-            return self._transcribe(pipe, audio, options)
+        if float(np.max(np.abs(audio))) < self.settings.silence_threshold:
+            raise BadAudio("the audio is silent (no signal above the silence threshold)")
+        return audio
 
-    def _transcribe(self, pipe, audio: np.ndarray, options: TranscribeOptions) -> dict:
-        recorder: NoSpeechRecorder = pipe.model.model
-        recorder.probs.clear()
-        saved = pipe.options
-        pipe.options = replace(saved, initial_prompt=options.prompt,
-                               temperatures=[options.temperature])
-        try:
-            raw = pipe.transcribe(audio, batch_size=self.settings.batch_size,
-                                  language=options.language, task=options.task)
-        finally:
-            pipe.options = saved
-        return build_result(raw, audio, options, _tokenizer(pipe, raw["language"], options.task),
-                            recorder.probs)
+    def run(self, audio_bytes: bytes, options: TranscribeOptions, on_text: OnText | None = None,
+            cancel: threading.Event | None = None) -> dict:
+        self.validate(options)
+        audio = self.decode_audio(audio_bytes)
+        language, segments = self._decode(audio, options, on_text, cancel)
+        if segments and options.word_timestamps and self.settings.word_timestamps == "alignment":
+            aligner = self._aligner(language)
+            with aligner.managed.use() as model, aligner.lock:
+                alignment.align(model, segments, audio, self.device)
+        if segments and options.diarize:
+            with self._diarizer.managed.use() as model, self._diarizer.lock:
+                diarization.diarize(model, segments, audio, options.min_speakers, options.max_speakers)
+        return assemble(language, audio, options.task, segments)
 
-
-class NoSpeechRecorder:
-    """Wraps the CTranslate2 Whisper model so WhisperX's batched decoding also reports each
-    segment's no-speech probability (OpenAI's ``no_speech_prob``), in decoding order."""
-
-    def __init__(self, model) -> None:
-        self._model = model
-        self.probs: list[float] = []
-
-    def __getattr__(self, name: str):
-        return getattr(self._model, name)
-
-    def generate(self, *args, **kwargs):
-        results = self._model.generate(*args, return_no_speech_prob=True, **kwargs)
-        self.probs.extend(float(r.no_speech_prob) for r in results)
-        return results
-
-
-def _tokenizer(pipe, language: str, task: str):
-    from faster_whisper.tokenizer import Tokenizer
-
-    return Tokenizer(pipe.model.hf_tokenizer, pipe.model.model.is_multilingual, task=task, language=language)
-
-
-def compression_ratio(text: str) -> float:
-    data = text.encode("utf-8")
-    return len(data) / len(zlib.compress(data)) if data else 0.0
-
-
-def language_name(code: str) -> str:
-    from whisperx.utils import LANGUAGES
-
-    return LANGUAGES.get(code, code)
-
-
-def build_result(raw: dict, audio: np.ndarray, options: TranscribeOptions, tokenizer,
-                 no_speech: list[float]) -> dict:
-    """WhisperX output -> the one rich result the gateway renders into every response format."""
-    segments = []
-    for idx, seg in enumerate(raw["segments"]):
-        text = seg["text"]
-        segments.append({
-            "id": idx,
-            "seek": int(round(seg["start"] * 100)),  # Whisper's seek is in 10 ms frames
-            "start": float(seg["start"]),
-            "end": float(seg["end"]),
-            "text": text,
-            "tokens": tokenizer.encode(text),
-            "temperature": options.temperature,
-            "avg_logprob": float(seg.get("avg_logprob", 0.0)),
-            "compression_ratio": compression_ratio(text),
-            "no_speech_prob": no_speech[idx],
-        })
-    return {
-        "task": options.task,
-        "language": raw["language"],
-        "language_name": language_name(raw["language"]),
-        "duration": round(len(audio) / SAMPLE_RATE, 3),
-        "text": "".join(s["text"] for s in segments).strip(),
-        "segments": segments,
-    }
+    def _decode(self, audio, options, on_text, cancel) -> tuple[str, list[dict]]:
+        whisper = self._whisper_for(options.model)
+        with whisper.managed.use() as pipe, whisper.lock:
+            if options.word_timestamps and self.settings.word_timestamps == "whisper":
+                return decoding.sequential(pipe, audio, options, on_text, cancel)
+            return decoding.batched(pipe, audio, options, self.settings.batch_size, on_text, cancel)

@@ -1,12 +1,16 @@
-"""The ASR KServe predictor: v2 infer in, one rich JSON transcription result out."""
+"""The ASR KServe predictor: v2 infer in, one rich JSON transcription result out; plus a streaming
+route (KServe has none for this) that sends NDJSON events as batches are decoded."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
+import threading
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 
+from fastapi import FastAPI, Request
+from fastapi.responses import StreamingResponse
 from kserve import Model
 from kserve.errors import InvalidInput, ModelNotReady
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
@@ -14,7 +18,9 @@ from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 from services.asr.audio import BadAudio
 from services.asr.engine import AsrEngine, TranscribeOptions, UnknownModel, UnsupportedOption
 from services.common.lifecycle import ModelLoadError
-from services.common.predictor_server import raw_bytes_element
+from services.common.predictor_server import parse_binary_request, raw_bytes_element
+
+MISSING_FEATURE_MODELS = ("alignment:", "diarization:")
 
 
 @contextmanager
@@ -28,41 +34,21 @@ def kserve_errors(model_name: str) -> Iterator[None]:
         raise ModelNotReady(model_name, str(exc)) from exc
 
 
+def _int_or_none(value) -> int | None:
+    return None if value in (None, "") else int(value)
+
+
 def options_from(params: dict) -> TranscribeOptions:
     try:
         return TranscribeOptions(
-            model=str(params["model"]),
-            task=str(params.get("task", "transcribe")),
-            language=params.get("language") or None,
-            prompt=params.get("prompt") or None,
+            model=str(params["model"]), task=str(params.get("task", "transcribe")),
+            language=params.get("language") or None, prompt=params.get("prompt") or None,
             temperature=float(params.get("temperature", 0.0)),
-        )
+            word_timestamps=bool(params.get("word_timestamps", False)), diarize=bool(params.get("diarize", False)),
+            min_speakers=_int_or_none(params.get("min_speakers")),
+            max_speakers=_int_or_none(params.get("max_speakers")))
     except (KeyError, TypeError, ValueError) as exc:
         raise InvalidInput(f"bad request parameters: {exc!r}") from exc
-
-
-class AsrPredictor(Model):
-    def __init__(self, name: str, engine: AsrEngine, max_concurrency: int) -> None:
-        super().__init__(name)
-        self.engine = engine
-        self._slots = asyncio.Semaphore(max_concurrency)
-
-    def load(self) -> bool:
-        # Ready means "accepting requests": WhisperX itself loads lazily on the first one.
-        self.ready = True
-        return self.ready
-
-    async def predict(self, payload: InferRequest, headers: dict | None = None) -> InferResponse:
-        audio = raw_bytes_element(_input(payload, "audio"))
-        options = options_from(payload.parameters or {})
-        if options.task not in ("transcribe", "translate"):
-            raise InvalidInput(f"unknown task '{options.task}'")
-        with kserve_errors(self.name):
-            self.engine.validate(options)
-            async with self._slots:
-                result = await asyncio.to_thread(self.engine.run, audio, options)
-        output = InferOutput("result", [1], "BYTES", data=[json.dumps(result)])
-        return InferResponse(payload.id, self.name, [output])
 
 
 def _input(payload: InferRequest, name: str):
@@ -70,3 +56,84 @@ def _input(payload: InferRequest, name: str):
         if tensor.name == name:
             return tensor
     raise InvalidInput(f"input '{name}' is missing")
+
+
+def _event(kind: str, **fields) -> bytes:
+    return json.dumps({"type": kind, **fields}).encode() + b"\n"
+
+
+class AsrPredictor(Model):
+    def __init__(self, name: str, engine: AsrEngine, max_concurrency: int) -> None:
+        super().__init__(name)
+        self.engine = engine
+        self._slots = asyncio.Semaphore(max_concurrency)
+        self._tasks: set[asyncio.Task] = set()  # streams still finishing after their client left
+
+    def load(self) -> bool:
+        # Ready means "accepting requests": WhisperX itself loads lazily on the first one.
+        self.ready = True
+        return self.ready
+
+    def _prepare(self, payload: InferRequest) -> tuple[bytes, TranscribeOptions]:
+        audio = raw_bytes_element(_input(payload, "audio"))
+        options = options_from(payload.parameters or {})
+        with kserve_errors(self.name):
+            self.engine.validate(options)
+        return audio, options
+
+    async def predict(self, payload: InferRequest, headers: dict | None = None) -> InferResponse:
+        audio, options = self._prepare(payload)
+        with kserve_errors(self.name):
+            async with self._slots:
+                result = await asyncio.to_thread(self.engine.run, audio, options)
+        output = InferOutput("result", [1], "BYTES", data=[json.dumps(result)])
+        return InferResponse(payload.id, self.name, [output])
+
+    async def stream(self, payload: InferRequest, disconnected) -> AsyncIterator[bytes]:
+        """``{"type":"text","text":...}`` per decoded batch or segment, then ``result``. A failure
+        before the first event is raised (so it becomes a proper HTTP error); later, ``error``."""
+        audio, options = self._prepare(payload)
+        loop, queue, cancel = asyncio.get_running_loop(), asyncio.Queue(), threading.Event()
+        on_text = lambda text: loop.call_soon_threadsafe(queue.put_nowait, _event("text", text=text))
+
+        async def work() -> None:
+            try:
+                with kserve_errors(self.name):
+                    async with self._slots:
+                        result = await asyncio.to_thread(self.engine.run, audio, options, on_text, cancel)
+                queue.put_nowait(_event("result", result=result))
+            except Exception as exc:  # noqa: BLE001 - handed to the consumer below
+                queue.put_nowait(exc)
+            queue.put_nowait(None)
+
+        task = asyncio.create_task(work())
+        sent = False
+        try:
+            while (item := await queue.get()) is not None:
+                if isinstance(item, Exception):
+                    if not sent:
+                        raise item
+                    item = _event("error", message=str(item), kind=type(item).__name__)
+                yield item
+                sent = True
+                if await disconnected():
+                    break
+        finally:
+            cancel.set()  # stops decoding between batches when the client went away
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+
+def add_stream_route(app: FastAPI, predictor: AsrPredictor) -> None:
+    @app.post(f"/v2/models/{predictor.name}/infer_stream", include_in_schema=False)
+    async def infer_stream(request: Request) -> StreamingResponse:
+        payload = parse_binary_request(await request.body(), request.headers, predictor.name)
+        events = predictor.stream(payload, request.is_disconnected)
+        first = await anext(events)  # validation errors surface here, before the 200
+        return StreamingResponse(_prepend(first, events), media_type="application/x-ndjson")
+
+
+async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    yield first
+    async for item in rest:
+        yield item

@@ -29,6 +29,16 @@ class AsrSettings(BaseSettings):
     unload_policy: UnloadPolicy = Field(
         "after_request", description="'after_request', 'never', or idle seconds before unloading.")
     max_concurrency: int = Field(1, ge=1, le=64, description="Requests decoded at once; the rest queue.")
+    word_timestamps: Literal["alignment", "whisper"] = Field(
+        "alignment", description="alignment: WhisperX wav2vec2 forced alignment (per-language model); "
+                                 "whisper: Whisper's own cross-attention times (no extra model).")
+    align_models: dict[str, str] = Field(
+        {}, description="Language -> alignment model (hub id or local dir); unset languages use WhisperX's default.")
+    align_model_dir: str | None = Field(None, description="Cache for alignment models.")
+    diarization_model: str = Field("pyannote/speaker-diarization-community-1",
+                                   description="pyannote pipeline (hub id, needs HF_TOKEN, or local dir).")
+    silence_threshold: float = Field(1e-3, ge=0.0, le=1.0,
+                                     description="Peak amplitude below which an upload counts as silent (400).")
     hf_token: SecretStr | None = Field(
         None, validation_alias=AliasChoices("ASR_HF_TOKEN", "HF_TOKEN"),
         description="Hugging Face token (gated pyannote models).")

@@ -36,12 +36,17 @@ class BinaryDataPlane(DataPlane):
     def decode_inference_request(self, body, headers, model_name):
         if not isinstance(body, bytes):
             return super().decode_inference_request(body, headers, model_name)
-        try:
-            json_len = int(headers[HEADER_LENGTH])
-            doc = json.loads(body[:json_len])
-            return _request_from_header(doc, body, json_len, model_name)
-        except (KeyError, ValueError, TypeError, struct.error) as exc:
-            raise InvalidInput(f"malformed v2 binary request: {exc}") from exc
+        return parse_binary_request(body, headers, model_name)
+
+
+def parse_binary_request(body: bytes, headers, model_name: str) -> InferRequest:
+    """A v2 request body (JSON, or JSON + binary tensors) -> InferRequest with raw binary inputs."""
+    try:
+        json_len = int(headers.get(HEADER_LENGTH) or len(body))
+        doc = json.loads(body[:json_len])
+        return _request_from_header(doc, body, json_len, model_name)
+    except (KeyError, ValueError, TypeError, struct.error) as exc:
+        raise InvalidInput(f"malformed v2 request: {exc}") from exc
 
 
 def _request_from_header(doc: dict, body: bytes, offset: int, model_name: str) -> InferRequest:

@@ -66,17 +66,37 @@ class Backend:
     async def infer_with_blob(self, header: v2wire.InferRequestHeader, chunks: AsyncIterator[bytes],
                               size: int, output: str) -> v2wire.DecodedOutput:
         """One binary BYTES input streamed from ``chunks`` after the JSON header."""
-        header.binary_inputs.append(v2wire.BinaryInput("audio", "BYTES", [1], 4 + size))
-        head = header.encode()
-
-        async def body() -> AsyncIterator[bytes]:
-            yield head + size.to_bytes(4, "little")
-            async for chunk in chunks:
-                yield chunk
-
-        headers = v2wire.request_headers(head) | {"content-length": str(len(head) + 4 + size)}
-        response = await self.post(self.infer_path, body(), headers)
+        body, headers = blob_body(header, chunks, size)
+        response = await self.post(self.infer_path, body, headers)
         return self.output(response, output)
+
+    async def open_stream(self, path: str, content: Any, headers: dict[str, str]) -> httpx.Response:
+        """POST and return the response with its body still unread (the caller closes it)."""
+        request = self.client.build_request("POST", path, content=content, headers=headers)
+        try:
+            response = await self.client.send(request, stream=True)
+        except httpx.TimeoutException as exc:
+            raise BackendTimeout(f"{self.label} backend timed out: {_describe(exc)}") from exc
+        except httpx.TransportError as exc:
+            raise BackendFailed(f"{self.label} backend request failed: {_describe(exc)}") from exc
+        if response.status_code >= 400:
+            await response.aread()
+            await response.aclose()
+            self.raise_for_status(response)
+        return response
+
+
+def blob_body(header: v2wire.InferRequestHeader, chunks: AsyncIterator[bytes], size: int):
+    """The v2 body with one binary BYTES input streamed from ``chunks``, and its headers."""
+    header.binary_inputs.append(v2wire.BinaryInput("audio", "BYTES", [1], 4 + size))
+    head = header.encode()
+
+    async def body() -> AsyncIterator[bytes]:
+        yield head + size.to_bytes(4, "little")
+        async for chunk in chunks:
+            yield chunk
+
+    return body(), v2wire.request_headers(head) | {"content-length": str(len(head) + 4 + size)}
 
 
 def new_request(parameters: dict[str, Any]) -> v2wire.InferRequestHeader:

@@ -1,4 +1,4 @@
-"""Transcription work without HTTP: ask the ASR backend, render the requested response format."""
+"""Transcription work without HTTP: check the request, ask the ASR backend, render the format."""
 
 from __future__ import annotations
 
@@ -6,11 +6,14 @@ import json
 from collections.abc import AsyncIterator
 
 from fastapi import UploadFile
-from openai.types.audio import Transcription, TranscriptionVerbose, Translation, TranslationVerbose
+from openai.types.audio import (Transcription, TranscriptionDiarized, TranscriptionVerbose, Translation,
+                                TranslationVerbose)
 
-from services.gateway.backends import Backend, new_request
+from services.gateway import sse
+from services.gateway.backends import Backend, blob_body, new_request
 from services.gateway.errors import BackendFailed, InvalidRequest, PayloadTooLarge
 from services.gateway.formats import to_srt, to_vtt
+from services.gateway.protocol.transcriptions import TranscriptionRequest, TranslationRequest
 from services.gateway.settings import GatewaySettings
 
 CHUNK = 1 << 16
@@ -32,6 +35,35 @@ def check_upload(file: UploadFile, settings: GatewaySettings) -> int:
     return size
 
 
+def wants_diarization(form: TranscriptionRequest) -> bool:
+    return form.diarize or form.response_format == "diarized_json"
+
+
+def check_transcription(form: TranscriptionRequest) -> None:
+    """The combinations OpenAI refuses, and the seed's fields used without what they need."""
+    if "word" in form.timestamp_granularities and form.response_format != "verbose_json":
+        raise InvalidRequest("timestamp_granularities[]=word requires response_format=verbose_json",
+                             param="timestamp_granularities[]", code="invalid_value")
+    if (form.min_speakers or form.max_speakers) and not wants_diarization(form):
+        raise InvalidRequest("min_speakers/max_speakers need diarize=true or response_format=diarized_json",
+                             param="min_speakers" if form.min_speakers else "max_speakers", code="invalid_value")
+    if form.min_speakers and form.max_speakers and form.min_speakers > form.max_speakers:
+        raise InvalidRequest("min_speakers must not exceed max_speakers", param="min_speakers",
+                             code="invalid_value")
+
+
+def transcription_parameters(form: TranscriptionRequest) -> dict:
+    return {"model": form.model, "task": "transcribe", "language": form.language, "prompt": form.prompt,
+            "temperature": form.temperature,
+            "word_timestamps": form.advanced or "word" in form.timestamp_granularities,
+            "diarize": wants_diarization(form), "min_speakers": form.min_speakers,
+            "max_speakers": form.max_speakers}
+
+
+def translation_parameters(form: TranslationRequest) -> dict:
+    return {"model": form.model, "task": "translate", "prompt": form.prompt, "temperature": form.temperature}
+
+
 async def _chunks(file: UploadFile) -> AsyncIterator[bytes]:
     await file.seek(0)
     while chunk := await file.read(CHUNK):
@@ -46,26 +78,102 @@ async def run_asr(backend: Backend, file: UploadFile, size: int, parameters: dic
         raise BackendFailed(f"ASR backend returned a malformed result: {exc}") from exc
 
 
-def render(result: dict, response_format: str, translation: bool = False) -> str | dict:
-    segments = result["segments"]
-    if response_format == "text":
-        return result["text"] + "\n"
-    if response_format == "srt":
-        return to_srt(segments)
-    if response_format == "vtt":
-        return to_vtt(segments)
-    if response_format == "verbose_json":
-        return verbose(result, translation)
-    usage = {"type": "duration", "seconds": result["duration"]}
-    if translation:
-        return Translation(text=result["text"]).model_dump()
-    return Transcription(text=result["text"], usage=usage).model_dump(exclude_none=True)
+def letter_speakers(result: dict) -> None:
+    """pyannote's SPEAKER_00, SPEAKER_01, ... -> OpenAI's A, B, ... in order of first appearance."""
+    names: dict[str, str] = {}
+    for item in [*result["segments"], *result.get("words", [])]:
+        if "speaker" in item:
+            item["speaker"] = names.setdefault(item["speaker"], _letter(len(names)))
+    if "speakers" in result:
+        result["speakers"] = list(names.values())
 
 
-def verbose(result: dict, translation: bool) -> dict:
+def _letter(i: int) -> str:
+    return chr(ord("A") + i) if i < 26 else f"S{i}"
+
+
+def render_transcription(result: dict, form: TranscriptionRequest) -> str | dict:
+    letter_speakers(result)
+    fmt = "verbose_json" if form.advanced and form.response_format == "json" else form.response_format
+    if fmt == "diarized_json":
+        return diarized(result)
+    if fmt == "verbose_json":
+        return verbose_transcription(result, set(form.timestamp_granularities), form.advanced)
+    if fmt == "json":
+        usage = {"type": "duration", "seconds": result["duration"]}
+        return Transcription(text=result["text"], usage=usage).model_dump(exclude_none=True)
+    return render_text(result, fmt)
+
+
+def render_translation(result: dict, form: TranslationRequest) -> str | dict:
     common = {"duration": result["duration"], "text": result["text"], "segments": result["segments"]}
-    if translation:
+    if form.response_format == "verbose_json":
         return TranslationVerbose(language="english", **common).model_dump(exclude_none=True)
-    body = TranscriptionVerbose(language=result["language_name"], usage={"type": "duration", "seconds": result["duration"]},
-                                **common)
+    if form.response_format == "json":
+        return Translation(text=result["text"]).model_dump()
+    return render_text(result, form.response_format)
+
+
+def render_text(result: dict, fmt: str) -> str:
+    return {"text": lambda: result["text"] + "\n", "srt": lambda: to_srt(result["segments"]),
+            "vtt": lambda: to_vtt(result["segments"])}[fmt]()
+
+
+def verbose_transcription(result: dict, granularities: set[str], advanced: bool) -> dict:
+    """OpenAI's verbose_json; ``advanced`` adds WhisperX's per-segment aligned words (with scores)."""
+    segments = [{k: v for k, v in s.items() if k != "words" or advanced} for s in result["segments"]]
+    body = TranscriptionVerbose(
+        language=result["language_name"], duration=result["duration"], text=result["text"],
+        segments=segments if ("segment" in granularities or advanced) else None,
+        words=result.get("words") if ("word" in granularities or advanced) else None,
+        usage={"type": "duration", "seconds": result["duration"]})
     return {"task": "transcribe", **body.model_dump(exclude_none=True)}
+
+
+def diarized_segments(result: dict) -> list[dict]:
+    return [{"type": "transcript.text.segment", "id": f"seg_{s['id']}", "start": s["start"], "end": s["end"],
+             "text": s["text"].strip(), "speaker": s.get("speaker", "A")} for s in result["segments"]]
+
+
+def diarized(result: dict) -> dict:
+    segments = diarized_segments(result)
+    text = "\n".join(f"{s['speaker']}: {s['text']}" for s in segments)
+    return TranscriptionDiarized(task="transcribe", duration=result["duration"], text=text, segments=segments,
+                                 usage={"type": "duration", "seconds": result["duration"]}).model_dump()
+
+
+async def stream_transcription(backend: Backend, file: UploadFile, size: int,
+                               form: TranscriptionRequest) -> AsyncIterator[bytes]:
+    """Open the backend stream now (its errors are HTTP errors); return the SSE body to send."""
+    body, headers = blob_body(new_request(transcription_parameters(form)), _chunks(file), size)
+    response = await backend.open_stream(f"/v2/models/{backend.model_name}/infer_stream", body, headers)
+    return _sse(response, form)
+
+
+async def _sse(response, form: TranscriptionRequest) -> AsyncIterator[bytes]:
+    started = False
+    try:
+        async for line in response.aiter_lines():
+            if not line:
+                continue
+            item = json.loads(line)
+            if item["type"] == "text":
+                delta = item["text"] if started else item["text"].lstrip()
+                started = started or bool(delta)
+                if delta:
+                    yield sse.event({"type": "transcript.text.delta", "delta": delta})
+            elif item["type"] == "result":
+                for event in final_events(item["result"], form):
+                    yield event
+            else:
+                yield sse.error_event(f"ASR backend failed: {item.get('message')}", item.get("kind"))
+    finally:
+        await response.aclose()
+
+
+def final_events(result: dict, form: TranscriptionRequest) -> list[bytes]:
+    letter_speakers(result)
+    events = []
+    if form.response_format == "diarized_json":
+        events = [sse.event(seg) for seg in diarized_segments(result)]
+    return events + [sse.event({"type": "transcript.text.done", "text": result["text"]})]

@@ -87,10 +87,84 @@ def build_xtts(out: Path, speakers: tuple[str, ...] = ("Ana Random", "Bo Random"
     return out
 
 
+def build_wav2vec2(out: Path) -> Path:
+    """A random character-level Wav2Vec2ForCTC saved with save_pretrained (alignment stand-in)."""
+    import torch
+    from transformers import (Wav2Vec2Config, Wav2Vec2CTCTokenizer, Wav2Vec2FeatureExtractor,
+                              Wav2Vec2ForCTC, Wav2Vec2Processor)
+
+    out.mkdir(parents=True, exist_ok=True)
+    vocab = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, "|": 4}
+    for char in "abcdefghijklmnopqrstuvwxyz'":
+        vocab[char] = len(vocab)
+    (out / "vocab.json").write_text(json.dumps(vocab))
+    tokenizer = Wav2Vec2CTCTokenizer(str(out / "vocab.json"), unk_token="<unk>", pad_token="<pad>",
+                                     word_delimiter_token="|")
+    extractor = Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True,
+                                         return_attention_mask=False)
+    Wav2Vec2Processor(feature_extractor=extractor, tokenizer=tokenizer).save_pretrained(out)
+    config = Wav2Vec2Config(vocab_size=len(vocab), pad_token_id=0, hidden_size=32, num_hidden_layers=2,
+                            num_attention_heads=2, intermediate_size=64, conv_dim=(32,) * 7,
+                            conv_stride=(5, 2, 2, 2, 2, 2, 2), conv_kernel=(10, 3, 3, 3, 3, 2, 2),
+                            num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2, feat_extract_norm="group")
+    torch.manual_seed(0)
+    Wav2Vec2ForCTC(config).save_pretrained(out)
+    return out
+def _save_pyannote(model, path: Path) -> None:
+    import lightning
+    import torch
+
+    checkpoint = {"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams),
+                  "pytorch-lightning_version": lightning.__version__}
+    model.on_save_checkpoint(checkpoint)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(checkpoint, path)
+def build_diarization(out: Path) -> Path:
+    """A pyannote SpeakerDiarization pipeline: the real segmentation model WhisperX ships (so speech
+    regions are found), a random x-vector embedding and a random PLDA (so labels are arbitrary)."""
+    import shutil
+
+    import numpy as np
+    import torch
+    import whisperx
+    import yaml
+    from pyannote.audio import __version__ as pyannote_version
+    from pyannote.audio.core.task import Problem, Resolution, Specifications
+    from pyannote.audio.models.embedding import XVectorMFCC
+
+    (out / "segmentation").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(Path(whisperx.__file__).parent / "assets" / "pytorch_model.bin",
+                    out / "segmentation" / "pytorch_model.bin")
+    torch.manual_seed(0)
+    embedding = XVectorMFCC(dimension=32)
+    embedding.specifications = Specifications(problem=Problem.REPRESENTATION, resolution=Resolution.CHUNK,
+                                              duration=5.0, min_duration=0.5)
+    embedding.setup()
+    _save_pyannote(embedding, out / "embedding" / "pytorch_model.bin")
+    rng, dim, lda = np.random.default_rng(0), 32, 8
+    (out / "plda").mkdir(exist_ok=True)
+    np.savez(out / "plda" / "xvec_transform.npz", mean1=np.zeros(dim), mean2=np.zeros(lda),
+             lda=rng.standard_normal((dim, lda)))
+    np.savez(out / "plda" / "plda.npz", mu=np.zeros(lda), tr=np.linalg.qr(rng.standard_normal((lda, lda)))[0],
+             psi=np.linspace(5, 0.5, lda))
+    config = {"dependencies": {"pyannote.audio": pyannote_version},
+              "pipeline": {"name": "pyannote.audio.pipelines.SpeakerDiarization",
+                           "params": {"segmentation": "$model/segmentation", "embedding": "$model/embedding",
+                                      "plda": "$model/plda", "clustering": "VBxClustering",
+                                      "embedding_exclude_overlap": True, "segmentation_batch_size": 8,
+                                      "embedding_batch_size": 8}},
+              "params": {"segmentation": {"threshold": 0.5, "min_duration_off": 0.0},
+                         "clustering": {"threshold": 0.6, "Fa": 0.07, "Fb": 0.8}}}
+    (out / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return out
+
+
 def build_all(root: Path) -> dict[str, Path]:
     return {"vits": build_vits(root / "vits", ["alloy", "echo", "fable"]),
             "vits_single": build_vits(root / "vits-single"),
-            "xtts": build_xtts(root / "xtts")}
+            "xtts": build_xtts(root / "xtts"),
+            "wav2vec2": build_wav2vec2(root / "wav2vec2"),
+            "diarization": build_diarization(root / "diarization")}
 
 
 if __name__ == "__main__":

@@ -1,0 +1,27 @@
+"""WhisperX forced alignment (wav2vec2 per language): word start/end/score for decoded segments."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from services.asr.result import attach_words, fill_word_times
+
+
+def load_aligner(language: str, device: str, model_name: str | None, model_dir: str | None):
+    import whisperx
+
+    model, metadata = whisperx.load_align_model(language_code=language, device=device,
+                                                model_name=model_name, model_dir=model_dir)
+    return model, metadata
+
+
+def align(aligner, segments: list[dict], audio: np.ndarray, device: str) -> None:
+    """Add ``words`` to every segment in place; the segments themselves are kept as decoded."""
+    import whisperx
+
+    model, metadata = aligner
+    plain = [{"start": s["start"], "end": s["end"], "text": s["text"]} for s in segments]
+    aligned = whisperx.align(plain, model, metadata, audio, device, return_char_alignments=False)
+    words = [{k: w[k] for k in ("word", "start", "end", "score") if k in w} for w in aligned["word_segments"]]
+    start, end = segments[0]["start"], segments[-1]["end"]
+    attach_words(segments, fill_word_times(words, start, end))

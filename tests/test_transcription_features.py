@@ -1,0 +1,133 @@
+"""Word timestamps, WhisperX detail, diarization and streaming through the official client."""
+
+import httpx
+import numpy as np
+import openai
+import pytest
+import soundfile as sf
+
+from tests.support.text import normalize
+
+
+@pytest.fixture(scope="module")
+def wav(spoken):
+    return next(iter(spoken.values()))
+
+
+def check_words(words, duration):
+    assert words, "no words"
+    for w in words:
+        assert w.word.strip() and 0 <= w.start <= w.end <= duration + 0.01
+
+
+def test_word_and_segment_granularities(client, wav):
+    result = client.audio.transcriptions.create(model="whisper-1", file=wav.open("rb"), response_format="verbose_json",
+                                                timestamp_granularities=["word", "segment"])
+    check_words(result.words, result.duration)
+    assert normalize(" ".join(w.word for w in result.words)) == normalize(result.text)
+    assert result.segments and all(s.no_speech_prob is not None for s in result.segments)
+    starts = [w.start for w in result.words]
+    assert starts == sorted(starts)
+
+
+def test_word_only_granularity_omits_segments(client, wav):
+    result = client.audio.transcriptions.create(model="whisper-1", file=wav.open("rb"), response_format="verbose_json",
+                                                timestamp_granularities=["word"])
+    assert result.segments is None and result.words
+
+
+def test_advanced_returns_aligned_words_per_segment(client, wav):
+    result = client.audio.transcriptions.create(model="whisper-1", file=wav.open("rb"),
+                                                extra_body={"advanced": "true"})
+    body = result.to_dict()
+    assert body["task"] == "transcribe" and body["words"]
+    for seg in body["segments"]:
+        for w in seg["words"]:
+            assert seg["start"] <= w["start"] <= w["end"] <= seg["end"] and 0 <= w["score"] <= 1
+
+
+def test_diarization_labels_within_bounds(client, dialog):
+    result = client.audio.transcriptions.create(
+        model="whisper-1", file=dialog.open("rb"), response_format="verbose_json",
+        timestamp_granularities=["word", "segment"],
+        extra_body={"diarize": "true", "min_speakers": 1, "max_speakers": 2})
+    speakers = {s.to_dict()["speaker"] for s in result.segments}
+    assert speakers and speakers <= {"A", "B"}
+    assert all(w.to_dict().get("speaker") in {"A", "B"} for w in result.words)
+    assert "morning" in normalize(result.text)
+
+
+def test_diarized_json(client, dialog):
+    result = client.audio.transcriptions.create(model="whisper-1", file=dialog.open("rb"),
+                                                response_format="diarized_json", extra_body={"max_speakers": 2})
+    assert result.task == "transcribe" and result.segments
+    for seg in result.segments:
+        assert seg.type == "transcript.text.segment" and seg.speaker in {"A", "B"} and seg.start < seg.end
+    assert result.text.splitlines()[0].startswith(result.segments[0].speaker + ": ")
+
+
+def test_streaming_deltas_then_done(client, spoken):
+    wav = list(spoken.values())[1]
+    events = list(client.audio.transcriptions.create(model="whisper-1", file=wav.open("rb"), stream=True))
+    kinds = [e.type for e in events]
+    assert kinds[-1] == "transcript.text.done" and kinds[:-1] and set(kinds[:-1]) == {"transcript.text.delta"}
+    assert normalize("".join(e.delta for e in events[:-1])) == normalize(events[-1].text)
+    assert "meeting" in normalize(events[-1].text)
+
+
+def test_streaming_diarized_segments(client, dialog):
+    events = list(client.audio.transcriptions.create(model="whisper-1", file=dialog.open("rb"), stream=True,
+                                                     response_format="diarized_json"))
+    segments = [e for e in events if e.type == "transcript.text.segment"]
+    assert segments and all(e.speaker in {"A", "B"} for e in segments) and events[-1].type == "transcript.text.done"
+
+
+def test_streaming_errors_before_the_stream_are_http_errors(client, wav):
+    with pytest.raises(openai.BadRequestError):
+        list(client.audio.transcriptions.create(model="whisper-1", file=wav.open("rb"), stream=True, language="xx"))
+
+
+def test_sse_wire_framing(gateway_url, wav):
+    with httpx.stream("POST", f"{gateway_url}/v1/audio/transcriptions", data={"model": "whisper-1", "stream": "true"},
+                      files={"file": wav.read_bytes()}, timeout=300) as r:
+        assert r.headers["content-type"].startswith("text/event-stream")
+        body = r.read().decode()
+    assert "id:" not in body and "[DONE]" not in body
+    assert all(block.startswith("data: {") for block in body.strip().split("\n\n"))
+
+
+@pytest.mark.parametrize("fmt", ["json", "text", "srt", "vtt", "verbose_json"])
+def test_translation_formats(client, wav, fmt):
+    result = client.audio.translations.create(model="whisper-1", file=wav.open("rb"), response_format=fmt)
+    text = result if isinstance(result, str) else result.text
+    assert "fox" in normalize(text)
+    if fmt == "verbose_json":
+        assert result.language == "english" and result.segments
+
+
+def test_silent_audio_is_400(client, workdir):
+    path = workdir / "silence.wav"
+    sf.write(path, np.zeros(32000, np.float32), 16000)
+    with pytest.raises(openai.BadRequestError) as err:
+        client.audio.transcriptions.create(model="whisper-1", file=path.open("rb"))
+    assert "silent" in err.value.message
+
+
+@pytest.mark.parametrize("kwargs,param", [
+    ({"response_format": "json", "timestamp_granularities": ["word"]}, "timestamp_granularities[]"),
+    ({"extra_body": {"min_speakers": 2}}, "min_speakers"),
+    ({"extra_body": {"diarize": "true", "min_speakers": 3, "max_speakers": 2}}, "min_speakers"),
+    ({"response_format": "mp3"}, "response_format"),
+])
+def test_invalid_combinations_are_400(client, wav, kwargs, param):
+    with pytest.raises(openai.BadRequestError) as err:
+        client.audio.transcriptions.create(model="whisper-1", file=wav.open("rb"), **kwargs)
+    assert err.value.param == param
+
+
+def test_missing_alignment_model_is_503_naming_it(client, wav):
+    with pytest.raises(openai.InternalServerError) as err:
+        client.with_options(max_retries=0).audio.transcriptions.create(
+            model="whisper-1", file=wav.open("rb"), language="fr", response_format="verbose_json",
+            timestamp_granularities=["word"])
+    assert err.value.status_code == 503 and "alignment" in err.value.body["message"] and ":fr" in err.value.body["message"]

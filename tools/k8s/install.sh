@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Build the Kubernetes test toolchain from the Go module proxy into a cache outside the repository,
+# one directory per tool and version, so a warm run skips every build:
+#   helm (with the ldflags that set its Kubernetes version), kubeconform, kube-apiserver,
+#   kube-controller-manager, kube-scheduler (wrapper module kube/), etcd (wrapper module etcd/), kwok,
+#   KServe's controller manager, and KServe's CRDs (config/crd/full of the pinned KServe module).
+# Prints the bin directory on the last line.
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=versions.env
+source "$HERE/versions.env"
+CACHE=${K8S_TOOLS_CACHE:-$HOME/.cache/speech-stack/k8s-tools}
+BIN="$CACHE/bin"
+mkdir -p "$BIN"
+export GOFLAGS="-buildvcs=false -mod=mod" CGO_ENABLED=0
+K8S_MINOR=$(echo "$KUBERNETES_VERSION" | cut -d. -f2)
+
+timed() { local what=$1 start=$SECONDS; shift; "$@"; echo "  built $what in $((SECONDS - start)) s" >&2; }
+
+# build NAME VERSION CMD...: run CMD (which writes $OUT) unless $CACHE/NAME-VERSION/NAME exists; link it into bin/.
+build() {
+  local name=$1 version=$2; shift 2
+  local dir="$CACHE/$name-$version"
+  if [ ! -x "$dir/$name" ]; then
+    mkdir -p "$dir"
+    OUT="$dir/$name" timed "$name $version" "$@"
+  fi
+  ln -sf "$dir/$name" "$BIN/$name"
+}
+
+helm_build() {
+  GOBIN=$(dirname "$OUT") go install -trimpath -ldflags "-s -w \
+    -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean \
+    -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$K8S_MINOR \
+    -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$K8S_MINOR" \
+    "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+}
+kubeconform_build() {
+  GOBIN=$(dirname "$OUT") go install -trimpath -ldflags "-s -w" "github.com/yannh/kubeconform/cmd/kubeconform@$KUBECONFORM_VERSION"
+}
+kwok_build() {
+  GOBIN=$(dirname "$OUT") go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
+}
+kube_build() {  # $1: cmd name
+  (cd "$HERE/kube" && go build -trimpath -ldflags "-s -w \
+    -X k8s.io/component-base/version.gitVersion=$KUBERNETES_VERSION -X k8s.io/component-base/version.gitMajor=1 \
+    -X k8s.io/component-base/version.gitMinor=$K8S_MINOR -X k8s.io/component-base/version.gitTreeState=clean \
+    -X k8s.io/component-base/version.buildDate=2026-01-01T00:00:00Z -X k8s.io/client-go/pkg/version.gitVersion=$KUBERNETES_VERSION" \
+    -o "$OUT" "k8s.io/kubernetes/cmd/$1")
+}
+etcd_build() { (cd "$HERE/etcd" && go build -trimpath -ldflags "-s -w" -o "$OUT" go.etcd.io/etcd/server/v3); }
+kserve_dir() { go mod download -json "github.com/kserve/kserve@$KSERVE_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])'; }
+kserve_build() {
+  # KServe's go.mod carries replace directives, so build inside a writable copy of the module.
+  local src="$CACHE/kserve-src-$KSERVE_VERSION"
+  [ -d "$src" ] || { cp -r "$(kserve_dir)" "$src"; chmod -R u+w "$src"; }
+  (cd "$src" && go build -trimpath -ldflags "-s -w" -o "$OUT" ./cmd/manager)
+}
+
+build helm "$HELM_VERSION" helm_build
+build kubeconform "$KUBECONFORM_VERSION" kubeconform_build
+build etcd "$ETCD_VERSION" etcd_build
+for cmd in kube-apiserver kube-controller-manager kube-scheduler; do
+  build "$cmd" "$KUBERNETES_VERSION" kube_build "$cmd"
+done
+build kwok "$KWOK_VERSION" kwok_build
+build kserve-manager "$KSERVE_VERSION" kserve_build
+
+# KServe CRDs (full schemas) and its webhook manifests, plus kubeconform's CRD-to-JSON-schema converter.
+CRDS="$CACHE/kserve-crds-$KSERVE_VERSION"
+if [ ! -f "$CRDS/.done" ]; then
+  mkdir -p "$CRDS"
+  cp "$(kserve_dir)"/config/crd/full/serving.kserve.io_*.yaml "$CRDS/"
+  chmod u+w "$CRDS"/*.yaml
+  touch "$CRDS/.done"
+fi
+ln -sfn "$CRDS" "$CACHE/kserve-crds"
+KC_DIR=$(go mod download -json "github.com/yannh/kubeconform@$KUBECONFORM_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
+cp -f "$KC_DIR/scripts/openapi2jsonschema.py" "$CACHE/openapi2jsonschema.py"
+echo "$BIN"
