@@ -83,3 +83,15 @@ def test_api_keys(workdir):
         assert httpx.get(f"{svc.url}/healthz").status_code == 200  # probes need no key
     finally:
         svc.stop()
+
+
+def test_upload_over_the_limit_is_413_before_any_backend_work(workdir, spoken):
+    closed = f"http://127.0.0.1:{free_port()}"  # a backend call would be a 502, not a 413
+    svc = gateway(workdir, "limit", GATEWAY_MAX_UPLOAD_BYTES="1000", GATEWAY_ASR_URL=closed)
+    try:
+        wav = next(iter(spoken.values()))
+        with pytest.raises(openai.APIStatusError) as err:
+            client_for(svc).audio.transcriptions.create(model="whisper-1", file=wav.open("rb"))
+        assert err.value.status_code == 413 and "Maximum content size limit (1000)" in err.value.body["message"]
+    finally:
+        svc.stop()

@@ -131,3 +131,42 @@ def test_missing_alignment_model_is_503_naming_it(client, wav):
             model="whisper-1", file=wav.open("rb"), language="fr", response_format="verbose_json",
             timestamp_granularities=["word"])
     assert err.value.status_code == 503 and "alignment" in err.value.body["message"] and ":fr" in err.value.body["message"]
+
+
+@pytest.fixture(scope="module")
+def whisper_method_stack(workdir):
+    """Word times from Whisper itself; no diarization model configured (the hub default is offline)."""
+    from scripts.devstack import local_stack
+    from tests.conftest import start, whisper_models
+
+    services = local_stack(asr_env={"ASR_MODELS": whisper_models(), "ASR_UNLOAD_POLICY": "never",
+                                    "ASR_WORD_TIMESTAMPS": "whisper"}, tts_env={}, gateway_env={})
+    start(services, workdir / "logs" / "whisper-words")
+    yield openai.OpenAI(base_url=f"{services[-1].url}/v1", api_key="x", max_retries=0, timeout=300)
+    for svc in reversed(services):
+        svc.stop()
+
+
+def test_whisper_word_timestamps_method(whisper_method_stack, wav):
+    result = whisper_method_stack.audio.transcriptions.create(
+        model="whisper-1", file=wav.open("rb"), response_format="verbose_json",
+        timestamp_granularities=["word", "segment"])
+    check_words(result.words, result.duration)
+    assert "lazy" in [normalize(w.word) for w in result.words]
+    for seg in result.segments:
+        assert seg.tokens and 0 <= seg.no_speech_prob <= 1
+
+
+def test_whisper_method_streams_segment_by_segment(whisper_method_stack, spoken):
+    wav = list(spoken.values())[2]
+    events = list(whisper_method_stack.audio.transcriptions.create(model="whisper-1", file=wav.open("rb"),
+                                                                    stream=True))
+    assert events[-1].type == "transcript.text.done" and "software" in normalize(events[-1].text)
+
+
+def test_missing_diarization_model_is_503_naming_it(whisper_method_stack, dialog):
+    with pytest.raises(openai.InternalServerError) as err:
+        whisper_method_stack.audio.transcriptions.create(model="whisper-1", file=dialog.open("rb"),
+                                                         response_format="diarized_json")
+    assert err.value.status_code == 503
+    assert "pyannote/speaker-diarization-community-1" in err.value.body["message"]

@@ -54,7 +54,8 @@ def test_verbose_json_segments(client, spoken):
 
 
 @pytest.mark.parametrize("container,codec", [("mp3", "libmp3lame"), ("ogg", "libopus"),
-                                             ("flac", "flac"), ("adts", "aac"), ("webm", "libopus")])
+                                             ("flac", "flac"), ("adts", "aac"), ("webm", "libopus"),
+                                             ("ipod", "aac"), ("mp4", "aac"), ("wav", "pcm_s16le")])
 def test_accepts_containers_by_content_not_name(client, spoken, container, codec):
     wav = next(iter(spoken.values()))
     data = transcode(wav, container, codec, rate=48000 if codec == "libopus" else 16000)
@@ -84,6 +85,17 @@ def test_unknown_model_and_language_are_400(client, spoken):
     with pytest.raises(openai.BadRequestError) as err:
         client.audio.transcriptions.create(model="whisper-1", file=wav.open("rb"), language="xx")
     assert "language" in err.value.message
+
+
+def test_concurrent_requests_on_one_loaded_model(client, spoken):
+    """Requests queue on the model's lock; every answer belongs to its own audio."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    texts = list(spoken)[:3]
+    with ThreadPoolExecutor(3) as pool:
+        hyps = list(pool.map(lambda t: client.audio.transcriptions.create(
+            model="whisper-1", file=spoken[t].read_bytes()).text, texts))
+    assert wer(texts, hyps) < WER_BOUND
 
 
 def test_bad_form_value_is_400_with_param(client, spoken):

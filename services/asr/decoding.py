@@ -43,7 +43,8 @@ class DecodeHooks:
     def generate(self, *args, **kwargs):
         if self.cancel is not None and self.cancel.is_set():
             raise Cancelled("client disconnected")
-        results = self._model.generate(*args, return_no_speech_prob=True, **kwargs)
+        kwargs["return_no_speech_prob"] = True  # faster-whisper's own path already asks for it
+        results = self._model.generate(*args, **kwargs)
         self.no_speech.extend(float(r.no_speech_prob) for r in results)
         if self.listener is not None:
             self.listener(results)

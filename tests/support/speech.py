@@ -38,4 +38,6 @@ def transcode(wav: Path, container: str, codec: str, rate: int = 16000) -> bytes
     """Re-encode a WAV into another container with the ffmpeg CLI, as a user's recording would arrive."""
     cmd = ["ffmpeg", "-v", "error", "-i", str(wav), "-ac", "1", "-ar", str(rate), "-c:a", codec,
            "-f", container, "-"]
+    if container in ("mp4", "ipod"):  # an MP4 written to a pipe needs its index up front
+        cmd[-3:-3] = ["-movflags", "frag_keyframe+empty_moov"]
     return subprocess.run(cmd, check=True, capture_output=True).stdout
