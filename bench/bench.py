@@ -38,13 +38,21 @@ def median_time(fn, runs: int) -> float:
     return statistics.median(times)
 
 
-def bare_whisperx(wav: Path, threads: int, batch: int):
+def bare_whisperx(threads: int, batch: int, aligner_dir: Path):
+    """Transcribe (and optionally align) in this process, the way the engine calls WhisperX."""
     import whisperx
     from services.asr.audio import decode
 
     pipe = whisperx.load_model(str(ROOT / ".models" / "faster-whisper-base"), "cpu", compute_type="int8",
                                threads=threads)
-    return lambda: pipe.transcribe(decode(wav.read_bytes()), batch_size=batch)
+    aligner = whisperx.load_align_model("en", "cpu", model_name=str(aligner_dir))
+
+    def run(wav: Path, align: bool):
+        audio = decode(wav.read_bytes())
+        result = pipe.transcribe(audio, batch_size=batch, language="en")
+        if align:
+            whisperx.align(result["segments"], *aligner, audio, "cpu")
+    return run
 
 
 def predictor_call(url: str, wav: Path):
@@ -68,27 +76,60 @@ def table(title: str, header: list[str], rows: list[list[str]]) -> None:
         print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)))
 
 
+def long_recording(tmp: Path, seconds: float) -> Path:
+    """espeak-ng sentences joined until the recording is at least ``seconds`` long."""
+    import numpy as np
+    import soundfile as sf
+
+    parts, total, i = [], 0.0, 0
+    while total < seconds:
+        clip, _ = sf.read(speak(f"{TEXT} Sentence number {i}.", tmp / f"part{i}.wav"), dtype="float32")
+        parts += [clip, np.zeros(4000, np.float32)]
+        total += (len(clip) + 4000) / 16000
+        i += 1
+    out = tmp / f"speech-{int(seconds)}s.wav"
+    sf.write(out, np.concatenate(parts), 16000)
+    return out
+
+
 def bench_asr(tmp: Path, runs: int, threads: int, batch: int) -> None:
-    wav = speak(TEXT, tmp / "bench.wav")
-    seconds = len(wav.read_bytes()) / 32000
+    inputs = {label: long_recording(tmp, secs) for label, secs in (("10 s", 10), ("60 s", 60))}
+    aligner = tiny_models.build_wav2vec2(tmp / "wav2vec2")
     services = local_stack(asr_env={"ASR_MODELS": whisper_models(), "ASR_UNLOAD_POLICY": "never",
-                                    "ASR_BATCH_SIZE": str(batch)},
+                                    "ASR_BATCH_SIZE": str(batch), "ASR_ALIGN_MODELS": json.dumps({"en": str(aligner)})},
                            tts_env={}, gateway_env={}, threads=threads)
     start(services, tmp / "logs-asr")
+    gateway, predictor = {}, {}
     try:
         client = openai.OpenAI(base_url=f"{services[-1].url}/v1", api_key="x", max_retries=0, timeout=600)
-        via_gateway = lambda: client.audio.transcriptions.create(model="whisper-1", file=wav.read_bytes())
-        results = {"(b) ASR predictor, KServe v2": median_time(predictor_call(services[0].url, wav), runs),
-                   "(c) gateway, openai client": median_time(via_gateway, runs)}
+        for label, wav in inputs.items():
+            predictor[label] = median_time(predictor_call(services[0].url, wav), runs)
+            for align in (False, True):
+                extra = {"response_format": "verbose_json", "timestamp_granularities": ["word"]} if align else {}
+                gateway[label, align] = median_time(lambda: client.audio.transcriptions.create(
+                    model="whisper-1", file=wav.read_bytes(), language="en", **extra), runs)
     finally:
         for svc in reversed(services):
             svc.stop()
-    # in-process last, alone on the cores, as the predictor was
-    results = {"(a) bare WhisperX in-process": median_time(bare_whisperx(wav, threads, batch), runs)} | results
-    base = results["(a) bare WhisperX in-process"]
-    rows = [[name, f"{t:.3f}", f"{t / seconds:.3f}", f"{t / base:.2f}"] for name, t in results.items()]
-    table(f"ASR: {seconds:.1f} s of espeak-ng speech, Whisper base int8, {threads} thread(s), warm, "
-          f"median of {runs}", ["path", "wall s", "RTF", "ratio vs (a)"], rows)
+    bare = bare_whisperx(threads, batch, aligner)  # in-process last, alone on the cores as the services were
+    rows = []
+    for label, wav in inputs.items():
+        seconds = sf_seconds(wav)
+        for align in (False, True):
+            a = median_time(lambda: bare(wav, align), runs)
+            c = gateway[label, align]
+            b = f"{predictor[label]:.3f}" if not align else "-"
+            rows.append([f"{seconds:.1f} s", "yes" if align else "no", f"{a:.3f}", b, f"{c:.3f}",
+                         f"{c / seconds:.3f}", f"{c / a:.2f}"])
+    table(f"ASR: espeak-ng speech, Whisper base int8, {threads} thread(s), batch {batch}, warm models, median of "
+          f"{runs} (alignment: tiny random wav2vec2, so it measures the pipeline, not a real aligner)",
+          ["audio", "align", "(a) bare WhisperX s", "(b) predictor s", "(c) gateway s", "RTF (c)", "(c)/(a)"], rows)
+
+
+def sf_seconds(path: Path) -> float:
+    import soundfile as sf
+
+    return sf.info(str(path)).duration
 
 
 def bench_tts(tmp: Path, runs: int, threads: int) -> None:

@@ -2,6 +2,7 @@
 
 import json
 
+import httpx
 import openai
 import pytest
 
@@ -64,9 +65,19 @@ def test_backend_503_500_timeout_mapping(workdir):
                 call(model="tts-1", voice="alloy", input="hi")
             assert err.value.status_code == 504 and "TTS backend timed out" in err.value.body["message"]
             fake.mode = "garbage"
-            with pytest.raises(openai.InternalServerError) as err:
-                call(model="tts-1", voice="alloy", input="hi")
-            assert err.value.status_code == 502
+            for fmt in ("wav", "mp3"):  # whole (/infer) and streamed (/infer_stream)
+                with pytest.raises(openai.InternalServerError) as err:
+                    call(model="tts-1", voice="alloy", input="hi", response_format=fmt)
+                assert err.value.status_code == 502
+            fake.mode = "cut"
+            body = {"model": "tts-1", "voice": "alloy", "input": "hi", "stream_format": "sse"}
+            with httpx.stream("POST", f"{svc.url}/v1/audio/speech", json=body, timeout=30) as r:
+                events = [line for line in r.iter_lines() if line.startswith("data: ")]
+            assert '"type":"speech.audio.delta"' in events[0] and '"type":"error"' in events[-1]
+            with pytest.raises(httpx.HTTPError):  # a cut audio stream is a broken response, never a short file
+                with httpx.stream("POST", f"{svc.url}/v1/audio/speech", json=body | {"stream_format": "audio"},
+                                  timeout=30) as r:
+                    r.read()
         finally:
             svc.stop()
 

@@ -2,6 +2,7 @@
 reference, operator-mapped voices with cached conditioning latents; and an unloadable model."""
 
 import json
+import time
 
 import httpx
 import openai
@@ -62,3 +63,29 @@ def test_unloadable_model_is_503_naming_it_and_service_stays_up(workdir):
     finally:
         for svc in reversed(services):
             svc.stop()
+
+
+def test_xtts_streams_with_native_streaming_inference(xtts):
+    services, _ = xtts
+    client = openai.OpenAI(base_url=f"{services[-1].url}/v1", api_key="x", max_retries=0, timeout=300)
+    with client.audio.speech.with_streaming_response.create(model="tts-1", voice="Ana Random", input="Hello there.",
+                                                            response_format="pcm") as response:
+        parts = [c for c in response.iter_bytes() if c]
+    assert len(parts) > 1 and sum(map(len, parts)) % 2 == 0
+
+
+def test_client_disconnect_cancels_synthesis(xtts):
+    services, _ = xtts
+    tts, gw = services[1], services[-1]
+    long_text = " ".join(f"This is sentence number {i} of a long text." for i in range(40))
+    body = {"model": "tts-1", "voice": "Ana Random", "input": long_text, "response_format": "pcm"}
+    with httpx.stream("POST", f"{gw.url}/v1/audio/speech", json=body, timeout=60) as r:
+        assert r.status_code == 200
+        next(r.iter_raw())  # the first audio arrives; then the client goes away
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        status = httpx.get(f"{tts.url}/status").json()
+        if status["streams_cancelled"] and not status["model"]["in_use"]:
+            break
+        time.sleep(0.2)
+    assert status["streams_cancelled"] == 1 and status["model"]["in_use"] == 0

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 
@@ -19,8 +18,8 @@ from services.asr.audio import BadAudio
 from services.asr.engine import AsrEngine, TranscribeOptions, UnknownModel, UnsupportedOption
 from services.common.lifecycle import ModelLoadError
 from services.common.predictor_server import parse_binary_request, raw_bytes_element
+from services.common.streaming import iterate_in_thread
 
-MISSING_FEATURE_MODELS = ("alignment:", "diarization:")
 
 
 @contextmanager
@@ -67,7 +66,6 @@ class AsrPredictor(Model):
         super().__init__(name)
         self.engine = engine
         self._slots = asyncio.Semaphore(max_concurrency)
-        self._tasks: set[asyncio.Task] = set()  # streams still finishing after their client left
 
     def load(self) -> bool:
         # Ready means "accepting requests": WhisperX itself loads lazily on the first one.
@@ -89,46 +87,32 @@ class AsrPredictor(Model):
         output = InferOutput("result", [1], "BYTES", data=[json.dumps(result)])
         return InferResponse(payload.id, self.name, [output])
 
-    async def stream(self, payload: InferRequest, disconnected) -> AsyncIterator[bytes]:
+    async def stream(self, payload: InferRequest) -> AsyncIterator[bytes]:
         """``{"type":"text","text":...}`` per decoded batch or segment, then ``result``. A failure
-        before the first event is raised (so it becomes a proper HTTP error); later, ``error``."""
+        before the first event is raised (so it becomes an HTTP error); later, an ``error`` event."""
         audio, options = self._prepare(payload)
-        loop, queue, cancel = asyncio.get_running_loop(), asyncio.Queue(), threading.Event()
-        on_text = lambda text: loop.call_soon_threadsafe(queue.put_nowait, _event("text", text=text))
 
-        async def work() -> None:
-            try:
-                with kserve_errors(self.name):
-                    async with self._slots:
-                        result = await asyncio.to_thread(self.engine.run, audio, options, on_text, cancel)
-                queue.put_nowait(_event("result", result=result))
-            except Exception as exc:  # noqa: BLE001 - handed to the consumer below
-                queue.put_nowait(exc)
-            queue.put_nowait(None)
+        def produce(emit, cancel) -> None:
+            with kserve_errors(self.name):
+                on_text = lambda text: emit(_event("text", text=text))
+                emit(_event("result", result=self.engine.run(audio, options, on_text, cancel)))
 
-        task = asyncio.create_task(work())
         sent = False
         try:
-            while (item := await queue.get()) is not None:
-                if isinstance(item, Exception):
-                    if not sent:
-                        raise item
-                    item = _event("error", message=str(item), kind=type(item).__name__)
-                yield item
+            async for event in iterate_in_thread(produce, self._slots):
+                yield event
                 sent = True
-                if await disconnected():
-                    break
-        finally:
-            cancel.set()  # stops decoding between batches when the client went away
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        except Exception as exc:  # noqa: BLE001 - after the 200 only an in-band error is possible
+            if not sent:
+                raise
+            yield _event("error", message=str(exc), kind=type(exc).__name__)
 
 
 def add_stream_route(app: FastAPI, predictor: AsrPredictor) -> None:
     @app.post(f"/v2/models/{predictor.name}/infer_stream", include_in_schema=False)
     async def infer_stream(request: Request) -> StreamingResponse:
         payload = parse_binary_request(await request.body(), request.headers, predictor.name)
-        events = predictor.stream(payload, request.is_disconnected)
+        events = predictor.stream(payload)
         first = await anext(events)  # validation errors surface here, before the 200
         return StreamingResponse(_prepend(first, events), media_type="application/x-ndjson")
 

@@ -6,7 +6,8 @@ import time
 import uuid
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.gateway.auth import ApiKeyMiddleware
 from services.gateway.backends import Backend
@@ -32,12 +33,27 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         app.include_router(router)
     install_error_handlers(app)
     app.add_middleware(ApiKeyMiddleware, keys=[k.get_secret_value() for k in settings.api_keys])
-
-    @app.middleware("http")
-    async def request_id(request: Request, call_next):
-        rid = request.headers.get("x-request-id") or f"req_{uuid.uuid4().hex}"
-        response = await call_next(request)
-        response.headers["x-request-id"] = rid
-        return response
-
+    app.add_middleware(RequestIdMiddleware)
     return app
+
+
+class RequestIdMiddleware:
+    """``x-request-id`` on every response (the SDKs surface it as ``request_id``). Plain ASGI, so
+    streamed bodies pass through untouched and a stream that breaks off stays broken."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = dict(scope["headers"]).get(b"x-request-id")
+        rid = given or f"req_{uuid.uuid4().hex}".encode()
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", rid)]
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)

@@ -4,7 +4,7 @@ import logging
 
 from services.common.predictor_server import serve
 from services.tts.engine import TtsEngine
-from services.tts.predictor import TtsPredictor
+from services.tts.predictor import TtsPredictor, add_stream_route
 from services.tts.settings import TtsSettings
 
 
@@ -18,7 +18,9 @@ def main() -> None:
         @app.get("/status", include_in_schema=False)
         async def status() -> dict:
             """Model lifetime (loaded, in use, load count)."""
-            return {"model": engine.model.status()}
+            return {"model": engine.model.status(), "streams_cancelled": engine.streams_cancelled}
+
+        add_stream_route(app, predictor)
 
     serve(predictor, settings.host, settings.http_port, add_routes)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,6 +60,7 @@ class TtsEngine:
         self.device = resolve_device(settings.device)
         self.model = ManagedModel(f"coqui:{settings.model}", self._load, settings.unload_policy)
         self._lock = threading.Lock()  # one synthesis at a time per loaded model
+        self.streams_cancelled = 0
 
     @property
     def default_reference(self) -> Path:
@@ -111,12 +113,13 @@ class TtsEngine:
                             self.default_reference, _clones(tts))
 
     def synthesize(self, options: SpeechOptions) -> Audio:
+        """The whole utterance at once (Coqui splits sentences itself)."""
         self.validate(options)
         with self.model.use() as tts, self._lock:
             choice = self.voice_for(tts, options.voice)
             kwargs = self._voice_kwargs(tts, choice)
             if tts.is_multi_lingual:
-                kwargs["language"] = options.language or self.settings.language
+                kwargs["language"] = self._language(options)
             native_speed = _clones(tts)
             if native_speed:
                 kwargs["speed"] = options.speed
@@ -125,6 +128,58 @@ class TtsEngine:
         if not native_speed:
             samples = change_speed(samples, rate, options.speed)
         return Audio(samples, rate)
+
+    def stream(self, options: SpeechOptions, cancel: threading.Event | None = None) -> Iterator[Audio]:
+        """Audio as it is made: XTTS's own streaming inference, otherwise sentence by sentence.
+        The model is held (and cannot unload) until the generator ends; ``cancel`` stops it between
+        chunks, so a client that leaves does not leave GPU work behind."""
+        self.validate(options)
+        with self.model.use() as tts, self._lock:
+            chunks = self._xtts_chunks(tts, options) if _clones(tts) else self._sentence_chunks(tts, options)
+            for chunk in chunks:
+                if cancel is not None and cancel.is_set():
+                    self.streams_cancelled += 1
+                    log.info("stream cancelled: the client disconnected")
+                    return
+                yield chunk
+
+    def _language(self, options: SpeechOptions) -> str:
+        return options.language or self.settings.language
+
+    def _sentence_chunks(self, tts, options: SpeechOptions) -> Iterator[Audio]:
+        rate = int(tts.synthesizer.output_sample_rate)
+        kwargs = self._voice_kwargs(tts, self.voice_for(tts, options.voice))
+        if tts.is_multi_lingual:
+            kwargs["language"] = self._language(options)
+        for sentence in tts.synthesizer.split_into_sentences(options.text):
+            samples = np.asarray(tts.tts(sentence, split_sentences=False, **kwargs), dtype=np.float32)
+            yield Audio(change_speed(samples, rate, options.speed), rate)
+
+    def _xtts_chunks(self, tts, options: SpeechOptions) -> Iterator[Audio]:
+        model = tts.synthesizer.tts_model
+        latent, embedding = self._xtts_voice(model, self.voice_for(tts, options.voice))
+        rate = int(tts.synthesizer.output_sample_rate)
+        # Coqui's own sentence splitter (pysbd) here too: XTTS's built-in splitting needs spaCy.
+        for sentence in tts.synthesizer.split_into_sentences(options.text):
+            for chunk in model.inference_stream(sentence, self._language(options), latent, embedding,
+                                                stream_chunk_size=self.settings.stream_chunk_size,
+                                                speed=options.speed, enable_text_splitting=False):
+                yield Audio(chunk.detach().cpu().numpy().astype(np.float32).reshape(-1), rate)
+
+    def _xtts_voice(self, model, choice: VoiceChoice):
+        """Conditioning latents: a built-in speaker's, or a reference's (cached in ``voice_dir``)."""
+        speakers = getattr(model.speaker_manager, "speakers", None) or {}
+        if choice.speaker_wav is None and choice.speaker in speakers:
+            return tuple(speakers[choice.speaker].values())
+        if choice.speaker_wav is None:
+            raise BadSpeechRequest("this XTTS model has no built-in speakers and no default reference")
+        self.voice_dir.mkdir(parents=True, exist_ok=True)
+        cached = (self.voice_dir / f"{choice.speaker}.pth").exists()
+        cfg = model.config
+        voice = model.clone_voice(None if cached else str(choice.speaker_wav), choice.speaker, str(self.voice_dir),
+                                  gpt_cond_len=cfg.gpt_cond_len, gpt_cond_chunk_len=cfg.gpt_cond_chunk_len,
+                                  max_ref_length=cfg.max_ref_len, sound_norm_refs=cfg.sound_norm_refs)
+        return voice["gpt_conditioning_latents"], voice["speaker_embedding"]
 
     def _voice_kwargs(self, tts, choice: VoiceChoice) -> dict:
         if choice.speaker_wav is None:

@@ -1,17 +1,22 @@
-"""The TTS KServe predictor: v2 infer with the text in, float32 PCM out as a binary tensor."""
+"""The TTS KServe predictor: v2 infer with the text in, float32 PCM out as a binary tensor; plus a
+streaming route (KServe has none for audio) that sends raw float32 PCM as it is synthesised."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 
+from fastapi import FastAPI, Request
+from fastapi.responses import StreamingResponse
 from kserve import Model
 from kserve.errors import InvalidInput, ModelNotReady
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
 from services.common.lifecycle import ModelLoadError
-from services.tts.engine import BadSpeechRequest, SpeechOptions, TtsEngine
+from services.common.predictor_server import parse_binary_request
+from services.common.streaming import iterate_in_thread
+from services.tts.engine import Audio, BadSpeechRequest, SpeechOptions, TtsEngine
 
 
 @contextmanager
@@ -48,12 +53,45 @@ class TtsPredictor(Model):
         self.ready = True
         return self.ready
 
-    async def predict(self, payload: InferRequest, headers: dict | None = None) -> InferResponse:
+    def _options(self, payload: InferRequest) -> SpeechOptions:
         options = options_from(payload)
         with kserve_errors(self.name):
             self.engine.validate(options)
+        return options
+
+    async def predict(self, payload: InferRequest, headers: dict | None = None) -> InferResponse:
+        options = self._options(payload)
+        with kserve_errors(self.name):
             async with self._slots:
                 audio = await asyncio.to_thread(self.engine.synthesize, options)
         output = InferOutput("audio", [int(audio.samples.size)], "FP32", data=audio.samples,
                              parameters={"sample_rate": audio.sample_rate})
         return InferResponse(payload.id, self.name, [output], use_binary_outputs=True)
+
+    def stream(self, payload: InferRequest) -> AsyncIterator[Audio]:
+        """Chunks as they are made; a failure before the first chunk reaches the caller as an error."""
+        options = self._options(payload)
+
+        def produce(emit, cancel) -> None:
+            with kserve_errors(self.name):
+                for chunk in self.engine.stream(options, cancel):
+                    emit(chunk)
+
+        return iterate_in_thread(produce, self._slots)
+
+
+def add_stream_route(app: FastAPI, predictor: TtsPredictor) -> None:
+    @app.post(f"/v2/models/{predictor.name}/infer_stream", include_in_schema=False)
+    async def infer_stream(request: Request) -> StreamingResponse:
+        """Same request as /infer; the body is little-endian float32 mono PCM at X-Sample-Rate."""
+        payload = parse_binary_request(await request.body(), request.headers, predictor.name)
+        chunks = predictor.stream(payload)
+        first = await anext(chunks)
+
+        async def body() -> AsyncIterator[bytes]:
+            yield first.samples.astype("<f4").tobytes()
+            async for chunk in chunks:
+                yield chunk.samples.astype("<f4").tobytes()
+
+        return StreamingResponse(body(), media_type="application/octet-stream",
+                                 headers={"x-sample-rate": str(first.sample_rate), "x-audio-format": "f32le"})

@@ -33,6 +33,8 @@ class TtsSettings(BaseSettings):
     voices: dict[str, Path] = Field(
         {}, description="Voice name -> reference recording (e.g. on the model-cache volume).")
     voice_dir: Path | None = Field(None, description="Where conditioning latents are cached; default <Coqui cache>/voices.")
+    stream_chunk_size: int = Field(20, ge=1, le=400,
+                                   description="XTTS GPT tokens per streamed chunk (smaller: earlier first audio).")
     threads: int = Field(4, ge=1, le=256, description="torch CPU threads.")
     unload_policy: UnloadPolicy = Field(
         "after_request", description="'after_request', 'never', or idle seconds before unloading.")

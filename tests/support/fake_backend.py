@@ -10,7 +10,8 @@ import time
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+import numpy as np
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 
@@ -19,6 +20,7 @@ class FaultyBackend:
         self.mode = "503"
         self.port = port
         app = Starlette(routes=[Route("/v2/models/{name}/infer", self.infer, methods=["POST"]),
+                                Route("/v2/models/{name}/infer_stream", self.infer, methods=["POST"]),
                                 Route("/healthz", lambda r: JSONResponse({"status": "ok"}))])
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
@@ -31,7 +33,15 @@ class FaultyBackend:
             return JSONResponse({"error": "RuntimeError : CUDA out of memory"}, status_code=500)
         if self.mode == "slow":
             await asyncio.sleep(5)
+        if self.mode == "cut":  # a stream that starts, then breaks off mid-way
+            return StreamingResponse(self._cut(), headers={"x-sample-rate": "16000"})
         return Response(b"not json", status_code=200)
+
+    @staticmethod
+    async def _cut():
+        yield np.zeros(4000, "<f4").tobytes()
+        await asyncio.sleep(0.1)
+        raise RuntimeError("predictor crashed mid-stream")
 
     def __enter__(self) -> "FaultyBackend":
         self.thread.start()
