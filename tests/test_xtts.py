@@ -23,7 +23,8 @@ def xtts(workdir, tiny):
     services = local_stack(asr_env={}, gateway_env={}, tts_env={
         "TTS_MODEL": str(tiny["xtts"]), "TTS_UNLOAD_POLICY": "never", "TTS_HOME": str(workdir / "xtts-home"),
         "TTS_DEFAULT_SPEAKER_WAV": str(default_ref), "TTS_DEFAULT_SPEAKER_URL": "",
-        "TTS_VOICES": json.dumps({"alloy": str(alloy_ref)}), "TTS_VOICE_DIR": str(voice_dir)})
+        "TTS_VOICES": json.dumps({"alloy": str(alloy_ref)}), "TTS_VOICE_DIR": str(voice_dir),
+        "TTS_STREAM_CHUNK_SIZE": "5"})
     start(services, workdir / "logs" / "xtts")
     yield services, voice_dir
     for svc in reversed(services):
@@ -68,7 +69,8 @@ def test_unloadable_model_is_503_naming_it_and_service_stays_up(workdir):
 def test_xtts_streams_with_native_streaming_inference(xtts):
     services, _ = xtts
     client = openai.OpenAI(base_url=f"{services[-1].url}/v1", api_key="x", max_retries=0, timeout=300)
-    with client.audio.speech.with_streaming_response.create(model="tts-1", voice="Ana Random", input="Hello there.",
+    text = "Hello there. This is a second sentence. And a third one."
+    with client.audio.speech.with_streaming_response.create(model="tts-1", voice="Ana Random", input=text,
                                                             response_format="pcm") as response:
         parts = [c for c in response.iter_bytes() if c]
     assert len(parts) > 1 and sum(map(len, parts)) % 2 == 0
