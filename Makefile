@@ -22,7 +22,7 @@ system-packages:
 venv: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -c constraints.txt -e ".[local,test]"
+	$(PY) -m pip install -q -c constraints.txt -e ".[asr,tts,local,test]"
 	$(PY) -m pip check
 	@touch $@
 

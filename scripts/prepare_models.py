@@ -65,7 +65,11 @@ def write_punkt_tab(nltk_data: Path) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path(".models"))
+    parser.add_argument("--nltk-only", action="store_true", help="only the NLTK data (container images)")
     args = parser.parse_args()
+    if args.nltk_only:
+        print(f"nltk data:    {write_punkt_tab(args.out / 'nltk_data').resolve()}")
+        return
     whisper = assemble_whisper_base(args.out / "faster-whisper-base")
     nltk = write_punkt_tab(args.out / "nltk_data")
     print(f"whisper base: {whisper.resolve()} (sha256 verified)")

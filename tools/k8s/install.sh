@@ -75,6 +75,13 @@ if [ ! -f "$CRDS/.done" ]; then
   touch "$CRDS/.done"
 fi
 ln -sfn "$CRDS" "$CACHE/kserve-crds"
+# skaffold's JSON schema for skaffold.yaml (from the skaffold module; skaffold itself is not built).
+SK="$CACHE/skaffold-schema-$SKAFFOLD_VERSION.json"
+if [ ! -f "$SK" ]; then
+  SK_DIR=$(go mod download -json "github.com/GoogleContainerTools/skaffold/v2@$SKAFFOLD_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
+  cp "$SK_DIR/docs-v2/content/en/schemas/$SKAFFOLD_SCHEMA.json" "$SK"
+fi
+ln -sf "$SK" "$CACHE/skaffold-schema.json"
 KC_DIR=$(go mod download -json "github.com/yannh/kubeconform@$KUBECONFORM_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
 cp -f "$KC_DIR/scripts/openapi2jsonschema.py" "$CACHE/openapi2jsonschema.py"
 echo "$BIN"
