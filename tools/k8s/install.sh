@@ -52,8 +52,14 @@ etcd_build() { (cd "$HERE/etcd" && go build -trimpath -ldflags "-s -w" -o "$OUT"
 kserve_dir() { go mod download -json "github.com/kserve/kserve@$KSERVE_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])'; }
 kserve_build() {
   # KServe's go.mod carries replace directives, so build inside a writable copy of the module.
+  # One-line patch: the webhook server's host comes from KSERVE_WEBHOOK_HOST (unset: upstream's
+  # all-interfaces default), so the tests can keep it on loopback.
   local src="$CACHE/kserve-src-$KSERVE_VERSION"
   [ -d "$src" ] || { cp -r "$(kserve_dir)" "$src"; chmod -R u+w "$src"; }
+  grep -q KSERVE_WEBHOOK_HOST "$src/cmd/manager/main.go" || sed -i \
+    's|WebhookServer: webhook.NewServer(webhook.Options{|WebhookServer: webhook.NewServer(webhook.Options{\n\t\t\tHost: os.Getenv("KSERVE_WEBHOOK_HOST"),|' \
+    "$src/cmd/manager/main.go"
+  grep -q KSERVE_WEBHOOK_HOST "$src/cmd/manager/main.go"
   (cd "$src" && go build -trimpath -ldflags "-s -w" -o "$OUT" ./cmd/manager)
 }
 
@@ -64,7 +70,7 @@ for cmd in kube-apiserver kube-controller-manager kube-scheduler; do
   build "$cmd" "$KUBERNETES_VERSION" kube_build "$cmd"
 done
 build kwok "$KWOK_VERSION" kwok_build
-build kserve-manager "$KSERVE_VERSION" kserve_build
+build kserve-manager "$KSERVE_VERSION-loopback" kserve_build
 
 # KServe CRDs (full schemas) and its webhook manifests, plus kubeconform's CRD-to-JSON-schema converter.
 CRDS="$CACHE/kserve-crds-$KSERVE_VERSION"
@@ -75,6 +81,15 @@ if [ ! -f "$CRDS/.done" ]; then
   touch "$CRDS/.done"
 fi
 ln -sfn "$CRDS" "$CACHE/kserve-crds"
+# kwok's "fast" stages: nodes become Ready, pods Running/Ready at once, deleted pods go away.
+STAGES="$CACHE/kwok-stages-$KWOK_VERSION.yaml"
+if [ ! -f "$STAGES" ]; then
+  KWOK_DIR=$(go mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
+  for f in node/fast/node-initialize pod/fast/pod-ready pod/fast/pod-complete pod/fast/pod-delete; do
+    cat "$KWOK_DIR/kustomize/stage/$f.yaml"; echo "---"
+  done > "$STAGES"
+fi
+ln -sf "$STAGES" "$CACHE/kwok-stages.yaml"
 # skaffold's JSON schema for skaffold.yaml (from the skaffold module; skaffold itself is not built).
 SK="$CACHE/skaffold-schema-$SKAFFOLD_VERSION.json"
 if [ ! -f "$SK" ]; then

@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.k8s.cluster import LocalCluster
+from tests.k8s.tools import CACHE, KUBE_VERSION, ROOT, render, run, tool
+
+
+@pytest.fixture(scope="session")
+def schema_dir(tmp_path_factory) -> Path:
+    """kubernetes-validate's schemas made readable by kubeconform, plus the InferenceService schema."""
+    import json
+
+    import kubernetes_validate
+
+    out = tmp_path_factory.mktemp("schemas")
+    src = Path(kubernetes_validate.__file__).parent / "kubernetes-json-schema"
+    for sub in (f"v{KUBE_VERSION}-local", f"v{KUBE_VERSION}-local-strict"):
+        (out / sub).mkdir()
+        for f in (src / sub).glob("*.json"):
+            doc = json.loads(f.read_text().replace('"/api/_definitions.json#', '"_definitions.json#'))
+            doc.pop("$id", None)
+            (out / sub / f.name).write_text(json.dumps(doc))
+    crd = out / "crd"
+    crd.mkdir()
+    crds = sorted(str(p) for p in (CACHE / "kserve-crds").glob("serving.kserve.io_*.yaml"))
+    subprocess.run([sys.executable, str(CACHE / "openapi2jsonschema.py"), *crds], cwd=crd, check=True,
+                   capture_output=True, env=os.environ | {"FILENAME_FORMAT": "{kind}-{group}-{version}"})
+    assert (crd / "inferenceservice-serving-v1beta1.json").exists()
+    return out
+
+
+def kubeconform(manifest: str, schema_dir: Path, check: bool = True) -> subprocess.CompletedProcess:
+    return run(tool("kubeconform"), "-strict", "-summary", "-kubernetes-version", KUBE_VERSION,
+               "-schema-location",
+               f"{schema_dir}/{{{{ .NormalizedKubernetesVersion }}}}-local{{{{ .StrictSuffix }}}}/"
+               "{{ .ResourceKind }}{{ .KindSuffix }}.json",
+               "-schema-location", f"{schema_dir}/crd/{{{{ .ResourceKind }}}}{{{{ .KindSuffix }}}}.json", "-",
+               input=manifest, check=check)
+
+
+def objects(manifest: str) -> list[dict]:
+    return [d for d in yaml.safe_load_all(manifest) if d]
+
+
+def find(docs: list[dict], kind: str, suffix: str = "") -> dict:
+    matches = [d for d in docs if d["kind"] == kind and d["metadata"]["name"].endswith(suffix)]
+    assert len(matches) == 1, f"expected one {kind} *{suffix}, found {[d['metadata']['name'] for d in matches]}"
+    return matches[0]
+
+
+@pytest.fixture(scope="module")
+def apiserver(tmp_path_factory):
+    cluster = LocalCluster(tmp_path_factory.mktemp("apiserver")).start()
+    try:
+        cluster.apply_kserve_crds()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+__all__ = ["ROOT", "render", "kubeconform", "objects", "find"]

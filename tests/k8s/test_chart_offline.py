@@ -1,0 +1,221 @@
+"""The chart without a cluster: lint, renders validated by kubeconform, schema rejections, and
+what the rendered objects must say (probes, ports, GPU placement, caches, secrets, policies)."""
+
+from __future__ import annotations
+
+import json
+import re
+import typing
+
+import pytest
+
+from services.asr.settings import AsrSettings
+from services.gateway.settings import GatewaySettings
+from services.tts.settings import TtsSettings
+from tests.k8s.conftest import find, kubeconform, objects
+from tests.k8s.tools import CHART, KUBE_VERSION, ROOT, helm, render, run, venv_tool
+from tests.k8s.values_sets import BAD_VALUES, VALUES_SETS
+
+
+def test_helm_lint_strict():
+    helm("lint", "--strict", str(CHART), "--kube-version", KUBE_VERSION)
+
+
+@pytest.mark.parametrize("name", VALUES_SETS)
+def test_render_is_valid_for_kubernetes_and_kserve(name, schema_dir):
+    out = kubeconform(render(values=VALUES_SETS[name]).stdout, schema_dir)
+    assert "Invalid: 0, Errors: 0" in out.stdout, out.stdout
+
+
+def test_kubeconform_catches_a_bad_inferenceservice(schema_dir):
+    manifest = render().stdout.replace("maxReplicas: 1", 'maxReplicas: "one"', 1)
+    out = kubeconform(manifest, schema_dir, check=False)
+    assert out.returncode != 0 and "maxReplicas" in out.stdout
+
+
+@pytest.mark.parametrize("case", BAD_VALUES)
+def test_bad_values_are_rejected(case):
+    out = render(values=BAD_VALUES[case], check=False)
+    assert out.returncode != 0, f"{case} was accepted"
+    assert "schema" in out.stderr or "Serverless" in out.stderr
+
+
+def predictor(docs, component):
+    isvc = find(docs, "InferenceService", f"-{component}")
+    return isvc, isvc["spec"]["predictor"], isvc["spec"]["predictor"]["containers"][0]
+
+
+def env_of(container) -> dict:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
+
+
+def test_predictors_probe_healthz_on_8080_with_gpu_placement():
+    docs = objects(render().stdout)
+    for component in ("asr", "tts"):
+        isvc, spec, c = predictor(docs, component)
+        assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "RawDeployment"
+        assert c["name"] == "kserve-container" and c["ports"][0]["containerPort"] == 8080
+        for probe in ("readinessProbe", "startupProbe", "livenessProbe"):
+            assert c[probe]["httpGet"]["path"] == "/healthz"
+        assert c["startupProbe"]["periodSeconds"] * c["startupProbe"]["failureThreshold"] >= 600
+        assert c["resources"]["limits"]["nvidia.com/gpu"] == 1
+        assert spec["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+        assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in spec["tolerations"]
+        assert env_of(c)[f"{component.upper()}_DEVICE"] == "cuda"
+        assert c["resources"]["requests"] and c["resources"]["limits"]["memory"]
+
+
+def test_cpu_mode_has_no_gpu_anything():
+    docs = objects(render(values=VALUES_SETS["cpu-only"]).stdout)
+    for component in ("asr", "tts"):
+        _, spec, c = predictor(docs, component)
+        assert "nvidia.com/gpu" not in c["resources"]["limits"]
+        assert "nodeSelector" not in spec and "tolerations" not in spec
+        assert env_of(c)[f"{component.upper()}_DEVICE"] == "cpu"
+
+
+def test_caches_are_mounted_where_the_services_read_them():
+    docs = objects(render().stdout)
+    _, asr_spec, asr = predictor(docs, "asr")
+    _, tts_spec, tts = predictor(docs, "tts")
+    assert {"name": "cache", "mountPath": "/app/models"} in asr["volumeMounts"]
+    assert env_of(asr)["HF_HOME"] == "/app/models/hf-cache"
+    assert {"name": "cache", "mountPath": "/app/tts-cache"} in tts["volumeMounts"]
+    tts_env = env_of(tts)
+    # Coqui keeps its models under $TTS_HOME/tts; the HF cache and default speaker sit under it (seed layout)
+    assert tts_env["TTS_HOME"] == "/app/tts-cache" and tts_env["HF_HOME"].startswith("/app/tts-cache/tts/")
+    assert tts_env["COQUI_TOS_AGREED"] == "1" and tts_env["TTS_MODEL"].endswith("xtts_v2")
+    for spec in (asr_spec, tts_spec):
+        claim = next(v for v in spec["volumes"] if v["name"] == "cache")["persistentVolumeClaim"]["claimName"]
+        assert find(docs, "PersistentVolumeClaim", claim.split("speech-stack")[-1])
+
+
+def test_existing_claims_and_secrets_are_referenced_not_created():
+    docs = objects(render(values=VALUES_SETS["existing-secret-and-claims"]).stdout)
+    assert not [d for d in docs if d["kind"] in ("PersistentVolumeClaim", "Secret")]
+    _, asr_spec, asr = predictor(docs, "asr")
+    assert next(v for v in asr_spec["volumes"] if v["name"] == "cache")["persistentVolumeClaim"]["claimName"] == "asr-models"
+    assert env_of(asr)["HF_TOKEN"] == {"secretKeyRef": {"name": "my-hf-token", "key": "HF_TOKEN"}}
+    gw = find(docs, "Deployment", "-gateway")["spec"]["template"]["spec"]["containers"][0]
+    assert env_of(gw)["GATEWAY_API_KEYS"] == {"secretKeyRef": {"name": "my-api-keys", "key": "api-keys"}}
+
+
+def test_secret_values_live_only_in_secrets():
+    manifest = render(values=VALUES_SETS["ingress-tls"]).stdout
+    docs = objects(manifest)
+    secrets = [d for d in docs if d["kind"] == "Secret"]
+    assert len(secrets) == 2
+    outside = "\n".join(str(d) for d in docs if d["kind"] != "Secret")
+    assert "hf_test_token_value" not in outside and "sk-test-key-1" not in outside
+    ingress = find(docs, "Ingress", "-gateway")
+    assert ingress["spec"]["tls"][0]["hosts"] == ["speech.test.example"]
+    assert ingress["spec"]["ingressClassName"] == "nginx"
+
+
+def test_gateway_points_at_the_services_kserve_creates():
+    docs = objects(render(release="rel", namespace="ns1").stdout)
+    gw = find(docs, "Deployment", "-gateway")["spec"]["template"]["spec"]["containers"][0]
+    env = env_of(gw)
+    assert env["GATEWAY_ASR_URL"] == "http://rel-speech-stack-asr-predictor.ns1.svc.cluster.local"
+    assert env["GATEWAY_TTS_URL"] == "http://rel-speech-stack-tts-predictor.ns1.svc.cluster.local"
+    assert gw["ports"][0]["containerPort"] == 5148 and gw["readinessProbe"]["httpGet"]["path"] == "/healthz"
+    service = find(docs, "Service", "-gateway")
+    assert service["spec"]["ports"][0]["targetPort"] == "http"
+
+
+def test_network_policies_let_only_the_gateway_in():
+    docs = objects(render().stdout)
+    gateway_labels = find(docs, "Deployment", "-gateway")["spec"]["template"]["metadata"]["labels"]
+    for component in ("asr", "tts"):
+        _, spec, _ = predictor(docs, component)
+        policy = find(docs, "NetworkPolicy", f"-{component}")
+        selector = policy["spec"]["podSelector"]["matchLabels"]
+        assert selector.items() <= spec["labels"].items()  # selects the predictor pods
+        source = policy["spec"]["ingress"][0]["from"][0]["podSelector"]["matchLabels"]
+        assert source.items() <= gateway_labels.items() and source["app.kubernetes.io/component"] == "gateway"
+        assert policy["spec"]["ingress"][0]["ports"] == [{"port": 8080, "protocol": "TCP"}]
+
+
+def test_every_workload_is_hardened():
+    docs = objects(render().stdout)
+    pods = [find(docs, "Deployment", "-gateway")["spec"]["template"]["spec"]]
+    pods += [predictor(docs, c)[1] for c in ("asr", "tts")]
+    for pod in pods:
+        assert pod["securityContext"]["runAsNonRoot"] is True and pod["automountServiceAccountToken"] is False
+        for c in pod["containers"]:
+            sc = c["securityContext"]
+            assert sc["readOnlyRootFilesystem"] and not sc["allowPrivilegeEscalation"]
+            assert sc["capabilities"]["drop"] == ["ALL"]
+            assert c["resources"]["requests"] and c["resources"]["limits"]
+            assert ":" in c["image"] and not c["image"].endswith(":latest")
+
+
+def test_serverless_allows_scale_to_zero():
+    docs = objects(render(values=VALUES_SETS["serverless-scale-to-zero"]).stdout)
+    isvc, spec, _ = predictor(docs, "asr")
+    assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Serverless"
+    assert spec["minReplicas"] == 0 and spec["maxReplicas"] == 3
+
+
+def test_custom_voices_and_unload_policy_reach_the_predictors():
+    docs = objects(render(values=VALUES_SETS["custom-voices"]).stdout)
+    tts = env_of(predictor(docs, "tts")[2])
+    assert TtsSettings(voices=json.loads(tts["TTS_VOICES"])).voices["alloy"].name == "alloy.wav"
+    assert tts["TTS_UNLOAD_POLICY"] == "300" and env_of(predictor(docs, "asr")[2])["ASR_UNLOAD_POLICY"] == "never"
+
+
+EXTERNAL_VARS = {"TTS_HOME"}  # Coqui's own cache root, read by Coqui, not by TtsSettings
+
+
+@pytest.mark.parametrize("component,settings_cls", [("asr", AsrSettings), ("tts", TtsSettings),
+                                                    ("gateway", GatewaySettings)])
+def test_chart_env_vars_are_settings_the_services_read(component, settings_cls):
+    """Every ASR_/TTS_/GATEWAY_ variable the chart sets is a field of that service's settings,
+    and the rendered values parse with it."""
+    docs = objects(render(values=VALUES_SETS["ingress-tls"] | VALUES_SETS["custom-voices"]).stdout)
+    container = (find(docs, "Deployment", "-gateway")["spec"]["template"]["spec"]["containers"][0]
+                 if component == "gateway" else predictor(docs, component)[2])
+    prefix = settings_cls.model_config["env_prefix"]
+    env = {k: v for k, v in env_of(container).items() if k.startswith(prefix)}
+    assert env
+    fields = set(settings_cls.model_fields)
+    for key in set(env) - EXTERNAL_VARS:
+        assert key[len(prefix):].lower() in fields, f"{key} is not read by {settings_cls.__name__}"
+    plain = {k[len(prefix):].lower(): v for k, v in env.items() if isinstance(v, str) and k not in EXTERNAL_VARS}
+    settings_cls.model_validate({k: _json_or_str(v, settings_cls.model_fields[k].annotation) for k, v in plain.items()})
+
+
+def _json_or_str(value: str, annotation) -> typing.Any:
+    origin = typing.get_origin(annotation)
+    return json.loads(value) if origin in (dict, list) else value
+
+
+def test_dockerfiles_pass_hadolint():
+    dockerfiles = sorted(str(p) for p in (ROOT / "services").glob("*/Dockerfile"))
+    assert len(dockerfiles) == 3
+    run(venv_tool("hadolint"), "--config", str(ROOT / ".hadolint.yaml"), *dockerfiles)
+
+
+def test_dockerfiles_install_from_the_same_pins():
+    for path in (ROOT / "services").glob("*/Dockerfile"):
+        text = path.read_text()
+        assert "COPY pyproject.toml constraints.txt" in text and "pip install -c constraints.txt" in text
+        assert re.search(r"^USER 10001$", text, re.M) and "FROM python:3.11-" in text
+
+
+def test_skaffold_yaml_matches_its_schema_and_rewrites_isvc_images(tmp_path):
+    from tests.k8s.tools import CACHE
+
+    schema = str(CACHE / "skaffold-schema.json")
+    run(venv_tool("check-jsonschema"), "--schemafile", schema, str(ROOT / "skaffold.yaml"))
+    import yaml
+
+    config = yaml.safe_load((ROOT / "skaffold.yaml").read_text())
+    assert {"groupKind": "InferenceService.serving.kserve.io", "image": [".*"]} in config["resourceSelector"]["allow"]
+    images = {a["image"] for a in config["build"]["artifacts"]}
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert images == {values[c]["image"]["repository"] for c in ("gateway", "asr", "tts")}
+    assert {p["name"] for p in config["profiles"]} == {"gpu", "cpu"}
+    bad = tmp_path / "skaffold.yaml"
+    bad.write_text((ROOT / "skaffold.yaml").read_text().replace("build:", "biuld:", 1))
+    assert run(venv_tool("check-jsonschema"), "--schemafile", schema, str(bad), check=False).returncode != 0
