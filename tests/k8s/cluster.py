@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 
 from scripts.devstack import free_port
-from tests.k8s.tools import CACHE, run, tool
+from tests.k8s.tools import CACHE, run, tool, venv_tool
 
 TOKEN = "speech-stack-admin-token"
 
@@ -110,7 +110,7 @@ class LocalCluster:
         return self
 
     def kubectl(self, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
-        return run("kubectl", "--kubeconfig", str(self.kubeconfig), *args, input=input, check=check)
+        return run(venv_tool("kubectl"), "--kubeconfig", str(self.kubeconfig), *args, input=input, check=check)
 
     def helm(self, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
         return run(tool("helm"), "--kubeconfig", str(self.kubeconfig), *args, check=check, timeout=timeout)
