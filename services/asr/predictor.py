@@ -8,16 +8,14 @@ import json
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 
-from fastapi import FastAPI, Request
 from fastapi.responses import StreamingResponse
-from kserve import Model
 from kserve.errors import InvalidInput, ModelNotReady
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
 from services.asr.audio import BadAudio
 from services.asr.engine import AsrEngine, TranscribeOptions, UnknownModel, UnsupportedOption
 from services.common.lifecycle import ModelLoadError
-from services.common.predictor_server import parse_binary_request, raw_bytes_element
+from services.common.predictor_server import LazyPredictor, raw_bytes_element, split_first
 from services.common.streaming import iterate_in_thread
 
 
@@ -61,16 +59,12 @@ def _event(kind: str, **fields) -> bytes:
     return json.dumps({"type": kind, **fields}).encode() + b"\n"
 
 
-class AsrPredictor(Model):
-    def __init__(self, name: str, engine: AsrEngine, max_concurrency: int) -> None:
-        super().__init__(name)
-        self.engine = engine
-        self._slots = asyncio.Semaphore(max_concurrency)
+class AsrPredictor(LazyPredictor):
+    engine: AsrEngine
 
-    def load(self) -> bool:
-        # Ready means "accepting requests": WhisperX itself loads lazily on the first one.
-        self.ready = True
-        return self.ready
+    def status(self) -> dict:
+        """Whisper per public id, aligners per language, diarization: loaded, in use, load count."""
+        return self.engine.models_status()
 
     def _prepare(self, payload: InferRequest) -> tuple[bytes, TranscribeOptions]:
         audio = raw_bytes_element(_input(payload, "audio"))
@@ -86,6 +80,10 @@ class AsrPredictor(Model):
                 result = await asyncio.to_thread(self.engine.run, audio, options)
         output = InferOutput("result", [1], "BYTES", data=[json.dumps(result)])
         return InferResponse(payload.id, self.name, [output])
+
+    async def stream_response(self, payload: InferRequest) -> StreamingResponse:
+        _, events = await split_first(self.stream(payload))
+        return StreamingResponse(events, media_type="application/x-ndjson")
 
     async def stream(self, payload: InferRequest) -> AsyncIterator[bytes]:
         """``{"type":"text","text":...}`` per decoded batch or segment, then ``result``. A failure
@@ -106,18 +104,3 @@ class AsrPredictor(Model):
             if not sent:
                 raise
             yield _event("error", message=str(exc), kind=type(exc).__name__)
-
-
-def add_stream_route(app: FastAPI, predictor: AsrPredictor) -> None:
-    @app.post(f"/v2/models/{predictor.name}/infer_stream", include_in_schema=False)
-    async def infer_stream(request: Request) -> StreamingResponse:
-        payload = parse_binary_request(await request.body(), request.headers, predictor.name)
-        events = predictor.stream(payload)
-        first = await anext(events)  # validation errors surface here, before the 200
-        return StreamingResponse(_prepend(first, events), media_type="application/x-ndjson")
-
-
-async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    yield first
-    async for item in rest:
-        yield item

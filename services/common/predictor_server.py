@@ -14,9 +14,9 @@ import json
 import logging
 import struct
 import warnings
-from collections.abc import Callable
+from collections.abc import AsyncIterator
 
-from fastapi import FastAPI
+from fastapi import Request, Response
 from kserve import Model, ModelServer
 from kserve.constants.constants import FASTAPI_APP_IMPORT_STRING
 from kserve.errors import InvalidInput
@@ -50,7 +50,7 @@ def parse_binary_request(body: bytes, headers, model_name: str) -> InferRequest:
 
 
 def _request_from_header(doc: dict, body: bytes, offset: int, model_name: str) -> InferRequest:
-    inputs, raws = [], []
+    inputs = []
     for spec in doc["inputs"]:
         params = spec.get("parameters") or {}
         tensor = InferInput(spec["name"], spec["shape"], spec["datatype"], parameters=params)
@@ -101,16 +101,57 @@ class PredictorServer(ModelServer):
         asyncio.run(self._serve())
 
 
-def serve(model: Model, host: str, port: int, add_routes: Callable[[FastAPI], None]) -> None:
-    """Register our routes (``/healthz``, streaming) next to KServe's and serve ``model``."""
+class LazyPredictor(Model):
+    """A predictor whose model loads lazily on the first request: KServe's "ready" only means
+    "accepting requests". Model work runs in threads, at most ``max_concurrency`` at once."""
+
+    def __init__(self, name: str, engine, max_concurrency: int) -> None:
+        super().__init__(name)
+        self.engine = engine
+        self._slots = asyncio.Semaphore(max_concurrency)
+
+    def load(self) -> bool:
+        self.ready = True
+        return self.ready
+
+    def status(self) -> dict:
+        """Model lifetimes for ``GET /status``."""
+        raise NotImplementedError
+
+    async def stream_response(self, payload: InferRequest) -> Response:
+        """The answer of ``POST /v2/models/<name>/infer_stream`` (KServe has no streaming route for audio)."""
+        raise NotImplementedError
+
+
+async def split_first(items: AsyncIterator) -> tuple[object, AsyncIterator]:
+    """Wait for the first item, so that a failure before it is still an HTTP error, not a cut stream."""
+    first = await anext(items)
+
+    async def rest() -> AsyncIterator:
+        yield first
+        async for item in items:
+            yield item
+    return first, rest()
+
+
+def serve(predictor: LazyPredictor, host: str, port: int) -> None:
+    """Register our routes next to KServe's and serve the predictor."""
+    # KServe's own app uses FastAPI's deprecated ORJSONResponse: one warning per request otherwise.
+    warnings.filterwarnings("ignore", message="ORJSONResponse is deprecated")
 
     @kserve_app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict:
         # Liveness of the HTTP service only: the model itself loads lazily on first use.
         return {"status": "ok"}
 
-    # KServe's own app uses FastAPI's deprecated ORJSONResponse: one warning per request otherwise.
-    warnings.filterwarnings("ignore", message="ORJSONResponse is deprecated")
-    add_routes(kserve_app)
-    model.load()
-    PredictorServer(host, port).start([model])
+    @kserve_app.get("/status", include_in_schema=False)
+    async def status() -> dict:
+        return predictor.status()
+
+    @kserve_app.post(f"/v2/models/{predictor.name}/infer_stream", include_in_schema=False)
+    async def infer_stream(request: Request) -> Response:
+        payload = parse_binary_request(await request.body(), request.headers, predictor.name)
+        return await predictor.stream_response(payload)
+
+    predictor.load()
+    PredictorServer(host, port).start([predictor])

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,18 +54,6 @@ class InferRequestHeader:
 
 def request_headers(header: bytes) -> dict[str, str]:
     return {"content-type": OCTET_STREAM, HEADER_LENGTH: str(len(header))}
-
-
-def bytes_tensor_body(header: InferRequestHeader, blob_chunks: Iterable[bytes], blob_size: int):
-    """Header, then one BYTES element streamed from ``blob_chunks`` (never joined in memory)."""
-    header.binary_inputs.append(BinaryInput("audio", "BYTES", [1], 4 + blob_size))
-    head = header.encode()
-    return head, request_headers(head), _chain(head + struct.pack("<I", blob_size), blob_chunks)
-
-
-def _chain(first: bytes, rest: Iterable[bytes]):
-    yield first
-    yield from rest
 
 
 @dataclass

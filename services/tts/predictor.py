@@ -7,14 +7,12 @@ import asyncio
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 
-from fastapi import FastAPI, Request
 from fastapi.responses import StreamingResponse
-from kserve import Model
 from kserve.errors import InvalidInput, ModelNotReady
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
 from services.common.lifecycle import ModelLoadError
-from services.common.predictor_server import parse_binary_request
+from services.common.predictor_server import LazyPredictor, split_first
 from services.common.streaming import iterate_in_thread
 from services.tts.engine import Audio, BadSpeechRequest, SpeechOptions, TtsEngine
 
@@ -42,16 +40,11 @@ def options_from(payload: InferRequest) -> SpeechOptions:
         raise InvalidInput(f"bad request parameters: {exc!r}") from exc
 
 
-class TtsPredictor(Model):
-    def __init__(self, name: str, engine: TtsEngine, max_concurrency: int) -> None:
-        super().__init__(name)
-        self.engine = engine
-        self._slots = asyncio.Semaphore(max_concurrency)
+class TtsPredictor(LazyPredictor):
+    engine: TtsEngine
 
-    def load(self) -> bool:
-        # Ready means "accepting requests": the Coqui model loads lazily on the first one.
-        self.ready = True
-        return self.ready
+    def status(self) -> dict:
+        return {"model": self.engine.model.status(), "streams_cancelled": self.engine.streams_cancelled}
 
     def _options(self, payload: InferRequest) -> SpeechOptions:
         options = options_from(payload)
@@ -68,6 +61,17 @@ class TtsPredictor(Model):
                              parameters={"sample_rate": audio.sample_rate})
         return InferResponse(payload.id, self.name, [output], use_binary_outputs=True)
 
+    async def stream_response(self, payload: InferRequest) -> StreamingResponse:
+        """Little-endian float32 mono PCM at ``x-sample-rate``, sent as it is synthesised."""
+        first, chunks = await split_first(self.stream(payload))
+
+        async def body() -> AsyncIterator[bytes]:
+            async for chunk in chunks:
+                yield chunk.samples.astype("<f4").tobytes()
+
+        return StreamingResponse(body(), media_type="application/octet-stream",
+                                 headers={"x-sample-rate": str(first.sample_rate), "x-audio-format": "f32le"})
+
     def stream(self, payload: InferRequest) -> AsyncIterator[Audio]:
         """Chunks as they are made; a failure before the first chunk reaches the caller as an error."""
         options = self._options(payload)
@@ -78,20 +82,3 @@ class TtsPredictor(Model):
                     emit(chunk)
 
         return iterate_in_thread(produce, self._slots)
-
-
-def add_stream_route(app: FastAPI, predictor: TtsPredictor) -> None:
-    @app.post(f"/v2/models/{predictor.name}/infer_stream", include_in_schema=False)
-    async def infer_stream(request: Request) -> StreamingResponse:
-        """Same request as /infer; the body is little-endian float32 mono PCM at X-Sample-Rate."""
-        payload = parse_binary_request(await request.body(), request.headers, predictor.name)
-        chunks = predictor.stream(payload)
-        first = await anext(chunks)
-
-        async def body() -> AsyncIterator[bytes]:
-            yield first.samples.astype("<f4").tobytes()
-            async for chunk in chunks:
-                yield chunk.samples.astype("<f4").tobytes()
-
-        return StreamingResponse(body(), media_type="application/octet-stream",
-                                 headers={"x-sample-rate": str(first.sample_rate), "x-audio-format": "f32le"})
