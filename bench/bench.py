@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -18,7 +19,7 @@ from pathlib import Path
 import httpx
 import openai
 
-from scripts.devstack import ROOT, local_stack
+from scripts.devstack import ROOT, base_env, local_stack
 from services.common import v2wire
 from tests.conftest import start, whisper_models
 from tests.support import tiny_models
@@ -60,7 +61,7 @@ def predictor_call(url: str, wav: Path):
     pooled = httpx.Client(base_url=url, timeout=600)  # same pooling as the gateway's client
 
     def call():
-        header = v2wire.InferRequestHeader(str(uuid.uuid4()), {"model": "whisper-1"})
+        header = v2wire.InferRequestHeader(str(uuid.uuid4()), {"model": "whisper-1", "language": "en"})
         header.binary_inputs.append(v2wire.BinaryInput("audio", "BYTES", [1], 4 + len(audio)))
         head = header.encode()
         body = head + v2wire.bytes_element(audio) + audio
@@ -132,28 +133,90 @@ def sf_seconds(path: Path) -> float:
     return sf.info(str(path)).duration
 
 
-def bench_tts(tmp: Path, runs: int, threads: int) -> None:
-    vits = tiny_models.build_vits(tmp / "vits", ["alloy"])
-    services = local_stack(asr_env={}, tts_env={"TTS_MODEL": str(vits), "TTS_UNLOAD_POLICY": "never",
-                                                "TTS_HOME": str(tmp / "tts-home")}, gateway_env={}, threads=threads)
-    start(services, tmp / "logs-tts")
+def first_byte_and_total(open_stream) -> tuple[float, float]:
+    """Seconds to the first body byte and to the end, for a callable returning a streamed response."""
+    started = time.perf_counter()
+    with open_stream() as response:
+        response.raise_for_status()
+        first = None
+        for chunk in response.iter_raw():
+            if chunk and first is None:
+                first = time.perf_counter() - started
+    return first, time.perf_counter() - started
+
+
+def median_pair(fn, runs: int) -> tuple[float, float]:
+    fn()
+    pairs = [fn() for _ in range(runs)]
+    return statistics.median(p[0] for p in pairs), statistics.median(p[1] for p in pairs)
+
+
+def bench_tts_model(tmp: Path, label: str, model_dir: Path, voice: str, runs: int, threads: int) -> list[list[str]]:
+    services = local_stack(asr_env={}, tts_env={"TTS_MODEL": str(model_dir), "TTS_UNLOAD_POLICY": "never",
+                                                "TTS_HOME": str(tmp / f"home-{label}"), "TTS_STREAM_CHUNK_SIZE": "10"},
+                           gateway_env={}, threads=threads)
+    start(services, tmp / f"logs-{label}")
+    rows = []
     try:
-        client = openai.OpenAI(base_url=f"{services[-1].url}/v1", api_key="x", max_retries=0)
-        header = {"id": "b", "parameters": {"binary_data_output": True},
-                  "inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": [TEXT]}]}
-        pooled = httpx.Client(base_url=services[1].url, timeout=600)  # same pooling as the gateway's client
-        direct = lambda: pooled.post("/v2/models/tts/infer", json=header).raise_for_status()
-        base = median_time(direct, runs)
-        rows = [["predictor (float32 PCM)", f"{base:.3f}", "1.00"]]
-        for fmt in ("pcm", "wav", "mp3", "opus", "aac", "flac"):
-            t = median_time(lambda: client.audio.speech.create(model="tts-1", voice="alloy", input=TEXT,
-                                                               response_format=fmt).content, runs)
-            rows.append([f"gateway {fmt}", f"{t:.3f}", f"{t / base:.2f}"])
+        tts = httpx.Client(base_url=services[1].url, timeout=600)
+        gw = httpx.Client(base_url=services[-1].url, timeout=600)
+        body = {"id": "b", "parameters": {"voice": voice, "binary_data_output": True},
+                "inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": [TEXT]}]}
+        direct = median_pair(lambda: first_byte_and_total(
+            lambda: tts.stream("POST", "/v2/models/tts/infer_stream", json=body)), runs)
+        whole = median_time(lambda: tts.post("/v2/models/tts/infer", json=body).raise_for_status(), runs)
+        rows.append([label, "predictor f32 (stream)", f"{direct[0]:.3f}", f"{direct[1]:.3f}", f"{whole:.3f}", "1.00"])
+        for fmt in ("pcm", "mp3", "opus", "aac", "wav", "flac"):
+            req = {"model": "tts-1", "voice": voice, "input": TEXT, "response_format": fmt, "stream": True}
+            streamed = median_pair(lambda: first_byte_and_total(
+                lambda: gw.stream("POST", "/v1/audio/speech", json=req)), runs)
+            full = median_time(lambda: gw.post("/v1/audio/speech", json=req | {"stream": False}).raise_for_status(), runs)
+            rows.append([label, f"gateway {fmt}", f"{streamed[0]:.3f}", f"{streamed[1]:.3f}", f"{full:.3f}",
+                         f"{streamed[0] / direct[0]:.2f}"])
     finally:
         for svc in reversed(services):
             svc.stop()
-    table(f"TTS: tiny VITS (test model), {len(TEXT)} characters, whole responses, median of {runs}",
-          ["path", "wall s", "ratio vs predictor"], rows)
+    return rows
+
+
+def bench_tts(tmp: Path, runs: int, threads: int) -> None:
+    vits = tiny_models.build_vits(tmp / "vits", ["alloy"])
+    xtts = tiny_models.build_xtts(tmp / "xtts")
+    rows = bench_tts_model(tmp, "VITS", vits, "alloy", runs, threads)
+    rows += bench_tts_model(tmp, "XTTS", xtts, "Ana Random", runs, threads)
+    table(f"TTS: {len(TEXT)} characters (2 sentences), tiny random test models (VITS: sentence by sentence; "
+          f"XTTS: inference_stream), {threads} thread(s), median of {runs}",
+          ["model", "path", "first byte s", "streamed total s", "whole file s", "first byte vs predictor"], rows)
+    bench_encoding(runs)
+
+
+def bench_encoding(runs: int) -> None:
+    """In-process PyAV encoding of 10 s of 24 kHz audio fed in 100 ms chunks, per format."""
+    import numpy as np
+
+    from services.gateway.audio_encoding import AudioEncoder
+
+    rate, seconds = 24000, 10.0
+    t = np.arange(int(rate * seconds)) / rate
+    audio = (0.3 * np.sin(2 * np.pi * 220 * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t))).astype(np.float32)
+    chunks = np.array_split(audio, int(seconds * 10))
+    rows = []
+    for fmt in ("pcm", "wav", "mp3", "opus", "aac", "flac"):
+        def encode():
+            enc = AudioEncoder(fmt, rate, rate, streaming=True)
+            first, size = None, 0
+            started = time.perf_counter()
+            for chunk in chunks:
+                out = enc.feed(chunk)
+                if out and first is None:
+                    first = time.perf_counter() - started
+                size += len(out)
+            return first, size + len(enc.finish())
+        total = median_time(encode, runs)
+        first, size = encode()
+        rows.append([fmt, f"{total / seconds * 1000:.2f}", f"{first * 1000:.2f}", f"{size / seconds / 1000:.1f}"])
+    table(f"Encoding (PyAV, streaming, 24 kHz mono, 100 ms chunks), median of {runs}",
+          ["format", "ms per s of audio", "first bytes after ms", "kB per s"], rows)
 
 
 def main() -> None:
@@ -161,10 +224,14 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--only", choices=["asr", "tts"], help="run one of the two benchmarks")
     args = parser.parse_args()
+    os.environ.update(base_env(args.threads, offline=True))  # the in-process WhisperX run, as the services
     with tempfile.TemporaryDirectory() as tmp:
-        bench_asr(Path(tmp), args.runs, args.threads, args.batch)
-        bench_tts(Path(tmp), args.runs, args.threads)
+        if args.only != "tts":
+            bench_asr(Path(tmp), args.runs, args.threads, args.batch)
+        if args.only != "asr":
+            bench_tts(Path(tmp), args.runs, args.threads)
 
 
 if __name__ == "__main__":

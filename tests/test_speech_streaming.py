@@ -60,3 +60,20 @@ def test_streamed_speed_scales_duration(client):
     slow = b"".join(chunks(client, response_format="pcm", speed=0.5)[0])
     fast = b"".join(chunks(client, response_format="pcm", speed=2.0)[0])
     assert 3.0 < len(slow) / len(fast) < 5.0
+
+
+@pytest.mark.parametrize("fmt", ["mp3", "opus", "aac", "flac", "wav"])
+@pytest.mark.parametrize("stream", [True, False])
+def test_ffprobe_accepts_every_container(client, fmt, stream, tmp_path):
+    """The container headers are right for a standard tool, whole or streamed."""
+    import subprocess
+
+    data = b"".join(chunks(client, response_format=fmt, extra_body={"stream": stream})[0])
+    path = tmp_path / f"speech.{fmt}"
+    path.write_bytes(data)
+    probe = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "stream=codec_name,sample_rate,channels",
+                            "-of", "json", str(path)], capture_output=True, text=True, check=True)
+    assert probe.stderr == ""
+    stream_info = json.loads(probe.stdout)["streams"][0]
+    expected = {"mp3": "mp3", "opus": "opus", "aac": "aac", "flac": "flac", "wav": "pcm_s16le"}[fmt]
+    assert stream_info["codec_name"] == expected and stream_info["channels"] == 1

@@ -91,3 +91,24 @@ def test_client_disconnect_cancels_synthesis(xtts):
             break
         time.sleep(0.2)
     assert status["streams_cancelled"] == 1 and status["model"]["in_use"] == 0
+
+
+def test_legacy_xtts_checkpoint_loads_without_being_rewritten(workdir):
+    """A checkpoint with a pickled XttsConfig (as released) loads under weights_only through the
+    allowlist, and model.pth is left untouched, so a read-only model volume works."""
+    import hashlib
+
+    from tests.support.tiny_models import build_xtts
+
+    model_dir = build_xtts(workdir / "xtts-legacy", legacy=True)
+    digest = lambda: hashlib.sha256((model_dir / "model.pth").read_bytes()).hexdigest()
+    before = digest()
+    services = local_stack(asr_env={}, gateway_env={}, tts_env={"TTS_MODEL": str(model_dir),
+                                                                "TTS_HOME": str(workdir / "legacy-home")})
+    start(services, workdir / "logs" / "xtts-legacy")
+    try:
+        assert decode(say(services, "Ana Random"))[0].size > 0
+    finally:
+        for svc in reversed(services):
+            svc.stop()
+    assert digest() == before

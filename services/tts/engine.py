@@ -75,6 +75,7 @@ class TtsEngine:
         from TTS.api import TTS
 
         torch.set_num_threads(self.settings.threads)
+        allow_trusted_xtts_classes()
         source = Path(self.settings.model)
         if source.is_dir():
             tts = TTS(model_path=str(_checkpoint_path(source)), config_path=str(source / "config.json"),
@@ -189,6 +190,19 @@ class TtsEngine:
         if not (self.voice_dir / f"{choice.speaker}.pth").exists():
             kwargs["speaker_wav"] = str(choice.speaker_wav)  # first use: compute and cache the latents
         return kwargs
+
+
+def allow_trusted_xtts_classes() -> None:
+    """PyTorch >= 2.6 loads checkpoints with ``weights_only=True``. Released XTTS v2 checkpoints pickle
+    their config objects; allowlisting exactly those trusted Coqui classes lets them load as they are.
+    (Without it coqui-tts retries and rewrites ``model.pth`` in place, which fails on a read-only
+    model volume.) The check itself stays on for everything else."""
+    import torch
+    from TTS.config.shared_configs import BaseDatasetConfig
+    from TTS.tts.configs.xtts_config import XttsConfig
+    from TTS.tts.models.xtts import XttsArgs, XttsAudioConfig
+
+    torch.serialization.add_safe_globals([XttsConfig, XttsAudioConfig, XttsArgs, BaseDatasetConfig])
 
 
 def _checkpoint_path(model_dir: Path) -> Path:

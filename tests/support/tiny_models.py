@@ -50,8 +50,9 @@ def build_vits(out: Path, speakers: list[str] | None = None) -> Path:
     return out
 
 
-def build_xtts(out: Path, speakers: tuple[str, ...] = ("Ana Random", "Bo Random")) -> Path:
-    """XTTS v2 layout with a tiny GPT (the HiFiGAN decoder and speaker encoder keep their fixed size)."""
+def build_xtts(out: Path, speakers: tuple[str, ...] = ("Ana Random", "Bo Random"), legacy: bool = False) -> Path:
+    """XTTS v2 layout with a tiny GPT (the HiFiGAN decoder and speaker encoder keep their fixed size).
+    ``legacy`` pickles the config object into model.pth, as the released XTTS v2 checkpoint does."""
     import torch
     from tokenizers import Tokenizer
     from tokenizers.models import BPE
@@ -80,7 +81,7 @@ def build_xtts(out: Path, speakers: tuple[str, ...] = ("Ana Random", "Bo Random"
     model = Xtts(config)
     model.tokenizer = VoiceBpeTokenizer(vocab_file=str(out / "vocab.json"))
     model.init_models()
-    torch.save({"model": model.state_dict(), "config": config.to_dict()}, out / "model.pth")
+    torch.save({"model": model.state_dict(), "config": config if legacy else config.to_dict()}, out / "model.pth")
     config.save_json(str(out / "config.json"))
     torch.save({name: {"gpt_cond_latent": torch.randn(1, 32, 32), "speaker_embedding": torch.randn(1, 512, 1)}
                 for name in speakers}, out / "speakers_xtts.pth")
