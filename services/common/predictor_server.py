@@ -155,3 +155,11 @@ def serve(predictor: LazyPredictor, host: str, port: int) -> None:
 
     predictor.load()
     PredictorServer(host, port).start([predictor])
+
+
+def main(tag: str, settings_class, engine_class, predictor_class) -> None:
+    """``python -m services.<tag>``: settings -> engine -> predictor -> KServe ModelServer."""
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {tag} %(levelname)s %(name)s: %(message)s")
+    settings = settings_class()
+    predictor = predictor_class(settings.model_name, engine_class(settings), settings.max_concurrency)
+    serve(predictor, settings.host, settings.http_port)
