@@ -119,11 +119,13 @@ def run_forever(services: list[Service]) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     try:
-        for svc in services:
+        *predictors, gw = services
+        for svc in predictors:
             svc.start()
-        for svc in services:
+        for svc in predictors:  # the public port opens only once the backends answer
             svc.wait_healthy()
-        gw = services[-1]
+        gw.start()
+        gw.wait_healthy()
         print(f"speech-stack ready: {gw.url}/v1 (docs: {gw.url}/docs); Ctrl-C stops all three", flush=True)
         while not stop.wait(0.5):
             dead = [s.name for s in services if s.proc.poll() is not None]
