@@ -66,6 +66,62 @@ def test_diarized_json(client, dialog):
     assert result.text.splitlines()[0].startswith(result.segments[0].speaker + ": ")
 
 
+def joined_text(logprobs) -> str:
+    return bytes(int(b) for item in logprobs for b in item.bytes).decode("utf-8").strip()
+
+
+@pytest.mark.parametrize("language,sentence", [
+    ("en", None), ("fr", "Le garçon a mangé une pêche à l'école."),
+])
+def test_logprobs_cover_the_text_token_by_token(client, wav, workdir, language, sentence):
+    """include[]=logprobs: one item per emitted token whose UTF-8 bytes rebuild the text exactly
+    (multi-byte characters included), each a log-probability of the real model."""
+    from tests.support.speech import speak
+
+    audio = wav if sentence is None else speak(sentence, workdir / "french.wav", voice="fr")
+    result = client.audio.transcriptions.create(model="whisper-1", file=audio.open("rb"), language=language,
+                                                include=["logprobs"])
+    assert result.logprobs and joined_text(result.logprobs) == result.text
+    assert all(item.logprob <= 0 and item.token for item in result.logprobs)
+    assert sentence is None or any(b > 127 for item in result.logprobs for b in item.bytes), result.text
+    mean = sum(item.logprob for item in result.logprobs) / len(result.logprobs)
+    assert mean > -1.5, mean  # Whisper base is confident on clear synthetic speech
+    plain = client.audio.transcriptions.create(model="whisper-1", file=audio.open("rb"), language=language)
+    assert "logprobs" not in plain.to_dict()
+
+
+def test_language_is_detected_per_request(client, wav, workdir):
+    """A request without ``language`` detects it afresh, whatever the request before it asked for."""
+    from tests.support.speech import speak
+
+    french = speak("Bonjour, je voudrais un café et un croissant, s'il vous plaît.", workdir / "fr2.wav", voice="fr")
+    first = client.audio.transcriptions.create(model="whisper-1", file=french.open("rb"), language="fr",
+                                               response_format="verbose_json")
+    assert first.language == "french"
+    detected = client.audio.transcriptions.create(model="whisper-1", file=wav.open("rb"),
+                                                  response_format="verbose_json")
+    assert detected.language == "english" and "lazy dog" in normalize(detected.text)
+    back = client.audio.transcriptions.create(model="whisper-1", file=french.open("rb"), response_format="verbose_json")
+    assert back.language == "french"
+
+
+def test_newer_model_fields_are_accepted_and_ignored(client, wav):
+    result = client.audio.transcriptions.create(
+        model="whisper-1", file=wav.open("rb"), chunking_strategy={"type": "server_vad", "threshold": 0.5},
+        extra_body={"known_speaker_names[]": ["agent"], "keywords[]": ["fox"]})
+    assert "fox" in normalize(result.text)
+
+
+def test_streamed_logprobs_ride_on_deltas(client, spoken):
+    wav = list(spoken.values())[1]
+    events = list(client.audio.transcriptions.create(model="whisper-1", file=wav.open("rb"), stream=True,
+                                                     include=["logprobs"]))
+    deltas, done = events[:-1], events[-1]
+    assert deltas and all(e.logprobs for e in deltas)
+    assert [x.to_dict() for e in deltas for x in e.logprobs] == [x.to_dict() for x in done.logprobs]
+    assert joined_text(done.logprobs) == done.text
+
+
 def test_streaming_deltas_then_done(client, spoken):
     wav = list(spoken.values())[1]
     events = list(client.audio.transcriptions.create(model="whisper-1", file=wav.open("rb"), stream=True))
@@ -118,6 +174,8 @@ def test_silent_audio_is_400(client, workdir):
     ({"extra_body": {"min_speakers": 2}}, "min_speakers"),
     ({"extra_body": {"diarize": "true", "min_speakers": 3, "max_speakers": 2}}, "min_speakers"),
     ({"response_format": "mp3"}, "response_format"),
+    ({"response_format": "srt", "include": ["logprobs"]}, "include[]"),
+    ({"include": ["logprobs"], "extra_body": {"advanced": "true"}}, "include[]"),
 ])
 def test_invalid_combinations_are_400(client, wav, kwargs, param):
     with pytest.raises(openai.BadRequestError) as err:

@@ -8,18 +8,17 @@ a time, while another request may be aligning or diarizing.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from services.asr import alignment, decoding, diarization
 from services.asr.audio import BadAudio, decode
+from services.asr.decoding import OnText
 from services.asr.result import assemble
 from services.asr.settings import AsrSettings
 from services.common.lifecycle import ManagedModel
 
-OnText = Callable[[str], None]
 
 
 class UnknownModel(ValueError):
@@ -41,6 +40,7 @@ class TranscribeOptions:
     diarize: bool = False
     min_speakers: int | None = None
     max_speakers: int | None = None
+    logprobs: bool = False  # each token's log-probability (greedy decoding)
 
 
 def resolve_device(device: str) -> str:
@@ -134,6 +134,9 @@ class AsrEngine:
         if options.language is not None and options.language not in supported_languages():
             raise UnsupportedOption(f"language '{options.language}' is not supported; "
                                     "use an ISO-639-1 code such as 'en'")
+        if options.logprobs and options.word_timestamps and self.settings.word_timestamps == "whisper":
+            raise UnsupportedOption("logprobs are not available together with Whisper's own word timestamps "
+                                    "(ASR_WORD_TIMESTAMPS=whisper)")
         if not 0.0 <= options.temperature <= 1.0:
             raise UnsupportedOption("temperature must be between 0 and 1")
         lo, hi = options.min_speakers, options.max_speakers

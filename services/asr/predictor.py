@@ -43,7 +43,8 @@ def options_from(params: dict) -> TranscribeOptions:
             temperature=float(params.get("temperature", 0.0)),
             word_timestamps=bool(params.get("word_timestamps", False)), diarize=bool(params.get("diarize", False)),
             min_speakers=_int_or_none(params.get("min_speakers")),
-            max_speakers=_int_or_none(params.get("max_speakers")))
+            max_speakers=_int_or_none(params.get("max_speakers")),
+            logprobs=bool(params.get("logprobs", False)))
     except (KeyError, TypeError, ValueError) as exc:
         raise InvalidInput(f"bad request parameters: {exc!r}") from exc
 
@@ -86,13 +87,16 @@ class AsrPredictor(LazyPredictor):
         return StreamingResponse(events, media_type="application/x-ndjson")
 
     async def stream(self, payload: InferRequest) -> AsyncIterator[bytes]:
-        """``{"type":"text","text":...}`` per decoded batch or segment, then ``result``. A failure
+        """``{"type":"text","text":...}`` (with ``logprobs`` when asked) per decoded batch or segment,
+        then ``result``. A failure
         before the first event is raised (so it becomes an HTTP error); later, an ``error`` event."""
         audio, options = self._prepare(payload)
 
         def produce(emit, cancel) -> None:
+            def on_text(text: str, logprobs: list[dict] | None) -> None:
+                emit(_event("text", text=text, **({} if logprobs is None else {"logprobs": logprobs})))
+
             with kserve_errors(self.name):
-                on_text = lambda text: emit(_event("text", text=text))
                 emit(_event("result", result=self.engine.run(audio, options, on_text, cancel)))
 
         sent = False

@@ -66,6 +66,8 @@ def assemble(language: str, audio: np.ndarray, task: str, segments: list[dict]) 
               "text": "".join(s["text"] for s in segments).strip(), "segments": segments}
     if any("words" in s for s in segments):
         result["words"] = words
+    if any("logprobs" in s for s in segments):
+        result["logprobs"] = [item for s in segments for item in s["logprobs"]]
     speakers = sorted({s["speaker"] for s in segments if "speaker" in s})
     if speakers:
         result["speakers"] = speakers

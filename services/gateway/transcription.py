@@ -47,6 +47,9 @@ def check_transcription(form: TranscriptionRequest) -> None:
     if (form.min_speakers or form.max_speakers) and not wants_diarization(form):
         raise InvalidRequest("min_speakers/max_speakers need diarize=true or response_format=diarized_json",
                              param="min_speakers" if form.min_speakers else "max_speakers", code="invalid_value")
+    if "logprobs" in form.include and (form.response_format != "json" or form.advanced):
+        raise InvalidRequest("include[]=logprobs requires response_format=json (without advanced)",
+                             param="include[]", code="invalid_value")
     if form.min_speakers and form.max_speakers and form.min_speakers > form.max_speakers:
         raise InvalidRequest("min_speakers must not exceed max_speakers", param="min_speakers",
                              code="invalid_value")
@@ -57,7 +60,7 @@ def transcription_parameters(form: TranscriptionRequest) -> dict:
             "temperature": form.temperature,
             "word_timestamps": form.advanced or "word" in form.timestamp_granularities,
             "diarize": wants_diarization(form), "min_speakers": form.min_speakers,
-            "max_speakers": form.max_speakers}
+            "max_speakers": form.max_speakers, "logprobs": "logprobs" in form.include}
 
 
 def translation_parameters(form: TranslationRequest) -> dict:
@@ -101,8 +104,13 @@ def render_transcription(result: dict, form: TranscriptionRequest) -> str | dict
         return verbose_transcription(result, set(form.timestamp_granularities), form.advanced)
     if fmt == "json":
         usage = {"type": "duration", "seconds": result["duration"]}
-        return Transcription(text=result["text"], usage=usage).model_dump(exclude_none=True)
+        return Transcription(text=result["text"], logprobs=_logprobs(result, form),
+                             usage=usage).model_dump(exclude_none=True)
     return render_text(result, fmt)
+
+
+def _logprobs(result: dict, form: TranscriptionRequest) -> list[dict] | None:
+    return result.get("logprobs", []) if "logprobs" in form.include else None
 
 
 def render_translation(result: dict, form: TranslationRequest) -> str | dict:
@@ -121,7 +129,8 @@ def render_text(result: dict, fmt: str) -> str:
 
 def verbose_transcription(result: dict, granularities: set[str], advanced: bool) -> dict:
     """OpenAI's verbose_json; ``advanced`` adds WhisperX's per-segment aligned words (with scores)."""
-    segments = [{k: v for k, v in s.items() if k != "words" or advanced} for s in result["segments"]]
+    segments = [{k: v for k, v in s.items() if k != "logprobs" and (k != "words" or advanced)}
+                for s in result["segments"]]
     body = TranscriptionVerbose(
         language=result["language_name"], duration=result["duration"], text=result["text"],
         segments=segments if ("segment" in granularities or advanced) else None,
@@ -161,7 +170,8 @@ async def _sse(response, form: TranscriptionRequest) -> AsyncIterator[bytes]:
                 delta = item["text"] if started else item["text"].lstrip()
                 started = started or bool(delta)
                 if delta:
-                    yield sse.event({"type": "transcript.text.delta", "delta": delta})
+                    logprobs = {"logprobs": item["logprobs"]} if "logprobs" in item else {}
+                    yield sse.event({"type": "transcript.text.delta", "delta": delta, **logprobs})
             elif item["type"] == "result":
                 for event in final_events(item["result"], form):
                     yield event
@@ -176,4 +186,7 @@ def final_events(result: dict, form: TranscriptionRequest) -> list[bytes]:
     events = []
     if form.response_format == "diarized_json":
         events = [sse.event(seg) for seg in diarized_segments(result)]
-    return events + [sse.event({"type": "transcript.text.done", "text": result["text"]})]
+    done = {"type": "transcript.text.done", "text": result["text"]}
+    if "logprobs" in form.include:
+        done["logprobs"] = result.get("logprobs", [])
+    return events + [sse.event(done)]

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 TranscriptionFormat = Literal["json", "text", "srt", "verbose_json", "vtt", "diarized_json"]
 TranslationFormat = Literal["json", "text", "srt", "verbose_json", "vtt"]
 Granularity = Literal["word", "segment"]
+Include = Literal["logprobs"]
 
 
 class TranscriptionRequest(BaseModel):
@@ -24,6 +25,9 @@ class TranscriptionRequest(BaseModel):
     timestamp_granularities: list[Granularity] = Field(
         ["segment"], alias="timestamp_granularities[]",
         description="word and/or segment; needs response_format=verbose_json.")
+    include: list[Include] = Field(
+        [], alias="include[]",
+        description="logprobs: each token's log-probability (response_format=json; greedy decoding).")
     stream: bool = False
     advanced: bool = Field(False, description="Add WhisperX alignment detail (word times and scores).")
     diarize: bool = Field(False, description="Label segments and words with speakers.")
