@@ -108,7 +108,7 @@ def test_language_is_detected_per_request(client, wav, workdir):
 def test_newer_model_fields_are_accepted_and_ignored(client, wav):
     result = client.audio.transcriptions.create(
         model="whisper-1", file=wav.open("rb"), chunking_strategy={"type": "server_vad", "threshold": 0.5},
-        extra_body={"known_speaker_names[]": ["agent"], "keywords[]": ["fox"]})
+        extra_body={"languages[]": ["en"], "keywords[]": ["fox"]})
     assert "fox" in normalize(result.text)
 
 
@@ -120,6 +120,65 @@ def test_streamed_logprobs_ride_on_deltas(client, spoken):
     assert deltas and all(e.logprobs for e in deltas)
     assert [x.to_dict() for e in deltas for x in e.logprobs] == [x.to_dict() for x in done.logprobs]
     assert joined_text(done.logprobs) == done.text
+
+
+def data_url(path) -> str:
+    import base64
+
+    return "data:audio/wav;base64," + base64.b64encode(path.read_bytes()).decode()
+
+
+@pytest.fixture(scope="module")
+def references(workdir):
+    """Other sentences in the dialog's two voices."""
+    from tests.support.speech import speak
+
+    agent = speak("Thank you for calling, how can I help you today?", workdir / "ref-agent.wav", voice="en-us")
+    customer = speak("I would like to check the status of my order please.", workdir / "ref-customer.wav",
+                     voice="en-gb+f3", rate=140)
+    return agent, customer
+
+
+def test_known_speakers_name_the_diarized_speakers(client, dialog, references):
+    """known_speaker_names[]/references[]: diarized speakers matched to a reference take its name
+    (the tiny random embedding model cannot promise which; the pairing is one to one)."""
+    result = client.audio.transcriptions.create(
+        model="whisper-1", file=dialog.open("rb"), response_format="diarized_json",
+        known_speaker_names=["agent", "customer"], known_speaker_references=[data_url(r) for r in references])
+    speakers = [seg.speaker for seg in result.segments]
+    assert set(speakers) & {"agent", "customer"}, speakers
+    assert set(speakers) <= {"agent", "customer", "A", "B"}
+    assert result.text.splitlines()[0].startswith(f"{speakers[0]}: ")
+
+
+@pytest.mark.parametrize("fields,param,needle", [
+    ({"known_speaker_names": ["agent"], "known_speaker_references": []}, "known_speaker_references[]", "pair"),
+    ({"known_speaker_names": ["agent"], "known_speaker_references": ["aGVsbG8="]}, "known_speaker_references[]",
+     "data URL"),
+    ({"known_speaker_names": ["a", "a"], "known_speaker_references": ["data:audio/wav;base64,AAAA"] * 2},
+     "known_speaker_names[]", "distinct"),
+    ({"known_speaker_names": ["agent"], "known_speaker_references": ["data:audio/wav;base64,AAAA"],
+      "response_format": "json"}, "known_speaker_names[]", "diarized_json"),
+    ({"known_speaker_names": list("abcde"), "known_speaker_references": ["data:audio/wav;base64,AAAA"] * 5},
+     "known_speaker_names[]", ""),
+])
+def test_bad_known_speakers_are_400(client, dialog, fields, param, needle):
+    fields = {"response_format": "diarized_json", **fields}
+    with pytest.raises(openai.BadRequestError) as err:
+        client.audio.transcriptions.create(model="whisper-1", file=dialog.open("rb"), **fields)
+    assert err.value.param == param and needle in err.value.message
+
+
+def test_known_speaker_reference_must_be_audio_of_2_to_10_seconds(client, dialog, workdir):
+    short = workdir / "short.wav"
+    sf.write(short, np.random.default_rng(0).standard_normal(8000).astype(np.float32) * 0.1, 16000)
+    for reference, needle in [(data_url(short), "2 to 10 seconds"),
+                              ("data:audio/wav;base64," + "QUJD" * 100, "decode")]:
+        with pytest.raises(openai.BadRequestError) as err:
+            client.audio.transcriptions.create(model="whisper-1", file=dialog.open("rb"),
+                                               response_format="diarized_json", known_speaker_names=["agent"],
+                                               known_speaker_references=[reference])
+        assert needle in err.value.message and "known_speaker_references[0] (agent)" in err.value.message
 
 
 def test_streaming_deltas_then_done(client, spoken):

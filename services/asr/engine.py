@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from services.asr import alignment, decoding, diarization
-from services.asr.audio import BadAudio, decode
+from services.asr.audio import SAMPLE_RATE, BadAudio, decode
 from services.asr.decoding import OnText
 from services.asr.result import assemble
 from services.asr.settings import AsrSettings
@@ -41,6 +41,7 @@ class TranscribeOptions:
     min_speakers: int | None = None
     max_speakers: int | None = None
     logprobs: bool = False  # each token's log-probability (greedy decoding)
+    known_speakers: tuple[tuple[str, bytes], ...] = ()  # (name, reference recording) for diarization
 
 
 def resolve_device(device: str) -> str:
@@ -142,6 +143,24 @@ class AsrEngine:
         lo, hi = options.min_speakers, options.max_speakers
         if (lo is not None and lo < 1) or (hi is not None and hi < 1) or (lo and hi and lo > hi):
             raise UnsupportedOption("speaker bounds must be >= 1 and min_speakers <= max_speakers")
+        if options.known_speakers and not options.diarize:
+            raise UnsupportedOption("known speakers need diarization")
+        self.known_speaker_audio(options)
+
+    def known_speaker_audio(self, options: TranscribeOptions) -> list[tuple[str, np.ndarray]]:
+        """Each known speaker's reference decoded; OpenAI asks for 2 to 10 seconds of speech."""
+        out = []
+        for i, (name, data) in enumerate(options.known_speakers):
+            try:
+                audio = decode(data)
+            except BadAudio as exc:
+                raise UnsupportedOption(f"known_speaker_references[{i}] ({name}): {exc}") from exc
+            seconds = len(audio) / SAMPLE_RATE
+            if not 2.0 <= seconds <= 10.0:
+                raise UnsupportedOption(f"known_speaker_references[{i}] ({name}) is {seconds:.1f} s long; "
+                                        "references must be 2 to 10 seconds")
+            out.append((name, audio))
+        return out
 
     def decode_audio(self, audio_bytes: bytes) -> np.ndarray:
         audio = decode(audio_bytes)
@@ -160,7 +179,8 @@ class AsrEngine:
                 alignment.align(model, segments, audio, self.device)
         if segments and options.diarize:
             with self._diarizer.managed.use() as model, self._diarizer.lock:
-                diarization.diarize(model, segments, audio, options.min_speakers, options.max_speakers)
+                diarization.diarize(model, segments, audio, options.min_speakers, options.max_speakers,
+                                    self.known_speaker_audio(options), self.settings.known_speaker_min_similarity)
         return assemble(language, audio, options.task, segments)
 
     def _decode(self, audio, options, on_text, cancel) -> tuple[str, list[dict]]:

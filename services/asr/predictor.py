@@ -4,6 +4,8 @@ route (KServe has none for this) that sends NDJSON events as batches are decoded
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import json
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -44,9 +46,18 @@ def options_from(params: dict) -> TranscribeOptions:
             word_timestamps=bool(params.get("word_timestamps", False)), diarize=bool(params.get("diarize", False)),
             min_speakers=_int_or_none(params.get("min_speakers")),
             max_speakers=_int_or_none(params.get("max_speakers")),
-            logprobs=bool(params.get("logprobs", False)))
-    except (KeyError, TypeError, ValueError) as exc:
+            logprobs=bool(params.get("logprobs", False)),
+            known_speakers=_known_speakers(params.get("known_speakers")))
+    except (KeyError, TypeError, ValueError, binascii.Error) as exc:
         raise InvalidInput(f"bad request parameters: {exc!r}") from exc
+
+
+def _known_speakers(value) -> tuple[tuple[str, bytes], ...]:
+    """``[{"name": ..., "reference": <base64 audio>}, ...]`` as a JSON string (a v2 parameter)."""
+    if not value:
+        return ()
+    return tuple((str(item["name"]), base64.b64decode(item["reference"], validate=True))
+                 for item in json.loads(value))
 
 
 def _input(payload: InferRequest, name: str):

@@ -37,6 +37,9 @@ class AsrSettings(BaseSettings):
     align_model_dir: str | None = Field(None, description="Cache for alignment models.")
     diarization_model: str = Field("pyannote/speaker-diarization-community-1",
                                    description="pyannote pipeline (hub id, needs HF_TOKEN, or local dir).")
+    known_speaker_min_similarity: float = Field(
+        0.25, ge=-1.0, le=1.0,
+        description="Cosine similarity a diarized speaker needs to a known speaker's reference to take its name.")
     silence_threshold: float = Field(1e-3, ge=0.0, le=1.0,
                                      description="Peak amplitude below which an upload counts as silent (400).")
     hf_token: SecretStr | None = Field(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator
 
 from fastapi import UploadFile
@@ -50,9 +51,41 @@ def check_transcription(form: TranscriptionRequest) -> None:
     if "logprobs" in form.include and (form.response_format != "json" or form.advanced):
         raise InvalidRequest("include[]=logprobs requires response_format=json (without advanced)",
                              param="include[]", code="invalid_value")
+    check_known_speakers(form)
     if form.min_speakers and form.max_speakers and form.min_speakers > form.max_speakers:
         raise InvalidRequest("min_speakers must not exceed max_speakers", param="min_speakers",
                              code="invalid_value")
+
+
+DATA_URL = re.compile(r"data:[^,]*;base64,(?P<payload>[A-Za-z0-9+/=\s]+)", re.ASCII)
+
+
+def check_known_speakers(form: TranscriptionRequest) -> None:
+    names, references = form.known_speaker_names, form.known_speaker_references
+    if not names and not references:
+        return
+    if len(names) != len(references):
+        raise InvalidRequest("known_speaker_names[] and known_speaker_references[] must pair up one to one",
+                             param="known_speaker_references[]", code="invalid_value")
+    if not wants_diarization(form):
+        raise InvalidRequest("known speakers need response_format=diarized_json or diarize=true",
+                             param="known_speaker_names[]", code="invalid_value")
+    if len(set(names)) != len(names) or not all(name.strip() for name in names):
+        raise InvalidRequest("known_speaker_names[] must be distinct and not empty",
+                             param="known_speaker_names[]", code="invalid_value")
+    for i, reference in enumerate(references):
+        if not DATA_URL.fullmatch(reference):
+            raise InvalidRequest(f"known_speaker_references[{i}] must be a base64 data URL "
+                                 "such as data:audio/wav;base64,...", param="known_speaker_references[]",
+                                 code="invalid_value")
+
+
+def known_speakers(form: TranscriptionRequest) -> str | None:
+    """The pairs for the predictor; the base64 payloads go as they came (no re-encoding)."""
+    if not form.known_speaker_names:
+        return None
+    return json.dumps([{"name": name, "reference": "".join(DATA_URL.fullmatch(ref)["payload"].split())}
+                       for name, ref in zip(form.known_speaker_names, form.known_speaker_references)])
 
 
 def transcription_parameters(form: TranscriptionRequest) -> dict:
@@ -60,7 +93,8 @@ def transcription_parameters(form: TranscriptionRequest) -> dict:
             "temperature": form.temperature,
             "word_timestamps": form.advanced or "word" in form.timestamp_granularities,
             "diarize": wants_diarization(form), "min_speakers": form.min_speakers,
-            "max_speakers": form.max_speakers, "logprobs": "logprobs" in form.include}
+            "max_speakers": form.max_speakers, "logprobs": "logprobs" in form.include,
+            "known_speakers": known_speakers(form)}
 
 
 def translation_parameters(form: TranslationRequest) -> dict:
@@ -81,14 +115,18 @@ async def run_asr(backend: Backend, file: UploadFile, size: int, parameters: dic
         raise BackendFailed(f"ASR backend returned a malformed result: {exc}") from exc
 
 
-def letter_speakers(result: dict) -> None:
-    """pyannote's SPEAKER_00, SPEAKER_01, ... -> OpenAI's A, B, ... in order of first appearance."""
-    names: dict[str, str] = {}
-    for item in [*result["segments"], *result.get("words", [])]:
-        if "speaker" in item:
-            item["speaker"] = names.setdefault(item["speaker"], _letter(len(names)))
+def letter_speakers(result: dict, known: list[str]) -> None:
+    """pyannote's SPEAKER_00, SPEAKER_01, ... -> OpenAI's A, B, ... in order of first appearance;
+    speakers matched to ``known`` names keep them."""
+    names: dict[str, str] = {name: name for name in known}
+    letters = (letter for i in range(10_000) if (letter := _letter(i)) not in names)
+    labelled = [item for item in [*result["segments"], *result.get("words", [])] if "speaker" in item]
+    for item in labelled:
+        if item["speaker"] not in names:
+            names[item["speaker"]] = next(letters)
+        item["speaker"] = names[item["speaker"]]
     if "speakers" in result:
-        result["speakers"] = list(names.values())
+        result["speakers"] = list(dict.fromkeys(item["speaker"] for item in labelled))
 
 
 def _letter(i: int) -> str:
@@ -96,7 +134,7 @@ def _letter(i: int) -> str:
 
 
 def render_transcription(result: dict, form: TranscriptionRequest) -> str | dict:
-    letter_speakers(result)
+    letter_speakers(result, form.known_speaker_names)
     fmt = "verbose_json" if form.advanced and form.response_format == "json" else form.response_format
     if fmt == "diarized_json":
         return diarized(result)
@@ -182,7 +220,7 @@ async def _sse(response, form: TranscriptionRequest) -> AsyncIterator[bytes]:
 
 
 def final_events(result: dict, form: TranscriptionRequest) -> list[bytes]:
-    letter_speakers(result)
+    letter_speakers(result, form.known_speaker_names)
     events = []
     if form.response_format == "diarized_json":
         events = [sse.event(seg) for seg in diarized_segments(result)]

@@ -29,6 +29,12 @@ class TranscriptionRequest(BaseModel):
         [], alias="include[]",
         description="logprobs: each token's log-probability (response_format=json; greedy decoding).")
     stream: bool = False
+    known_speaker_names: list[str] = Field(
+        [], alias="known_speaker_names[]", max_length=4,
+        description="Names for up to 4 known speakers, paired by index with known_speaker_references[].")
+    known_speaker_references: list[str] = Field(
+        [], alias="known_speaker_references[]", max_length=4,
+        description="Data URLs (data:audio/wav;base64,...) of 2-10 s of each known speaker.")
     advanced: bool = Field(False, description="Add WhisperX alignment detail (word times and scores).")
     diarize: bool = Field(False, description="Label segments and words with speakers.")
     min_speakers: int | None = Field(None, ge=1)
