@@ -27,7 +27,9 @@ class SpeechRequest(BaseModel):
         description="Accepted for compatibility; Coqui models have no instruction input and ignore it.")
     response_format: SpeechFormat = "mp3"
     speed: float = Field(1.0, ge=0.25, le=4.0)
-    stream: bool | None = Field(None, description="Accepted (seed field); audio is always sent as it is made.")
+    stream: bool | None = Field(
+        None, description="Seed field. true: send audio chunk by chunk as it is made; false: the whole file. "
+                          "Omitted: mp3, opus, aac and pcm stream, wav and flac come whole with exact headers.")
     stream_format: Literal["audio", "sse"] = "audio"
 
     @property
