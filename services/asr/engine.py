@@ -145,7 +145,6 @@ class AsrEngine:
             raise UnsupportedOption("speaker bounds must be >= 1 and min_speakers <= max_speakers")
         if options.known_speakers and not options.diarize:
             raise UnsupportedOption("known speakers need diarization")
-        self.known_speaker_audio(options)
 
     def known_speaker_audio(self, options: TranscribeOptions) -> list[tuple[str, np.ndarray]]:
         """Each known speaker's reference decoded; OpenAI asks for 2 to 10 seconds of speech."""
@@ -172,6 +171,7 @@ class AsrEngine:
             cancel: threading.Event | None = None) -> dict:
         self.validate(options)
         audio = self.decode_audio(audio_bytes)
+        known = self.known_speaker_audio(options)  # bad references fail before any model work
         language, segments = self._decode(audio, options, on_text, cancel)
         if segments and options.word_timestamps and self.settings.word_timestamps == "alignment":
             aligner = self._aligner(language)
@@ -180,7 +180,7 @@ class AsrEngine:
         if segments and options.diarize:
             with self._diarizer.managed.use() as model, self._diarizer.lock:
                 diarization.diarize(model, segments, audio, options.min_speakers, options.max_speakers,
-                                    self.known_speaker_audio(options), self.settings.known_speaker_min_similarity)
+                                    known, self.settings.known_speaker_min_similarity)
         return assemble(language, audio, options.task, segments)
 
     def _decode(self, audio, options, on_text, cancel) -> tuple[str, list[dict]]:
