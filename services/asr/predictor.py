@@ -7,30 +7,16 @@ import asyncio
 import base64
 import binascii
 import json
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
 
 from fastapi.responses import StreamingResponse
-from kserve.errors import InvalidInput, ModelNotReady
+from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
 from services.asr.audio import BadAudio
 from services.asr.engine import AsrEngine, TranscribeOptions, UnknownModel, UnsupportedOption
-from services.common.lifecycle import ModelLoadError
 from services.common.predictor_server import LazyPredictor, raw_bytes_element, split_first
 from services.common.streaming import iterate_in_thread
-
-
-
-@contextmanager
-def kserve_errors(model_name: str) -> Iterator[None]:
-    """Engine exceptions -> KServe's (400 for the client's fault, 503 when a model cannot load)."""
-    try:
-        yield
-    except (BadAudio, UnknownModel, UnsupportedOption) as exc:
-        raise InvalidInput(str(exc)) from exc
-    except ModelLoadError as exc:
-        raise ModelNotReady(model_name, str(exc)) from exc
 
 
 def _int_or_none(value) -> int | None:
@@ -73,6 +59,7 @@ def _event(kind: str, **fields) -> bytes:
 
 class AsrPredictor(LazyPredictor):
     engine: AsrEngine
+    client_errors = (BadAudio, UnknownModel, UnsupportedOption)
 
     def status(self) -> dict:
         """Whisper per public id, aligners per language, diarization: loaded, in use, load count."""
@@ -81,13 +68,13 @@ class AsrPredictor(LazyPredictor):
     def _prepare(self, payload: InferRequest) -> tuple[bytes, TranscribeOptions]:
         audio = raw_bytes_element(_input(payload, "audio"))
         options = options_from(payload.parameters or {})
-        with kserve_errors(self.name):
+        with self.kserve_errors():
             self.engine.validate(options)
         return audio, options
 
     async def predict(self, payload: InferRequest, headers: dict | None = None) -> InferResponse:
         audio, options = self._prepare(payload)
-        with kserve_errors(self.name):
+        with self.kserve_errors():
             async with self._slots:
                 result = await asyncio.to_thread(self.engine.run, audio, options)
         output = InferOutput("result", [1], "BYTES", data=[json.dumps(result)])
@@ -107,7 +94,7 @@ class AsrPredictor(LazyPredictor):
             def on_text(text: str, logprobs: list[dict] | None) -> None:
                 emit(_event("text", text=text, **({} if logprobs is None else {"logprobs": logprobs})))
 
-            with kserve_errors(self.name):
+            with self.kserve_errors():
                 emit(_event("result", result=self.engine.run(audio, options, on_text, cancel)))
 
         sent = False

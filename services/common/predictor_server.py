@@ -14,17 +14,19 @@ import json
 import logging
 import struct
 import warnings
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 
 from fastapi import Request, Response
 from kserve import Model, ModelServer
 from kserve.constants.constants import FASTAPI_APP_IMPORT_STRING
-from kserve.errors import InvalidInput
+from kserve.errors import InvalidInput, ModelNotReady
 from kserve.model_server import app as kserve_app
 from kserve.protocol.dataplane import DataPlane
 from kserve.protocol.infer_type import InferInput, InferRequest, RequestedOutput
 from kserve.protocol.rest.server import RESTServer
 
+from services.common.lifecycle import ModelLoadError
 from services.common.v2wire import HEADER_LENGTH
 
 log = logging.getLogger(__name__)
@@ -105,10 +107,22 @@ class LazyPredictor(Model):
     """A predictor whose model loads lazily on the first request: KServe's "ready" only means
     "accepting requests". Model work runs in threads, at most ``max_concurrency`` at once."""
 
+    client_errors: tuple[type[Exception], ...] = ()  # the engine's exceptions that are the client's fault
+
     def __init__(self, name: str, engine, max_concurrency: int) -> None:
         super().__init__(name)
         self.engine = engine
         self._slots = asyncio.Semaphore(max_concurrency)
+
+    @contextmanager
+    def kserve_errors(self) -> Iterator[None]:
+        """Engine exceptions -> KServe's: 400 for the client's fault, 503 when a model cannot load."""
+        try:
+            yield
+        except self.client_errors as exc:
+            raise InvalidInput(str(exc)) from exc
+        except ModelLoadError as exc:
+            raise ModelNotReady(self.name, str(exc)) from exc
 
     def load(self) -> bool:
         self.ready = True

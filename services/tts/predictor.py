@@ -4,27 +4,15 @@ streaming route (KServe has none for audio) that sends raw float32 PCM as it is 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
 
 from fastapi.responses import StreamingResponse
-from kserve.errors import InvalidInput, ModelNotReady
+from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
-from services.common.lifecycle import ModelLoadError
 from services.common.predictor_server import LazyPredictor, split_first
 from services.common.streaming import iterate_in_thread
 from services.tts.engine import Audio, BadSpeechRequest, SpeechOptions, TtsEngine
-
-
-@contextmanager
-def kserve_errors(model_name: str) -> Iterator[None]:
-    try:
-        yield
-    except BadSpeechRequest as exc:
-        raise InvalidInput(str(exc)) from exc
-    except ModelLoadError as exc:
-        raise ModelNotReady(model_name, str(exc)) from exc
 
 
 def options_from(payload: InferRequest) -> SpeechOptions:
@@ -42,19 +30,20 @@ def options_from(payload: InferRequest) -> SpeechOptions:
 
 class TtsPredictor(LazyPredictor):
     engine: TtsEngine
+    client_errors = (BadSpeechRequest,)
 
     def status(self) -> dict:
         return {"model": self.engine.model.status(), "streams_cancelled": self.engine.streams_cancelled}
 
     def _options(self, payload: InferRequest) -> SpeechOptions:
         options = options_from(payload)
-        with kserve_errors(self.name):
+        with self.kserve_errors():
             self.engine.validate(options)
         return options
 
     async def predict(self, payload: InferRequest, headers: dict | None = None) -> InferResponse:
         options = self._options(payload)
-        with kserve_errors(self.name):
+        with self.kserve_errors():
             async with self._slots:
                 audio = await asyncio.to_thread(self.engine.synthesize, options)
         output = InferOutput("audio", [int(audio.samples.size)], "FP32", data=audio.samples,
@@ -77,7 +66,7 @@ class TtsPredictor(LazyPredictor):
         options = self._options(payload)
 
         def produce(emit, cancel) -> None:
-            with kserve_errors(self.name):
+            with self.kserve_errors():
                 for chunk in self.engine.stream(options, cancel):
                     emit(chunk)
 
