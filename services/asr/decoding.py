@@ -42,7 +42,6 @@ class DecodeHooks:
     def reset(self, listener: Callable[[list, list[TokenLogprobs | None]], None] | None = None,
               cancel: threading.Event | None = None, logprobs: bool = False) -> None:
         self.no_speech: list[float] = []
-        self.token_logprobs: list[TokenLogprobs | None] = []
         self.listener, self.cancel, self.logprobs = listener, cancel, logprobs
 
     def generate(self, *args, **kwargs):
@@ -52,10 +51,8 @@ class DecodeHooks:
         kwargs["return_logits_vocab"] = self.logprobs  # CTranslate2 fills it for greedy search only
         results = self._model.generate(*args, **kwargs)
         self.no_speech.extend(float(r.no_speech_prob) for r in results)
-        logprobs = [token_logprobs(r) if self.logprobs else None for r in results]
-        self.token_logprobs.extend(logprobs)
         if self.listener is not None:
-            self.listener(results, logprobs)
+            self.listener(results, [token_logprobs(r) if self.logprobs else None for r in results])
         return results
 
 
@@ -108,14 +105,16 @@ def batched(pipe, audio: np.ndarray, opts, batch_size: int, on_text: OnText | No
     hf_tokenizer = pipe.model.hf_tokenizer
     eot = hf_tokenizer.token_to_id("<|endoftext|>")
 
-    def listener(results, logprobs) -> None:
-        if on_text is not None and pipe.tokenizer is not None:
-            for r, pairs in zip(results, logprobs):
-                on_text(pipe.tokenizer.decode(r.sequences_ids[0]),
-                        None if pairs is None else openai_logprobs(hf_tokenizer, pairs, eot))
+    logprobs: list[list[dict] | None] = []  # per generate() result, converted once
+
+    def listener(results, pairs_per_result) -> None:
+        for r, pairs in zip(results, pairs_per_result):
+            logprobs.append(None if pairs is None else openai_logprobs(hf_tokenizer, pairs, eot))
+            if on_text is not None and pipe.tokenizer is not None:
+                on_text(pipe.tokenizer.decode(r.sequences_ids[0]), logprobs[-1])
 
     hooks.reset(listener, cancel, opts.logprobs)
-    no_speech, logprobs = hooks.no_speech, hooks.token_logprobs
+    no_speech = hooks.no_speech
     saved = pipe.options
     # logprobs come from greedy decoding: CTranslate2 returns no per-step logits for beam search
     pipe.options = replace(saved, initial_prompt=opts.prompt, temperatures=[opts.temperature],
@@ -132,7 +131,7 @@ def batched(pipe, audio: np.ndarray, opts, batch_size: int, on_text: OnText | No
         segment = verbose_segment(i, s["start"], s["end"], s["text"], tokenizer.encode(s["text"]),
                                   opts.temperature, s["avg_logprob"], no_speech[i])
         if opts.logprobs:
-            segment["logprobs"] = openai_logprobs(hf_tokenizer, logprobs[i], eot)
+            segment["logprobs"] = logprobs[i]
         segments.append(segment)
     return raw["language"], segments
 

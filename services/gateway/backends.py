@@ -27,16 +27,25 @@ class Backend:
     def infer_path(self) -> str:
         return f"/v2/models/{self.model_name}/infer"
 
+    @property
+    def stream_path(self) -> str:
+        """The predictors' own streaming route (KServe has none for audio)."""
+        return f"/v2/models/{self.model_name}/infer_stream"
+
     async def close(self) -> None:
         await self.client.aclose()
 
-    async def post(self, path: str, content: Any, headers: dict[str, str]) -> httpx.Response:
+    async def _send(self, path: str, content: Any, headers: dict[str, str], stream: bool) -> httpx.Response:
+        request = self.client.build_request("POST", path, content=content, headers=headers)
         try:
-            response = await self.client.post(path, content=content, headers=headers)
+            return await self.client.send(request, stream=stream)
         except httpx.TimeoutException as exc:
             raise BackendTimeout(f"{self.label} backend timed out: {_describe(exc)}") from exc
         except httpx.TransportError as exc:
             raise BackendFailed(f"{self.label} backend request failed: {_describe(exc)}") from exc
+
+    async def post(self, path: str, content: Any, headers: dict[str, str]) -> httpx.Response:
+        response = await self._send(path, content, headers, stream=False)
         self.raise_for_status(response)
         return response
 
@@ -70,15 +79,10 @@ class Backend:
         response = await self.post(self.infer_path, body, headers)
         return self.output(response, output)
 
-    async def open_stream(self, path: str, content: Any, headers: dict[str, str]) -> httpx.Response:
-        """POST and return the response with its body still unread (the caller closes it)."""
-        request = self.client.build_request("POST", path, content=content, headers=headers)
-        try:
-            response = await self.client.send(request, stream=True)
-        except httpx.TimeoutException as exc:
-            raise BackendTimeout(f"{self.label} backend timed out: {_describe(exc)}") from exc
-        except httpx.TransportError as exc:
-            raise BackendFailed(f"{self.label} backend request failed: {_describe(exc)}") from exc
+    async def open_stream(self, content: Any, headers: dict[str, str]) -> httpx.Response:
+        """POST to the streaming route; the response comes back with its body unread (the caller
+        closes it)."""
+        response = await self._send(self.stream_path, content, headers, stream=True)
         if response.status_code >= 400:
             await response.aread()
             await response.aclose()

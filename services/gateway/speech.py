@@ -79,8 +79,7 @@ class PcmStream:
 
 async def open_stream(backend: Backend, req: SpeechRequest) -> PcmStream:
     body = backend_request(req).encode()
-    response = await backend.open_stream(f"/v2/models/{backend.model_name}/infer_stream", body,
-                                         {"content-type": "application/json"})
+    response = await backend.open_stream(body, {"content-type": "application/json"})
     try:
         return PcmStream(response)
     except BackendFailed:

@@ -48,7 +48,7 @@ def check_transcription(form: TranscriptionRequest) -> None:
     if (form.min_speakers or form.max_speakers) and not wants_diarization(form):
         raise InvalidRequest("min_speakers/max_speakers need diarize=true or response_format=diarized_json",
                              param="min_speakers" if form.min_speakers else "max_speakers", code="invalid_value")
-    if "logprobs" in form.include and (form.response_format != "json" or form.advanced):
+    if form.wants_logprobs and (form.response_format != "json" or form.advanced):
         raise InvalidRequest("include[]=logprobs requires response_format=json (without advanced)",
                              param="include[]", code="invalid_value")
     check_known_speakers(form)
@@ -93,7 +93,7 @@ def transcription_parameters(form: TranscriptionRequest) -> dict:
             "temperature": form.temperature,
             "word_timestamps": form.advanced or "word" in form.timestamp_granularities,
             "diarize": wants_diarization(form), "min_speakers": form.min_speakers,
-            "max_speakers": form.max_speakers, "logprobs": "logprobs" in form.include,
+            "max_speakers": form.max_speakers, "logprobs": form.wants_logprobs,
             "known_speakers": known_speakers(form)}
 
 
@@ -148,7 +148,7 @@ def render_transcription(result: dict, form: TranscriptionRequest) -> str | dict
 
 
 def _logprobs(result: dict, form: TranscriptionRequest) -> list[dict] | None:
-    return result.get("logprobs", []) if "logprobs" in form.include else None
+    return result.get("logprobs", []) if form.wants_logprobs else None
 
 
 def render_translation(result: dict, form: TranslationRequest) -> str | dict:
@@ -193,7 +193,7 @@ async def stream_transcription(backend: Backend, file: UploadFile, size: int,
                                form: TranscriptionRequest) -> AsyncIterator[bytes]:
     """Open the backend stream now (its errors are HTTP errors); return the SSE body to send."""
     body, headers = blob_body(new_request(transcription_parameters(form)), _chunks(file), size)
-    response = await backend.open_stream(f"/v2/models/{backend.model_name}/infer_stream", body, headers)
+    response = await backend.open_stream(body, headers)
     return _sse(response, form)
 
 
@@ -224,7 +224,5 @@ def final_events(result: dict, form: TranscriptionRequest) -> list[bytes]:
     events = []
     if form.response_format == "diarized_json":
         events = [sse.event(seg) for seg in diarized_segments(result)]
-    done = {"type": "transcript.text.done", "text": result["text"]}
-    if "logprobs" in form.include:
-        done["logprobs"] = result.get("logprobs", [])
-    return events + [sse.event(done)]
+    done = {"type": "transcript.text.done", "text": result["text"], "logprobs": _logprobs(result, form)}
+    return events + [sse.event({k: v for k, v in done.items() if v is not None})]

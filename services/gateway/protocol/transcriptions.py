@@ -40,6 +40,10 @@ class TranscriptionRequest(BaseModel):
     min_speakers: int | None = Field(None, ge=1)
     max_speakers: int | None = Field(None, ge=1)
 
+    @property
+    def wants_logprobs(self) -> bool:
+        return "logprobs" in self.include
+
 
 class TranslationRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
