@@ -17,7 +17,7 @@ from services.asr.audio import SAMPLE_RATE, BadAudio, decode
 from services.asr.decoding import OnText
 from services.asr.result import assemble
 from services.asr.settings import AsrSettings
-from services.common.lifecycle import ManagedModel
+from services.common.lifecycle import ManagedModel, resolve_device
 
 
 
@@ -42,14 +42,6 @@ class TranscribeOptions:
     max_speakers: int | None = None
     logprobs: bool = False  # each token's log-probability (greedy decoding)
     known_speakers: tuple[tuple[str, bytes], ...] = ()  # (name, reference recording) for diarization
-
-
-def resolve_device(device: str) -> str:
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def supported_languages() -> set[str]:

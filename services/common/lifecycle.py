@@ -49,6 +49,15 @@ def parse_unload_policy(value: object) -> float:
 UnloadPolicy = Annotated[float, BeforeValidator(parse_unload_policy)]
 
 
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` where a GPU is visible, else ``cpu``; an explicit choice stays."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def release_accelerator_memory() -> None:
     gc.collect()
     try:

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from services.common.lifecycle import ManagedModel
+from services.common.lifecycle import ManagedModel, resolve_device
 from services.tts.settings import TtsSettings
 from services.tts.tempo import change_speed
 from services.tts.voices import VoiceChoice, choose_voice
@@ -44,14 +44,6 @@ def coqui_cache_dir() -> Path:
     from trainer.io import get_user_data_dir
 
     return Path(get_user_data_dir("tts"))
-
-
-def resolve_device(device: str) -> str:
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 class TtsEngine:
