@@ -66,10 +66,8 @@ def predictor_call(url: str, wav: Path):
 
     def call():
         header = v2wire.InferRequestHeader(str(uuid.uuid4()), {"model": "whisper-1", "language": "en"})
-        header.binary_inputs.append(v2wire.BinaryInput("audio", "BYTES", [1], 4 + len(audio)))
-        head = header.encode()
-        body = head + v2wire.bytes_element(audio) + audio
-        r = pooled.post("/v2/models/asr/infer", content=body, headers=v2wire.request_headers(head))
+        prefix, headers = v2wire.blob_prefix(header, len(audio))
+        r = pooled.post("/v2/models/asr/infer", content=prefix + audio, headers=headers)
         r.raise_for_status()
     return call
 

@@ -16,11 +16,6 @@ HEADER_LENGTH = "inference-header-content-length"
 OCTET_STREAM = "application/octet-stream"
 
 
-def bytes_element(data: bytes | memoryview) -> bytes:
-    """The length prefix of one BYTES element (the data follows it on the wire)."""
-    return struct.pack("<I", len(data))
-
-
 @dataclass
 class BinaryInput:
     """One tensor sent as raw bytes after the JSON header."""
@@ -54,6 +49,15 @@ class InferRequestHeader:
 
 def request_headers(header: bytes) -> dict[str, str]:
     return {"content-type": OCTET_STREAM, HEADER_LENGTH: str(len(header))}
+
+
+def blob_prefix(header: InferRequestHeader, size: int, name: str = "audio") -> tuple[bytes, dict[str, str]]:
+    """Declare one binary BYTES input of ``size`` bytes. Returns what goes on the wire before those
+    bytes (the JSON header and the element's length prefix) and the HTTP headers of the whole body."""
+    header.binary_inputs.append(BinaryInput(name, "BYTES", [1], 4 + size))
+    head = header.encode()
+    prefix = head + struct.pack("<I", size)
+    return prefix, request_headers(head) | {"content-length": str(len(prefix) + size)}
 
 
 @dataclass

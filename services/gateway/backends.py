@@ -92,15 +92,14 @@ class Backend:
 
 def blob_body(header: v2wire.InferRequestHeader, chunks: AsyncIterator[bytes], size: int):
     """The v2 body with one binary BYTES input streamed from ``chunks``, and its headers."""
-    header.binary_inputs.append(v2wire.BinaryInput("audio", "BYTES", [1], 4 + size))
-    head = header.encode()
+    prefix, headers = v2wire.blob_prefix(header, size)
 
     async def body() -> AsyncIterator[bytes]:
-        yield head + size.to_bytes(4, "little")
+        yield prefix
         async for chunk in chunks:
             yield chunk
 
-    return body(), v2wire.request_headers(head) | {"content-length": str(len(head) + 4 + size)}
+    return body(), headers
 
 
 def new_request(parameters: dict[str, Any]) -> v2wire.InferRequestHeader:
