@@ -155,6 +155,8 @@ def test_known_speakers_name_the_diarized_speakers(client, dialog, references):
     ({"known_speaker_names": ["agent"], "known_speaker_references": []}, "known_speaker_references[]", "pair"),
     ({"known_speaker_names": ["agent"], "known_speaker_references": ["aGVsbG8="]}, "known_speaker_references[]",
      "data URL"),
+    ({"known_speaker_names": ["agent"], "known_speaker_references": ["data:audio/wav;base64,AAA"]},
+     "known_speaker_references[]", "base64"),
     ({"known_speaker_names": ["a", "a"], "known_speaker_references": ["data:audio/wav;base64,AAAA"] * 2},
      "known_speaker_names[]", "distinct"),
     ({"known_speaker_names": ["agent"], "known_speaker_references": ["data:audio/wav;base64,AAAA"],

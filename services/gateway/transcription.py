@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import re
 from collections.abc import AsyncIterator
@@ -74,17 +76,32 @@ def check_known_speakers(form: TranscriptionRequest) -> None:
         raise InvalidRequest("known_speaker_names[] must be distinct and not empty",
                              param="known_speaker_names[]", code="invalid_value")
     for i, reference in enumerate(references):
-        if not DATA_URL.fullmatch(reference):
+        payload = _payload(reference)
+        if payload is None or not _is_base64(payload):
             raise InvalidRequest(f"known_speaker_references[{i}] must be a base64 data URL "
                                  "such as data:audio/wav;base64,...", param="known_speaker_references[]",
                                  code="invalid_value")
+
+
+def _is_base64(payload: str) -> bool:
+    try:
+        base64.b64decode(payload, validate=True)
+    except binascii.Error:
+        return False
+    return True
+
+
+def _payload(data_url: str) -> str | None:
+    """The base64 part of a data URL, whitespace removed (None if it is not one)."""
+    match = DATA_URL.fullmatch(data_url)
+    return "".join(match["payload"].split()) if match else None
 
 
 def known_speakers(form: TranscriptionRequest) -> str | None:
     """The pairs for the predictor; the base64 payloads go as they came (no re-encoding)."""
     if not form.known_speaker_names:
         return None
-    return json.dumps([{"name": name, "reference": "".join(DATA_URL.fullmatch(ref)["payload"].split())}
+    return json.dumps([{"name": name, "reference": _payload(ref)}
                        for name, ref in zip(form.known_speaker_names, form.known_speaker_references)])
 
 
