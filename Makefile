@@ -10,7 +10,7 @@ MODELS := .models/faster-whisper-base/model.bin
 
 K8S_TOOLS_BIN := $(HOME)/.cache/speech-stack/k8s-tools/bin
 
-.PHONY: setup system-packages venv models k8s-tools run test bench clean
+.PHONY: setup system-packages venv models k8s-tools run lint test bench clean
 
 setup: system-packages venv models
 
@@ -40,7 +40,12 @@ k8s-tools:
 run: setup
 	$(PY) -m scripts.devstack
 
-test: setup k8s-tools
+# The lint and type gate: ruff (rules in pyproject.toml) over all Python, mypy over services/.
+lint: setup
+	$(PY) -m ruff check services scripts bench tests
+	$(PY) -m mypy
+
+test: setup k8s-tools lint
 	OMP_NUM_THREADS=1 $(PY) -m pytest
 
 bench: setup

@@ -24,7 +24,7 @@ from scripts.devstack import ROOT, base_env, local_stack
 from services.common import v2wire
 from tests.conftest import start, whisper_models
 from tests.support import tiny_models
-from tests.support.speech import speak
+from tests.support.espeak import speak
 
 TEXT = ("The quick brown fox jumps over the lazy dog near the river bank. Please schedule a meeting "
         "with the design team on Thursday afternoon.")

@@ -12,7 +12,7 @@ import pytest
 
 from scripts.devstack import ROOT, Service, local_stack
 from tests.support import tiny_models
-from tests.support.speech import speak
+from tests.support.espeak import speak
 
 WHISPER = ROOT / ".models" / "faster-whisper-base"
 SENTENCES = [

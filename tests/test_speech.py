@@ -3,7 +3,7 @@
 import openai
 import pytest
 
-from tests.support.speech import decode, duration
+from tests.support.espeak import decode, duration
 
 TEXT = "Today is a wonderful day to build something people love."
 

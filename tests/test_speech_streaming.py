@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from tests.support.speech import decode, duration
+from tests.support.espeak import decode, duration
 
 TEXT = "Hello there. This is the second sentence. And here is a third one for good measure."
 

@@ -76,7 +76,7 @@ def joined_text(logprobs) -> str:
 def test_logprobs_cover_the_text_token_by_token(client, wav, workdir, language, sentence):
     """include[]=logprobs: one item per emitted token whose UTF-8 bytes rebuild the text exactly
     (multi-byte characters included), each a log-probability of the real model."""
-    from tests.support.speech import speak
+    from tests.support.espeak import speak
 
     audio = wav if sentence is None else speak(sentence, workdir / "french.wav", voice="fr")
     result = client.audio.transcriptions.create(model="whisper-1", file=audio.open("rb"), language=language,
@@ -92,7 +92,7 @@ def test_logprobs_cover_the_text_token_by_token(client, wav, workdir, language, 
 
 def test_language_is_detected_per_request(client, wav, workdir):
     """A request without ``language`` detects it afresh, whatever the request before it asked for."""
-    from tests.support.speech import speak
+    from tests.support.espeak import speak
 
     french = speak("Bonjour, je voudrais un café et un croissant, s'il vous plaît.", workdir / "fr2.wav", voice="fr")
     first = client.audio.transcriptions.create(model="whisper-1", file=french.open("rb"), language="fr",
@@ -131,7 +131,7 @@ def data_url(path) -> str:
 @pytest.fixture(scope="module")
 def references(workdir):
     """Other sentences in the dialog's two voices."""
-    from tests.support.speech import speak
+    from tests.support.espeak import speak
 
     agent = speak("Thank you for calling, how can I help you today?", workdir / "ref-agent.wav", voice="en-us")
     customer = speak("I would like to check the status of my order please.", workdir / "ref-customer.wav",

@@ -5,7 +5,7 @@ import json
 import openai
 import pytest
 
-from tests.support.speech import transcode
+from tests.support.espeak import transcode
 from tests.support.text import normalize, wer
 
 # Whisper base (int8) on espeak-ng's synthetic voice measured 0.109 word error rate over these five

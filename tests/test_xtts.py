@@ -10,7 +10,7 @@ import pytest
 
 from scripts.devstack import local_stack
 from tests.conftest import start
-from tests.support.speech import decode, speak
+from tests.support.espeak import decode, speak
 
 
 @pytest.fixture(scope="module")

@@ -13,11 +13,11 @@ from __future__ import annotations
 import functools
 import threading
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from services.asr.result import verbose_segment
+from services.asr.result import compression_ratio, verbose_segment
 
 OnText = Callable[[str, list[dict] | None], None]  # a decoded piece of text and its token logprobs
 TokenLogprobs = list[tuple[int, float]]
@@ -27,10 +27,36 @@ class Cancelled(RuntimeError):
     """The client went away; decoding stopped between batches."""
 
 
+FALLBACK_TEMPERATURES = (0.2, 0.4, 0.6, 0.8, 1.0)
+
+
+@dataclass
+class Decoded:
+    """What the hooks keep of one ``generate`` result (one VAD segment)."""
+
+    no_speech_prob: float
+    temperature: float
+    logprobs: TokenLogprobs | None
+
+
+@dataclass
+class Sampling:
+    """How one request decodes: ``temperature`` > 0 samples at that temperature; 0 decodes greedily
+    (beam search unless ``logprobs``) and, with ``fallback``, re-decodes a segment that looks like a
+    failure (too repetitive or too unlikely) at rising temperatures, as OpenAI describes it."""
+
+    temperature: float = 0.0
+    fallback: bool = False
+    logprobs: bool = False
+    compression_ratio_threshold: float = 2.4
+    log_prob_threshold: float = -1.0
+    no_speech_threshold: float = 0.6
+
+
 class DecodeHooks:
-    """Wraps the CTranslate2 Whisper model (``pipe.model.model``): every ``generate`` call also
-    returns no-speech probabilities (and with ``logprobs`` the log-probability of every emitted
-    token), and a per-request listener sees each batch's results."""
+    """Wraps the CTranslate2 Whisper model (``pipe.model.model``): every ``generate`` call applies the
+    request's sampling, also returns no-speech probabilities (and with ``logprobs`` the log-probability
+    of every emitted token), and a per-request listener sees each batch's results."""
 
     def __init__(self, model) -> None:
         self._model = model
@@ -39,21 +65,63 @@ class DecodeHooks:
     def __getattr__(self, name: str):
         return getattr(self._model, name)
 
-    def reset(self, listener: Callable[[list, list[TokenLogprobs | None]], None] | None = None,
-              cancel: threading.Event | None = None, logprobs: bool = False) -> None:
-        self.no_speech: list[float] = []
-        self.listener, self.cancel, self.logprobs = listener, cancel, logprobs
+    def reset(self, listener: Callable[[list, list[Decoded]], None] | None = None,
+              cancel: threading.Event | None = None, sampling: Sampling | None = None,
+              text_of: Callable[[list[int]], str] | None = None) -> None:
+        self.decoded: list[Decoded] = []
+        self.listener, self.cancel = listener, cancel
+        self.sampling, self.text_of = sampling or Sampling(), text_of
 
-    def generate(self, *args, **kwargs):
+    def generate(self, features, prompts, **kwargs):
         if self.cancel is not None and self.cancel.is_set():
             raise Cancelled("client disconnected")
+        sampling = self.sampling
         kwargs["return_no_speech_prob"] = True  # faster-whisper's own path already asks for it
-        kwargs["return_logits_vocab"] = self.logprobs  # CTranslate2 fills it for greedy search only
-        results = self._model.generate(*args, **kwargs)
-        self.no_speech.extend(float(r.no_speech_prob) for r in results)
+        kwargs["return_logits_vocab"] = sampling.logprobs  # CTranslate2 fills it for greedy/sampling only
+        results = self._at(sampling.temperature, features, prompts, kwargs)
+        temperatures = [sampling.temperature] * len(results)
+        if sampling.fallback and sampling.temperature == 0 and self.text_of is not None:
+            self._fall_back(features, prompts, kwargs, results, temperatures)
+        decoded = [Decoded(float(r.no_speech_prob), t, token_logprobs(r) if sampling.logprobs else None)
+                   for r, t in zip(results, temperatures)]
+        self.decoded.extend(decoded)
         if self.listener is not None:
-            self.listener(results, [token_logprobs(r) if self.logprobs else None for r in results])
+            self.listener(results, decoded)
         return results
+
+    def _at(self, temperature: float, features, prompts, kwargs: dict) -> list:
+        if temperature > 0:
+            kwargs = kwargs | {"beam_size": 1, "num_hypotheses": 1, "sampling_topk": 0,
+                               "sampling_temperature": temperature}
+        return self._model.generate(features, prompts, **kwargs)
+
+    def _fall_back(self, features, prompts, kwargs: dict, results: list, temperatures: list[float]) -> None:
+        """Replace the results that look like failures, in place."""
+        failing = [i for i, r in enumerate(results) if self._failed(r, kwargs)]
+        for temperature in FALLBACK_TEMPERATURES:
+            if not failing:
+                return
+            if self.cancel is not None and self.cancel.is_set():
+                raise Cancelled("client disconnected")
+            retry = self._at(temperature, features, prompts, kwargs)
+            for i in failing:
+                if _avg_logprob(retry[i], kwargs) > _avg_logprob(results[i], kwargs) or not self._failed(retry[i], kwargs):
+                    results[i], temperatures[i] = retry[i], temperature
+            failing = [i for i in failing if self._failed(results[i], kwargs)]
+
+    def _failed(self, result, kwargs: dict) -> bool:
+        s, avg = self.sampling, _avg_logprob(result, kwargs)
+        if float(result.no_speech_prob) > s.no_speech_threshold and avg < s.log_prob_threshold:
+            return False  # silence, not a failed decode
+        text = self.text_of([t for t in result.sequences_ids[0]])  # type: ignore[misc]
+        return compression_ratio(text) > s.compression_ratio_threshold or avg < s.log_prob_threshold
+
+
+def _avg_logprob(result, kwargs: dict) -> float:
+    """WhisperX's average log-probability of a result (its score, undoing the length penalty)."""
+    length = len(result.sequences_ids[0])
+    penalty = kwargs.get("length_penalty", 1.0) or 1.0
+    return float(result.scores[0]) * (length ** penalty) / (length + 1)
 
 
 def token_logprobs(result) -> TokenLogprobs:
@@ -99,50 +167,53 @@ def tokenizer_for(pipe, language: str, task: str):
     return Tokenizer(pipe.model.hf_tokenizer, pipe.model.model.is_multilingual, task=task, language=language)
 
 
-def batched(pipe, audio: np.ndarray, opts, batch_size: int, on_text: OnText | None,
+def batched(pipe, audio: np.ndarray, opts, batch_size: int, sampling: Sampling, on_text: OnText | None,
             cancel: threading.Event | None) -> tuple[str, list[dict]]:
     hooks = install_hooks(pipe)
     hf_tokenizer = pipe.model.hf_tokenizer
     eot = hf_tokenizer.token_to_id("<|endoftext|>")
-
     logprobs: list[list[dict] | None] = []  # per generate() result, converted once
 
-    def listener(results, pairs_per_result) -> None:
-        for r, pairs in zip(results, pairs_per_result):
-            logprobs.append(None if pairs is None else openai_logprobs(hf_tokenizer, pairs, eot))
+    def listener(results, decoded: list[Decoded]) -> None:
+        for r, d in zip(results, decoded):
+            logprobs.append(None if d.logprobs is None else openai_logprobs(hf_tokenizer, d.logprobs, eot))
             if on_text is not None and pipe.tokenizer is not None:
                 on_text(pipe.tokenizer.decode(r.sequences_ids[0]), logprobs[-1])
 
-    hooks.reset(listener, cancel, opts.logprobs)
-    no_speech = hooks.no_speech
+    def text_of(tokens: list[int]) -> str:
+        return hf_tokenizer.decode([t for t in tokens if t < eot])
+
+    hooks.reset(listener, cancel, sampling, text_of)
     saved = pipe.options
     # logprobs come from greedy decoding: CTranslate2 returns no per-step logits for beam search
-    pipe.options = replace(saved, initial_prompt=opts.prompt, temperatures=[opts.temperature],
-                           beam_size=1 if opts.logprobs else saved.beam_size)
+    pipe.options = replace(saved, initial_prompt=opts.prompt, beam_size=1 if opts.logprobs else saved.beam_size)
     try:
         raw = pipe.transcribe(audio, batch_size=batch_size, language=opts.language, task=opts.task)
+        decoded = hooks.decoded
     finally:
         pipe.options = saved
         hooks.reset()
     tokenizer = tokenizer_for(pipe, raw["language"], opts.task)
-    # one generate() result per VAD segment, in order
     segments = []
-    for i, s in enumerate(raw["segments"]):
+    for i, s in enumerate(raw["segments"]):  # one generate() result per VAD segment, in order
         segment = verbose_segment(i, s["start"], s["end"], s["text"], tokenizer.encode(s["text"]),
-                                  opts.temperature, s["avg_logprob"], no_speech[i])
+                                  decoded[i].temperature, s["avg_logprob"], decoded[i].no_speech_prob)
         if opts.logprobs:
             segment["logprobs"] = logprobs[i]
         segments.append(segment)
     return raw["language"], segments
 
 
-def sequential(pipe, audio: np.ndarray, opts, on_text: OnText | None,
+def sequential(pipe, audio: np.ndarray, opts, sampling: Sampling, on_text: OnText | None,
                cancel: threading.Event | None) -> tuple[str, list[dict]]:
+    """faster-whisper's own loop (it applies the same temperature and fallback rules itself)."""
     install_hooks(pipe).reset()
+    fallback = sampling.fallback and sampling.temperature == 0
+    temperatures = [0.0, *FALLBACK_TEMPERATURES] if fallback else [sampling.temperature]
     pieces, info = pipe.model.transcribe(
         audio, language=opts.language, task=opts.task, initial_prompt=opts.prompt,
-        temperature=opts.temperature, word_timestamps=True, vad_filter=True)
-    segments = []
+        temperature=temperatures, word_timestamps=True, vad_filter=True)
+    segments: list[dict] = []
     for seg in pieces:  # a generator: each segment is decoded only when asked for
         if cancel is not None and cancel.is_set():
             raise Cancelled("client disconnected")

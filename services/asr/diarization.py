@@ -13,21 +13,39 @@ def load_diarizer(model_name: str, device: str, token: str | None, cache_dir: st
 
 def diarize(diarizer, segments: list[dict], audio: np.ndarray, min_speakers: int | None,
             max_speakers: int | None, known: list[tuple[str, np.ndarray]] = (), min_similarity: float = 0.0) -> None:
-    """Label segments (and their words) with ``speaker`` in place. With ``known`` (name, reference
-    audio) pairs, a diarized speaker whose embedding matches a reference takes that name."""
+    """Label segments and their words with ``speaker`` in place, with the names clients see: a known
+    speaker's name where its reference matches a diarized speaker, otherwise OpenAI's A, B, ..."""
     from whisperx.diarize import assign_word_speakers
 
-    if not known:
+    names: dict[str, str] = {}
+    if known:
+        turns, centroids = diarizer(audio, min_speakers=min_speakers, max_speakers=max_speakers,
+                                    return_embeddings=True)
+        names = match_known_speakers(centroids or {}, reference_embeddings(diarizer, [ref for _, ref in known]),
+                                     [name for name, _ in known], min_similarity)
+    else:
         turns = diarizer(audio, min_speakers=min_speakers, max_speakers=max_speakers)
-        assign_word_speakers(turns, {"segments": segments}, fill_nearest=True)
-        return
-    turns, centroids = diarizer(audio, min_speakers=min_speakers, max_speakers=max_speakers, return_embeddings=True)
     assign_word_speakers(turns, {"segments": segments}, fill_nearest=True)
-    names = match_known_speakers(centroids or {}, reference_embeddings(diarizer, [ref for _, ref in known]),
-                                 [name for name, _ in known], min_similarity)
-    for item in [*segments, *(w for s in segments for w in s.get("words", []))]:
-        if item.get("speaker") in names:
-            item["speaker"] = names[item["speaker"]]
+    name_speakers(segments, names)
+
+
+def name_speakers(segments: list[dict], known: dict[str, str]) -> None:
+    """pyannote's SPEAKER_00, ... -> the names in ``known``, else A, B, ... in order of first
+    appearance. Segments and their words are relabelled together: the one place speakers are named."""
+    names = dict(known)
+    taken = set(known.values())
+    letters = (letter for i in range(10_000) if (letter := _letter(i)) not in taken)
+    for item in (x for s in segments for x in (s, *s.get("words", ()))):
+        label = item.get("speaker")
+        if label is None:
+            continue
+        if label not in names:
+            names[label] = next(letters)
+        item["speaker"] = names[label]
+
+
+def _letter(i: int) -> str:
+    return chr(ord("A") + i) if i < 26 else f"S{i}"
 
 
 def reference_embeddings(diarizer, references: list[np.ndarray]) -> np.ndarray:

@@ -7,41 +7,28 @@ a time, while another request may be aligning or diarizing.
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from dataclasses import dataclass
+import time
+from collections import OrderedDict
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
 from services.asr import alignment, decoding, diarization
 from services.asr.audio import SAMPLE_RATE, BadAudio, decode
-from services.asr.decoding import OnText
+from services.asr.decoding import Cancelled, OnText, Sampling
+from services.asr.job import TranscribeJob, UnknownModel, UnsupportedOption, options_from
 from services.asr.result import assemble
 from services.asr.settings import AsrSettings
-from services.common.lifecycle import ManagedModel, resolve_device
+from services.common import logs
+from services.common.device import resolve_device
+from services.common.errors import BadRequest
+from services.common.lifecycle import ManagedModel
+from services.common.predictor_metrics import PredictorMetrics
 
-
-
-class UnknownModel(ValueError):
-    """The public model id is not configured."""
-
-
-class UnsupportedOption(ValueError):
-    """A request option the engine cannot honour (unknown language, bad speaker bounds, ...)."""
-
-
-@dataclass(frozen=True)
-class TranscribeOptions:
-    model: str
-    task: str = "transcribe"  # or "translate" (to English)
-    language: str | None = None
-    prompt: str | None = None
-    temperature: float = 0.0
-    word_timestamps: bool = False
-    diarize: bool = False
-    min_speakers: int | None = None
-    max_speakers: int | None = None
-    logprobs: bool = False  # each token's log-probability (greedy decoding)
-    known_speakers: tuple[tuple[str, bytes], ...] = ()  # (name, reference recording) for diarization
+MAX_KNOWN_SPEAKERS = 4
 
 
 def supported_languages() -> set[str]:
@@ -50,46 +37,37 @@ def supported_languages() -> set[str]:
     return set(_LANGUAGE_CODES)
 
 
-class Locked:
-    """A ManagedModel with the lock that serialises its use."""
-
-    def __init__(self, managed: ManagedModel) -> None:
-        self.managed, self.lock = managed, threading.Lock()
-
-
 class AsrEngine:
-    def __init__(self, settings: AsrSettings) -> None:
-        self.settings = settings
+    def __init__(self, settings: AsrSettings, metrics: PredictorMetrics) -> None:
+        self.settings, self.metrics = settings, metrics
         self.device = resolve_device(settings.device)
         self.compute_type = settings.compute_type or ("float16" if self.device == "cuda" else "int8")
         self.token = settings.hf_token.get_secret_value() if settings.hf_token else None
         self._whisper = {backend: self._managed(f"whisper:{backend}", self._whisper_loader(backend))
                          for backend in dict.fromkeys(settings.models.values())}
-        self._aligners: dict[str, Locked] = {}
+        self._aligners: OrderedDict[str, ManagedModel] = OrderedDict()  # least recently used first
         self._aligners_lock = threading.Lock()
         self._diarizer = self._managed(f"diarization:{settings.diarization_model}", self._load_diarizer)
 
-    def _managed(self, name: str, loader) -> Locked:
-        return Locked(ManagedModel(name, loader, self.settings.unload_policy))
+    def _managed(self, name: str, loader) -> ManagedModel:
+        return ManagedModel(name, loader, self.settings.unload_policy, observer=self.metrics)
 
     @property
     def public_models(self) -> list[str]:
         return list(self.settings.models)
 
-    def managed(self, public_id: str) -> ManagedModel:
-        return self._whisper_for(public_id).managed
-
-    def _whisper_for(self, public_id: str) -> Locked:
+    def _whisper_for(self, public_id: str) -> ManagedModel:
         try:
             return self._whisper[self.settings.models[public_id]]
         except KeyError:
-            raise UnknownModel(
-                f"model '{public_id}' is not served; choose one of {self.public_models}") from None
+            raise UnknownModel(public_id, self.public_models) from None
 
     def models_status(self) -> dict:
-        out = {f"model:{p}": self.managed(p).status() for p in self.public_models}
-        out |= {f"alignment:{lang}": a.managed.status() for lang, a in self._aligners.items()}
-        return out | {"diarization": self._diarizer.managed.status()}
+        out = {f"model:{p}": self._whisper_for(p).status() for p in self.public_models}
+        with self._aligners_lock:
+            aligners = list(self._aligners.items())
+        out |= {f"alignment:{lang}": a.status() for lang, a in aligners}
+        return out | {"diarization": self._diarizer.status()}
 
     # -- loaders ---------------------------------------------------------------------------
     def _whisper_loader(self, backend: str):
@@ -97,6 +75,7 @@ class AsrEngine:
             import torch
             import whisperx
 
+            logs.adopt("whisperx")
             pipe = whisperx.load_model(
                 backend, self.device, compute_type=self.compute_type,
                 download_root=self.settings.download_root, threads=self.settings.threads,
@@ -106,12 +85,22 @@ class AsrEngine:
             return pipe
         return load
 
-    def _aligner(self, language: str) -> Locked:
+    def _aligner(self, language: str) -> ManagedModel:
+        """The language's aligner, most recently used; beyond ``max_aligners`` the least recently
+        used idle ones are dropped (unloaded)."""
         with self._aligners_lock:
             if language not in self._aligners:
                 name = self.settings.align_models.get(language)
-                loader = lambda: alignment.load_aligner(language, self.device, name, self.settings.align_model_dir)
+
+                def loader():
+                    return alignment.load_aligner(language, self.device, name, self.settings.align_model_dir)
                 self._aligners[language] = self._managed(f"alignment:{name or 'whisperx-default'}:{language}", loader)
+            self._aligners.move_to_end(language)
+            for lang in list(self._aligners)[:-1]:
+                if len(self._aligners) <= self.settings.max_aligners:
+                    break
+                if self._aligners[lang].unload():  # refused while a request uses it
+                    del self._aligners[lang]
             return self._aligners[language]
 
     def _load_diarizer(self):
@@ -119,65 +108,88 @@ class AsrEngine:
                                          self.settings.download_root)
 
     # -- requests --------------------------------------------------------------------------
-    def validate(self, options: TranscribeOptions) -> None:
-        """Everything that can be a client error, checked before any model work."""
+    def job(self, params: dict[str, Any], audio: memoryview, references: list[memoryview]) -> TranscribeJob:
+        """The request checked once, before any model work: everything here is a client error."""
+        options = options_from(params)
         self._whisper_for(options.model)
         if options.task not in ("transcribe", "translate"):
-            raise UnsupportedOption(f"unknown task '{options.task}'")
+            raise UnsupportedOption(f"unknown task '{options.task[:32]}'", param="task")
         if options.language is not None and options.language not in supported_languages():
-            raise UnsupportedOption(f"language '{options.language}' is not supported; "
-                                    "use an ISO-639-1 code such as 'en'")
+            raise UnsupportedOption(f"language '{options.language[:32]}' is not supported; "
+                                    "use an ISO-639-1 code such as 'en'", param="language")
         if options.logprobs and options.word_timestamps and self.settings.word_timestamps == "whisper":
             raise UnsupportedOption("logprobs are not available together with Whisper's own word timestamps "
-                                    "(ASR_WORD_TIMESTAMPS=whisper)")
+                                    "(ASR_WORD_TIMESTAMPS=whisper)", param="include[]")
         if not 0.0 <= options.temperature <= 1.0:
-            raise UnsupportedOption("temperature must be between 0 and 1")
+            raise UnsupportedOption("temperature must be between 0 and 1", param="temperature")
         lo, hi = options.min_speakers, options.max_speakers
         if (lo is not None and lo < 1) or (hi is not None and hi < 1) or (lo and hi and lo > hi):
-            raise UnsupportedOption("speaker bounds must be >= 1 and min_speakers <= max_speakers")
-        if options.known_speakers and not options.diarize:
-            raise UnsupportedOption("known speakers need diarization")
+            raise UnsupportedOption("speaker bounds must be >= 1 and min_speakers <= max_speakers",
+                                    param="min_speakers")
+        if len(references) != len(options.known_speaker_names) or len(references) > MAX_KNOWN_SPEAKERS:
+            raise UnsupportedOption("known_speaker_names[] and known_speaker_references[] must pair up "
+                                    f"one to one, at most {MAX_KNOWN_SPEAKERS}", param="known_speaker_references[]")
+        if references and not options.diarize:
+            raise UnsupportedOption("known speakers need diarization", param="known_speaker_names[]")
+        return TranscribeJob(options, audio, tuple(references))
 
-    def known_speaker_audio(self, options: TranscribeOptions) -> list[tuple[str, np.ndarray]]:
+    @contextlib.contextmanager
+    def _stage(self, name: str, cancel: threading.Event | None) -> Iterator[None]:
+        if cancel is not None and cancel.is_set():
+            raise Cancelled("client disconnected")
+        with self.metrics.stage.labels(name).time():
+            yield
+
+    def _known_speakers(self, job: TranscribeJob, cancel) -> list[tuple[str, np.ndarray]]:
         """Each known speaker's reference decoded; OpenAI asks for 2 to 10 seconds of speech."""
         out = []
-        for i, (name, data) in enumerate(options.known_speakers):
+        for i, (name, data) in enumerate(zip(job.options.known_speaker_names, job.references)):
             try:
-                audio = decode(data)
-            except BadAudio as exc:
-                raise UnsupportedOption(f"known_speaker_references[{i}] ({name}): {exc}") from exc
+                audio = decode(data, 60.0, param="known_speaker_references[]", cancel=cancel)
+            except BadRequest as exc:
+                exc.message = f"known_speaker_references[{i}] ({name[:32]}): {exc.message}"
+                raise
             seconds = len(audio) / SAMPLE_RATE
             if not 2.0 <= seconds <= 10.0:
-                raise UnsupportedOption(f"known_speaker_references[{i}] ({name}) is {seconds:.1f} s long; "
-                                        "references must be 2 to 10 seconds")
+                raise UnsupportedOption(f"known_speaker_references[{i}] ({name[:32]}) is {seconds:.1f} s long; "
+                                        "references must be 2 to 10 seconds", param="known_speaker_references[]")
             out.append((name, audio))
         return out
 
-    def decode_audio(self, audio_bytes: bytes) -> np.ndarray:
-        audio = decode(audio_bytes)
+    def decode_audio(self, data: memoryview, cancel=None) -> np.ndarray:
+        audio = decode(data, self.settings.max_audio_seconds, cancel=cancel)
         if float(np.max(np.abs(audio))) < self.settings.silence_threshold:
             raise BadAudio("the audio is silent (no signal above the silence threshold)")
         return audio
 
-    def run(self, audio_bytes: bytes, options: TranscribeOptions, on_text: OnText | None = None,
-            cancel: threading.Event | None = None) -> dict:
-        self.validate(options)
-        audio = self.decode_audio(audio_bytes)
-        known = self.known_speaker_audio(options)  # bad references fail before any model work
-        language, segments = self._decode(audio, options, on_text, cancel)
+    def sampling(self, job: TranscribeJob, pipe) -> Sampling:
+        o = pipe.options
+        return Sampling(job.options.temperature, self.settings.temperature_fallback, job.options.logprobs,
+                        o.compression_ratio_threshold or 2.4, o.log_prob_threshold or -1.0,
+                        o.no_speech_threshold or 0.6)
+
+    def run(self, job: TranscribeJob, on_text: OnText | None = None, cancel: threading.Event | None = None) -> dict:
+        started = time.perf_counter()
+        options = job.options
+        with self._stage("audio_decode", cancel):
+            audio = self.decode_audio(job.audio, cancel)
+            known = self._known_speakers(job, cancel)  # bad references fail before any model work
+        with self._stage("transcribe", cancel):
+            language, segments = self._decode(audio, job, on_text, cancel)
         if segments and options.word_timestamps and self.settings.word_timestamps == "alignment":
-            aligner = self._aligner(language)
-            with aligner.managed.use() as model, aligner.lock:
+            with self._stage("align", cancel), self._aligner(language).exclusive() as model:
                 alignment.align(model, segments, audio, self.device)
         if segments and options.diarize:
-            with self._diarizer.managed.use() as model, self._diarizer.lock:
+            with self._stage("diarize", cancel), self._diarizer.exclusive() as model:
                 diarization.diarize(model, segments, audio, options.min_speakers, options.max_speakers,
                                     known, self.settings.known_speaker_min_similarity)
-        return assemble(language, audio, options.task, segments)
+        result = assemble(language, audio, options.task, segments)
+        self.metrics.work_done(result["duration"], time.perf_counter() - started)
+        return result
 
-    def _decode(self, audio, options, on_text, cancel) -> tuple[str, list[dict]]:
-        whisper = self._whisper_for(options.model)
-        with whisper.managed.use() as pipe, whisper.lock:
-            if options.word_timestamps and self.settings.word_timestamps == "whisper":
-                return decoding.sequential(pipe, audio, options, on_text, cancel)
-            return decoding.batched(pipe, audio, options, self.settings.batch_size, on_text, cancel)
+    def _decode(self, audio, job: TranscribeJob, on_text, cancel) -> tuple[str, list[dict]]:
+        with self._whisper_for(job.options.model).exclusive() as pipe:
+            sampling = self.sampling(job, pipe)
+            if job.options.word_timestamps and self.settings.word_timestamps == "whisper":
+                return decoding.sequential(pipe, audio, job.options, sampling, on_text, cancel)
+            return decoding.batched(pipe, audio, job.options, self.settings.batch_size, sampling, on_text, cancel)

@@ -1,108 +1,73 @@
-"""The ASR KServe predictor: v2 infer in, one rich JSON transcription result out; plus a streaming
-route (KServe has none for this) that sends NDJSON events as batches are decoded."""
+"""The ASR KServe predictor. Request: v2 with the audio as a binary BYTES input, the known-speaker
+references as a second one, options as parameters. Answer: the rich result as one JSON document in a
+binary BYTES output, or on the streaming route NDJSON events as batches are decoded."""
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import binascii
 import json
+import logging
 from collections.abc import AsyncIterator
 
 from fastapi.responses import StreamingResponse
-from kserve.errors import InvalidInput
-from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
-from services.asr.audio import BadAudio
-from services.asr.engine import AsrEngine, TranscribeOptions, UnknownModel, UnsupportedOption
-from services.common.predictor_server import LazyPredictor, raw_bytes_element, split_first
-from services.common.streaming import iterate_in_thread
+from services.asr.engine import AsrEngine
+from services.asr.job import TranscribeJob
+from services.common import v2wire
+from services.common.errors import BadRequest, ServiceError
+from services.common.predictor_server import LazyPredictor
+from services.common.work import Emit
 
-
-def _int_or_none(value) -> int | None:
-    return None if value in (None, "") else int(value)
-
-
-def options_from(params: dict) -> TranscribeOptions:
-    try:
-        return TranscribeOptions(
-            model=str(params["model"]), task=str(params.get("task", "transcribe")),
-            language=params.get("language") or None, prompt=params.get("prompt") or None,
-            temperature=float(params.get("temperature", 0.0)),
-            word_timestamps=bool(params.get("word_timestamps", False)), diarize=bool(params.get("diarize", False)),
-            min_speakers=_int_or_none(params.get("min_speakers")),
-            max_speakers=_int_or_none(params.get("max_speakers")),
-            logprobs=bool(params.get("logprobs", False)),
-            known_speakers=_known_speakers(params.get("known_speakers")))
-    except (KeyError, TypeError, ValueError, binascii.Error) as exc:
-        raise InvalidInput(f"bad request parameters: {exc!r}") from exc
-
-
-def _known_speakers(value) -> tuple[tuple[str, bytes], ...]:
-    """``[{"name": ..., "reference": <base64 audio>}, ...]`` as a JSON string (a v2 parameter)."""
-    if not value:
-        return ()
-    return tuple((str(item["name"]), base64.b64decode(item["reference"], validate=True))
-                 for item in json.loads(value))
-
-
-def _input(payload: InferRequest, name: str):
-    for tensor in payload.inputs:
-        if tensor.name == name:
-            return tensor
-    raise InvalidInput(f"input '{name}' is missing")
+log = logging.getLogger(__name__)
 
 
 def _event(kind: str, **fields) -> bytes:
-    return json.dumps({"type": kind, **fields}).encode() + b"\n"
+    return json.dumps({"type": kind, **fields}, separators=(",", ":")).encode() + b"\n"
 
 
 class AsrPredictor(LazyPredictor):
-    engine: AsrEngine
-    client_errors = (BadAudio, UnknownModel, UnsupportedOption)
+    speech_engine: AsrEngine
+    label = "ASR"
 
-    def status(self) -> dict:
+    def public_models(self) -> list[str]:
+        return self.speech_engine.public_models
+
+    def models_status(self) -> dict:
         """Whisper per public id, aligners per language, diarization: loaded, in use, load count."""
-        return self.engine.models_status()
+        return self.speech_engine.models_status()
 
-    def _prepare(self, payload: InferRequest) -> tuple[bytes, TranscribeOptions]:
-        audio = raw_bytes_element(_input(payload, "audio"))
-        options = options_from(payload.parameters or {})
-        with self.kserve_errors():
-            self.engine.validate(options)
-        return audio, options
-
-    async def predict(self, payload: InferRequest, headers: dict | None = None) -> InferResponse:
-        audio, options = self._prepare(payload)
-        with self.kserve_errors():
-            async with self._slots:
-                result = await asyncio.to_thread(self.engine.run, audio, options)
-        output = InferOutput("result", [1], "BYTES", data=[json.dumps(result)])
-        return InferResponse(payload.id, self.name, [output])
-
-    async def stream_response(self, payload: InferRequest) -> StreamingResponse:
-        _, events = await split_first(self.stream(payload))
-        return StreamingResponse(events, media_type="application/x-ndjson")
-
-    async def stream(self, payload: InferRequest) -> AsyncIterator[bytes]:
-        """``{"type":"text","text":...}`` (with ``logprobs`` when asked) per decoded batch or segment,
-        then ``result``. A failure
-        before the first event is raised (so it becomes an HTTP error); later, an ``error`` event."""
-        audio, options = self._prepare(payload)
-
-        def produce(emit, cancel) -> None:
-            def on_text(text: str, logprobs: list[dict] | None) -> None:
-                emit(_event("text", text=text, **({} if logprobs is None else {"logprobs": logprobs})))
-
-            with self.kserve_errors():
-                emit(_event("result", result=self.engine.run(audio, options, on_text, cancel)))
-
-        sent = False
+    def prepare(self, request: v2wire.InferRequest) -> TranscribeJob:
         try:
-            async for event in iterate_in_thread(produce, self._slots):
-                yield event
-                sent = True
-        except Exception as exc:  # noqa: BLE001 - after the 200 only an in-band error is possible
-            if not sent:
-                raise
-            yield _event("error", message=str(exc), kind=type(exc).__name__)
+            (audio,) = request.tensor("audio").elements()
+            refs = request.optional("known_speaker_references")
+            references = refs.elements() if refs is not None else []
+        except (v2wire.WireError, ValueError) as exc:
+            raise BadRequest(f"ASR backend: {exc}", code="malformed_request") from exc
+        return self.speech_engine.job(request.parameters, audio, references)
+
+    def run(self, job: TranscribeJob, cancel) -> list[v2wire.BinaryOutput]:
+        result = json.dumps(self.speech_engine.run(job, None, cancel), separators=(",", ":")).encode()
+        return [v2wire.BinaryOutput("result", "BYTES", [1], v2wire.element_prefix(len(result)) + result,
+                                    {"content_type": "application/json"})]
+
+    def produce(self, job: TranscribeJob, emit: Emit, cancel) -> None:
+        """``text`` events (with ``logprobs`` when asked) per decoded batch or segment, then ``result``."""
+        def on_text(text: str, logprobs: list[dict] | None) -> None:
+            emit(_event("text", text=text, **({} if logprobs is None else {"logprobs": logprobs})))
+
+        emit(_event("result", result=self.speech_engine.run(job, on_text, cancel)))
+
+    def stream_body(self, first: bytes, items: AsyncIterator[bytes]) -> StreamingResponse:
+        async def body() -> AsyncIterator[bytes]:
+            yield first
+            try:
+                with self.mapped_errors():
+                    async for event in items:
+                        yield event
+            except ServiceError as exc:  # after the 200 only an in-band error is possible
+                yield _event("error", message=exc.message, code=exc.code, status=exc.status)
+            except Exception:  # noqa: BLE001 - the detail goes to the log, the client learns the kind
+                log.exception("transcription failed after the stream started")
+                yield _event("error", message="ASR backend failed while transcribing", code="backend_failed",
+                             status=500)
+
+        return StreamingResponse(body(), media_type="application/x-ndjson")

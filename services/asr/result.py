@@ -68,7 +68,4 @@ def assemble(language: str, audio: np.ndarray, task: str, segments: list[dict]) 
         result["words"] = words
     if any("logprobs" in s for s in segments):
         result["logprobs"] = [item for s in segments for item in s["logprobs"]]
-    speakers = sorted({s["speaker"] for s in segments if "speaker" in s})
-    if speakers:
-        result["speakers"] = speakers
     return result

@@ -5,30 +5,31 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
-from services.common.lifecycle import UnloadPolicy
+from services.common.predictor_settings import PredictorSettings
 
 
-class AsrSettings(BaseSettings):
+class AsrSettings(PredictorSettings):
     model_config = SettingsConfigDict(env_prefix="ASR_", extra="ignore")
 
-    host: str = Field("0.0.0.0", description="Address the HTTP server binds.")
-    http_port: int = Field(8080, ge=1, le=65535, description="KServe predictor port.")
     model_name: str = Field("asr", description="KServe model name (/v2/models/<name>/infer).")
     models: dict[str, str] = Field(
         {"whisper-1": "large-v3", "turbo": "large-v3-turbo"},
-        description="Public model id -> WhisperX model (a size name, a hub id or a local directory).")
+        description="Public model id -> WhisperX model (a size name, a hub id or a local directory). "
+                    "The keys are the transcription models the gateway lists and accepts.")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     compute_type: str | None = Field(None, description="CTranslate2 compute type; default float16 on GPU, int8 on CPU.")
-    threads: int = Field(4, ge=1, le=256, description="CPU threads for CTranslate2 and torch.")
     batch_size: int = Field(8, ge=1, le=256, description="WhisperX batched-decoding batch size.")
     vad_method: Literal["pyannote", "silero"] = Field(
         "pyannote", description="pyannote uses the model bundled with WhisperX (works offline); silero downloads.")
     download_root: str | None = Field(None, description="Whisper model cache; default: the Hugging Face cache.")
-    unload_policy: UnloadPolicy = Field(
-        "after_request", description="'after_request', 'never', or idle seconds before unloading.")
-    max_concurrency: int = Field(1, ge=1, le=64, description="Requests decoded at once; the rest queue.")
+    temperature_fallback: bool = Field(
+        True, description="With temperature 0, re-decode a segment that looks failed (too repetitive or too "
+                          "unlikely) at rising temperatures, as OpenAI does; false: plain greedy/beam search.")
+    max_audio_seconds: float = Field(7200.0, gt=0, description="Longest decoded audio accepted (400 above).")
+    max_aligners: int = Field(4, ge=1, le=100, description="Alignment models (one per language) kept at most; "
+                                                         "the least recently used goes first.")
     word_timestamps: Literal["alignment", "whisper"] = Field(
         "alignment", description="alignment: WhisperX wav2vec2 forced alignment (per-language model); "
                                  "whisper: Whisper's own cross-attention times (no extra model).")

@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated, Generic, Protocol, TypeVar
 
 from pydantic import BeforeValidator
 
@@ -49,15 +49,6 @@ def parse_unload_policy(value: object) -> float:
 UnloadPolicy = Annotated[float, BeforeValidator(parse_unload_policy)]
 
 
-def resolve_device(device: str) -> str:
-    """``auto`` -> ``cuda`` where a GPU is visible, else ``cpu``; an explicit choice stays."""
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def release_accelerator_memory() -> None:
     gc.collect()
     try:
@@ -69,22 +60,45 @@ def release_accelerator_memory() -> None:
 
 
 class ModelLoadError(RuntimeError):
-    """The model could not be loaded; the message names the model and the cause."""
+    """The model could not be loaded. ``message`` names the model (safe to show to a client);
+    the cause stays on ``__cause__`` for the log. ``permanent``: retrying cannot help (a missing,
+    gated or broken model), as opposed to a transient cause such as memory or the network."""
+
+    def __init__(self, model: str, cause: BaseException) -> None:
+        self.model = model
+        self.permanent = not _transient(cause)
+        super().__init__(f"could not load model '{model}'")
+
+
+def _transient(cause: BaseException) -> bool:
+    if isinstance(cause, (MemoryError, TimeoutError, ConnectionError)):
+        return True
+    name = type(cause).__name__
+    return name in ("OutOfMemoryError", "ConnectTimeout", "ReadTimeout", "ConnectionError", "ConnectError")
+
+
+class LifecycleObserver(Protocol):
+    def loaded(self, name: str, seconds: float) -> None: ...
+    def unloaded(self, name: str) -> None: ...
 
 
 class ManagedModel(Generic[T]):
-    """One lazily loaded model with reference counting and an idle-unload timer."""
+    """One lazily loaded model with reference counting, an idle-unload timer and the lock that
+    serialises its use (``exclusive``)."""
 
     def __init__(self, name: str, loader: Callable[[], T], unload_after: float,
-                 on_unload: Callable[[T], None] | None = None) -> None:
+                 on_unload: Callable[[T], None] | None = None, observer: LifecycleObserver | None = None) -> None:
         self.name = name
         self._loader = loader
         self._on_unload = on_unload
+        self._observer = observer
         self.unload_after = unload_after
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the fields below
+        self.work_lock = threading.Lock()  # one request works on the model at a time
         self._model: T | None = None
         self._users = 0
         self._timer: threading.Timer | None = None
+        self._generation = 0  # bumped by every acquire: a timer armed before it is stale
         self.loads = 0  # how many times the model was loaded (observability and tests)
 
     @property
@@ -96,21 +110,27 @@ class ManagedModel(Generic[T]):
         return self._users
 
     def status(self) -> dict:
-        return {"loaded": self.loaded, "in_use": self._users, "loads": self.loads,
-                "unload_after": self.unload_after}
+        with self._lock:
+            return {"loaded": self.loaded, "in_use": self._users, "loads": self.loads,
+                    "unload_after": self.unload_after}
 
     def _acquire(self) -> T:
         with self._lock:
             self._cancel_timer()
+            self._generation += 1
             if self._model is None:
                 started = time.perf_counter()
                 try:
                     self._model = self._loader()
                 except Exception as exc:  # noqa: BLE001 - any loader failure is reported the same way
                     release_accelerator_memory()
-                    raise ModelLoadError(f"could not load model '{self.name}': {exc}") from exc
+                    log.error("could not load %s: %s: %s", self.name, type(exc).__name__, exc)
+                    raise ModelLoadError(self.name, exc) from exc
                 self.loads += 1
-                log.info("loaded %s in %.2f s", self.name, time.perf_counter() - started)
+                seconds = time.perf_counter() - started
+                log.info("loaded %s in %.2f s", self.name, seconds)
+                if self._observer is not None:
+                    self._observer.loaded(self.name, seconds)
             self._users += 1
             return self._model
 
@@ -122,18 +142,25 @@ class ManagedModel(Generic[T]):
             if self.unload_after == AFTER_REQUEST:
                 self._unload_locked()
             elif self.unload_after > 0:
-                self._timer = threading.Timer(self.unload_after, self._idle_unload)
+                generation = self._generation
+                self._timer = threading.Timer(self.unload_after, self._idle_unload, args=(generation,))
                 self._timer.daemon = True
                 self._timer.start()
 
     @contextmanager
     def use(self) -> Iterator[T]:
-        """Hold the model for the duration of a request or a stream."""
+        """Hold the model (it cannot unload) for the duration of a request or a stream."""
         model = self._acquire()
         try:
             yield model
         finally:
             self._release()
+
+    @contextmanager
+    def exclusive(self) -> Iterator[T]:
+        """Hold the model and be the only one working on it (waiting for the model's lock)."""
+        with self.use() as model, self.work_lock:
+            yield model
 
     def unload(self) -> bool:
         """Unload now; refused (False) while a request holds the model."""
@@ -144,9 +171,15 @@ class ManagedModel(Generic[T]):
             self._unload_locked()
             return True
 
-    def _idle_unload(self) -> None:
+    @property
+    def timer_pending(self) -> bool:
+        return self._timer is not None
+
+    def _idle_unload(self, generation: int) -> None:
         with self._lock:
-            if not self._users:
+            # a timer that fired while a reuse waited for the lock is stale: the reuse re-armed it
+            if generation == self._generation and not self._users:
+                self._timer = None
                 self._unload_locked()
 
     def _cancel_timer(self) -> None:
@@ -163,3 +196,5 @@ class ManagedModel(Generic[T]):
         del model
         release_accelerator_memory()
         log.info("unloaded %s", self.name)
+        if self._observer is not None:
+            self._observer.unloaded(self.name)

@@ -1,17 +1,20 @@
-"""``python -m services.gateway``: settings -> app -> uvicorn."""
-
-import logging
+"""``python -m services.gateway``: settings -> app -> uvicorn (draining on SIGTERM)."""
 
 import uvicorn
 
+from services.common import logs
+from services.common.draining import DrainingServer
 from services.gateway.app import create_app
 from services.gateway.settings import GatewaySettings
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s gateway %(levelname)s %(name)s: %(message)s")
     settings = GatewaySettings()
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None)
+    logs.configure("gateway", settings.log_format)
+    app = create_app(settings)
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None, access_log=False,
+                            timeout_graceful_shutdown=1)
+    DrainingServer(config, app.state.drain).run()
 
 
 if __name__ == "__main__":

@@ -1,59 +1,81 @@
-"""The public OpenAI-compatible API: ``create_app(settings)`` builds it; nothing happens at import."""
+"""The public OpenAI-compatible API: ``create_app(settings)`` builds it; nothing happens at import.
+
+Around the routes, outermost first: request id, error envelope and one access record per request
+(``RequestContext``); the drain gate (503 while shutting down); API keys; the body limit (413 while
+reading); cancellation of the work of a client that left.
+"""
 
 from __future__ import annotations
 
 import time
-import uuid
 from contextlib import asynccontextmanager
 
+import httpx
 from fastapi import FastAPI
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
+from services.common.asgi import BodyLimit, RequestContext, header
+from services.common.draining import Drain, DrainGate
+from services.gateway import openapi
 from services.gateway.auth import ApiKeyMiddleware
 from services.gateway.backends import Backend
+from services.gateway.cancellation import CancelOnDisconnect
+from services.gateway.catalog import ModelCatalog
 from services.gateway.errors import install_error_handlers
+from services.gateway.metrics import GatewayMetrics
 from services.gateway.routers import health, models, speech, transcriptions
 from services.gateway.settings import GatewaySettings
 
+OPEN_PATHS = ("/healthz", "/readyz", "/metrics")
 
-def create_app(settings: GatewaySettings) -> FastAPI:
+
+def body_limit(settings: GatewaySettings):
+    """Multipart bodies: the file limit plus room for the other fields; anything else: the JSON limit."""
+    def limit_for(scope: Scope) -> int | None:
+        if scope["method"] not in ("POST", "PUT", "PATCH"):
+            return None
+        kind = (header(scope, b"content-type") or "").lower()
+        if kind.startswith("multipart/"):
+            return settings.max_upload_bytes + settings.max_form_overhead_bytes
+        return settings.max_json_bytes
+    return limit_for
+
+
+def _secret(value) -> str | None:
+    return value.get_secret_value() if value else None
+
+
+def create_app(settings: GatewaySettings, transports: dict[str, httpx.AsyncBaseTransport] | None = None) -> FastAPI:
+    """``transports`` replaces the network to a backend (in-process tests put a fake there)."""
+    transports = transports or {}
+    metrics = GatewayMetrics()
+    drain = Drain("gateway", settings.shutdown_grace_seconds, exempt=OPEN_PATHS)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        app.state.asr = Backend("ASR", settings.asr_url, settings.asr_model_name, settings)
-        app.state.tts = Backend("TTS", settings.tts_url, settings.tts_model_name, settings)
+        app.state.asr = Backend("ASR", settings.asr_url, settings.asr_model_name, _secret(settings.asr_token),
+                                settings, transports.get("asr"))
+        app.state.tts = Backend("TTS", settings.tts_url, settings.tts_model_name, _secret(settings.tts_token),
+                                settings, transports.get("tts"))
+        app.state.catalog = ModelCatalog({"transcription": app.state.asr, "speech": app.state.tts},
+                                         settings.models_ttl_seconds, metrics.known_models.update)
         yield
         await app.state.asr.close()
         await app.state.tts.close()
 
     app = FastAPI(title="speech-stack", version="0.1.0", lifespan=lifespan,
                   description="OpenAI-compatible speech API on WhisperX and Coqui TTS.")
-    app.state.settings = settings
+    app.state.settings, app.state.metrics, app.state.drain = settings, metrics, drain
     app.state.started = int(time.time())
+    metrics.in_flight.set_function(lambda: drain.in_flight)
     for router in (health.router, models.router, transcriptions.router, speech.router):
         app.include_router(router)
     install_error_handlers(app)
-    app.add_middleware(ApiKeyMiddleware, keys=[k.get_secret_value() for k in settings.api_keys])
-    app.add_middleware(RequestIdMiddleware)
+    openapi.install(app)
+    app.add_middleware(CancelOnDisconnect)
+    app.add_middleware(BodyLimit, limit_for=body_limit(settings))
+    app.add_middleware(ApiKeyMiddleware, keys=[k.get_secret_value() for k in settings.api_keys],
+                       protect_metrics=settings.metrics_need_key)
+    app.add_middleware(DrainGate, drain=drain)
+    app.add_middleware(RequestContext, on_complete=metrics.observe)
     return app
-
-
-class RequestIdMiddleware:
-    """``x-request-id`` on every response (the SDKs surface it as ``request_id``). Plain ASGI, so
-    streamed bodies pass through untouched and a stream that breaks off stays broken."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        given = dict(scope["headers"]).get(b"x-request-id")
-        rid = given or f"req_{uuid.uuid4().hex}".encode()
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), (b"x-request-id", rid)]
-            await send(message)
-
-        await self.app(scope, receive, send_with_id)

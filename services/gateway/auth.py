@@ -1,4 +1,5 @@
-"""API keys: an ASGI middleware on /v1 comparing SHA-256 digests in constant time."""
+"""API keys: an ASGI middleware on /v1 (and /metrics when asked) comparing SHA-256 digests in
+constant time; a refusal is a 401 with ``WWW-Authenticate``."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import secrets
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from services.gateway.errors import Unauthorized, error_response
+from services.common.asgi import header, send_error
+from services.common.errors import Unauthorized
 
 
 def _digest(value: str) -> bytes:
@@ -15,23 +17,25 @@ def _digest(value: str) -> bytes:
 
 
 class ApiKeyMiddleware:
-    def __init__(self, app: ASGIApp, keys: list[str]) -> None:
+    def __init__(self, app: ASGIApp, keys: list[str], protect_metrics: bool = False) -> None:
         self.app = app
-        self.digests = [_digest(k) for k in keys]
+        self.digests = [_digest(k) for k in keys if k]
+        self.protect_metrics = protect_metrics
 
-    def allowed(self, header: str | None) -> bool:
-        if not header or not header.lower().startswith("bearer "):
+    def allowed(self, value: str | None) -> bool:
+        scheme, _, given = (value or "").partition(" ")
+        given = given.strip()
+        if scheme.lower() != "bearer" or not given:
             return False
-        given = _digest(header[7:].strip())
-        return any(secrets.compare_digest(given, d) for d in self.digests)
+        digest = _digest(given)
+        return any(secrets.compare_digest(digest, d) for d in self.digests)
+
+    def protects(self, path: str) -> bool:
+        return path.startswith("/v1") or (self.protect_metrics and path == "/metrics")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.digests or not scope["path"].startswith("/v1"):
+        if scope["type"] != "http" or not self.digests or not self.protects(scope["path"]) \
+                or self.allowed(header(scope, b"authorization")):
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        if self.allowed(headers.get("authorization")):
-            await self.app(scope, receive, send)
-            return
-        response = error_response(Unauthorized("Incorrect API key provided.", code="invalid_api_key"))
-        await response(scope, receive, send)
+        await send_error(send, Unauthorized("Incorrect API key provided."))

@@ -1,27 +1,39 @@
 """The two predictors as seen from the gateway: one pooled ``httpx.AsyncClient`` each, KServe v2
-infer requests, and every transport or status failure mapped to our errors here and only here."""
+infer requests carrying the request id (header and v2 ``id``), and every transport or status failure
+mapped to our errors here and only here. Public messages name the backend and the kind of failure;
+the detail goes to the log."""
 
 from __future__ import annotations
 
 import json
-import uuid
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
 
 from services.common import v2wire
-from services.gateway.errors import BackendFailed, BackendTimeout, BackendUnavailable, InvalidRequest
+from services.common.errors import no_retry
+from services.common.logs import REQUEST_ID
+from services.gateway.errors import (BackendBusy, BackendFailed, BackendTimeout, BackendUnavailable, BadRequest,
+                                     PayloadTooLarge, ServiceError)
 from services.gateway.settings import GatewaySettings
+
+log = logging.getLogger(__name__)
+Body = Callable[[], Any]  # makes the request body afresh (a retry sends it again)
 
 
 class Backend:
-    def __init__(self, label: str, base_url: str, model_name: str, settings: GatewaySettings) -> None:
+    def __init__(self, label: str, base_url: str, model_name: str, token: str | None, settings: GatewaySettings,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.label, self.model_name = label, model_name
         self.retry_after = settings.retry_after_seconds
+        self.read_timeout = settings.read_timeout
         timeout = httpx.Timeout(settings.read_timeout, connect=settings.connect_timeout)
-        limits = httpx.Limits(max_connections=settings.max_connections)
-        self.client = httpx.AsyncClient(base_url=base_url, timeout=timeout, limits=limits)
+        limits = httpx.Limits(max_connections=settings.max_connections, keepalive_expiry=settings.keepalive_expiry)
+        headers = {"authorization": f"Bearer {token}"} if token else {}
+        self.client = httpx.AsyncClient(base_url=base_url, timeout=timeout, limits=limits, headers=headers,
+                                        transport=transport)
 
     @property
     def infer_path(self) -> str:
@@ -35,54 +47,95 @@ class Backend:
     async def close(self) -> None:
         await self.client.aclose()
 
-    async def _send(self, path: str, content: Any, headers: dict[str, str], stream: bool) -> httpx.Response:
-        request = self.client.build_request("POST", path, content=content, headers=headers)
-        try:
-            return await self.client.send(request, stream=stream)
-        except httpx.TimeoutException as exc:
-            raise BackendTimeout(f"{self.label} backend timed out: {_describe(exc)}") from exc
-        except httpx.TransportError as exc:
-            raise BackendFailed(f"{self.label} backend request failed: {_describe(exc)}") from exc
+    async def _send(self, method: str, path: str, body: Body | None, headers: dict[str, str],
+                    stream: bool) -> httpx.Response:
+        headers = {**headers, "x-request-id": REQUEST_ID.get()}
+        for attempt in (1, 2):
+            request = self.client.build_request(method, path, content=body() if body else None, headers=headers)
+            try:
+                return await self.client.send(request, stream=stream)
+            except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
+                # a pooled connection the predictor closed just before we used it: nothing reached it
+                if attempt == 2:
+                    raise self._transport_error(exc) from exc
+                log.info("%s backend: %s before any answer; retrying once on a new connection",
+                         self.label, type(exc).__name__)
+            except httpx.HTTPError as exc:
+                raise self._transport_error(exc) from exc
+        raise AssertionError("unreachable")
 
-    async def post(self, path: str, content: Any, headers: dict[str, str]) -> httpx.Response:
-        response = await self._send(path, content, headers, stream=False)
+    def _transport_error(self, exc: httpx.HTTPError) -> ServiceError:
+        log.warning("%s backend transport error: %s: %s", self.label, type(exc).__name__, exc)
+        if isinstance(exc, httpx.ConnectTimeout):
+            return BackendUnavailable(f"{self.label} backend unavailable: connecting timed out",
+                                      code="backend_unavailable", headers={"Retry-After": str(self.retry_after)})
+        if isinstance(exc, httpx.TimeoutException):
+            return BackendTimeout(f"{self.label} backend timed out after {self.read_timeout:.0f} s",
+                                  code="backend_timeout", headers=no_retry())
+        if isinstance(exc, httpx.ConnectError):
+            return BackendFailed(f"{self.label} backend request failed: could not connect",
+                                 code="backend_unreachable")
+        return BackendFailed(f"{self.label} backend request failed: the connection broke off",
+                             code="backend_connection_failed")
+
+    async def post(self, path: str, body: Body, headers: dict[str, str]) -> httpx.Response:
+        response = await self._send("POST", path, body, headers, stream=False)
         self.raise_for_status(response)
         return response
 
+    async def get_json(self, path: str) -> Any:
+        response = await self._send("GET", path, None, {}, stream=False)
+        self.raise_for_status(response)
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise self.malformed(exc) from exc
+
     def raise_for_status(self, response: httpx.Response) -> None:
-        if response.status_code < 400:
+        status = response.status_code
+        if status < 400:
             return
-        detail = _backend_message(response)
-        if response.status_code == 400:
-            raise InvalidRequest(detail)
-        if response.status_code == 503:
-            raise BackendUnavailable(f"{self.label} backend unavailable: {detail}",
-                                     headers={"Retry-After": str(self.retry_after)})
-        raise BackendFailed(f"{self.label} backend failed ({response.status_code}): {detail}")
+        error = _backend_error(response)
+        message = str(error.get("message") or "")
+        passed = {k: v for k, v in response.headers.items() if k.lower() in ("retry-after", "x-should-retry")}
+        if status == 400:
+            raise BadRequest(message or f"{self.label} backend refused the request", param=error.get("param"),
+                             code=error.get("code"))
+        if status == 413:
+            raise PayloadTooLarge(message, param=error.get("param"), code=error.get("code"))
+        if status == 429:
+            raise BackendBusy(message or f"{self.label} backend is at capacity", code="server_busy",
+                              headers=passed or {"Retry-After": str(self.retry_after)})
+        if status == 503:
+            raise BackendUnavailable(message or f"{self.label} backend unavailable", code=error.get("code"),
+                                     headers=passed or {"Retry-After": str(self.retry_after)})
+        log.warning("%s backend answered %d: %s", self.label, status, message[:500])
+        if status == 401:
+            raise BackendFailed(f"{self.label} backend refused the gateway's token (check *_AUTH_TOKEN and "
+                                f"GATEWAY_{self.label}_TOKEN)", code="backend_auth_failed", headers=no_retry())
+        raise BackendFailed(f"{self.label} backend failed (HTTP {status})", code="backend_failed", headers=no_retry())
+
+    def malformed(self, exc: Exception) -> BackendFailed:
+        log.warning("%s backend returned a malformed response: %s: %s", self.label, type(exc).__name__, exc)
+        return BackendFailed(f"{self.label} backend returned a malformed response", code="backend_failed",
+                             headers=no_retry())
 
     def output(self, response: httpx.Response, name: str) -> v2wire.DecodedOutput:
         try:
             return v2wire.decode_response(response.content, response.headers)[name]
         except (ValueError, KeyError, TypeError) as exc:
-            raise BackendFailed(f"{self.label} backend returned a malformed response: {_describe(exc)}",
-                                headers={"x-should-retry": "false"}) from exc
+            raise self.malformed(exc) from exc
 
-    async def infer(self, header: v2wire.InferRequestHeader, output: str) -> v2wire.DecodedOutput:
-        body = header.encode()
-        response = await self.post(self.infer_path, body, {"content-type": "application/json"})
-        return self.output(response, output)
-
-    async def infer_with_blob(self, header: v2wire.InferRequestHeader, chunks: AsyncIterator[bytes],
-                              size: int, output: str) -> v2wire.DecodedOutput:
-        """One binary BYTES input streamed from ``chunks`` after the JSON header."""
-        body, headers = blob_body(header, chunks, size)
+    async def infer(self, header: v2wire.InferRequestHeader, blobs: list[Blob], output: str) -> v2wire.DecodedOutput:
+        body, headers = request_body(header, blobs)
         response = await self.post(self.infer_path, body, headers)
         return self.output(response, output)
 
-    async def open_stream(self, content: Any, headers: dict[str, str]) -> httpx.Response:
+    async def open_stream(self, header: v2wire.InferRequestHeader, blobs: list[Blob]) -> httpx.Response:
         """POST to the streaming route; the response comes back with its body unread (the caller
         closes it)."""
-        response = await self._send(self.stream_path, content, headers, stream=True)
+        body, headers = request_body(header, blobs)
+        response = await self._send("POST", self.stream_path, body, headers, stream=True)
         if response.status_code >= 400:
             await response.aread()
             await response.aclose()
@@ -90,32 +143,59 @@ class Backend:
         return response
 
 
-def blob_body(header: v2wire.InferRequestHeader, chunks: AsyncIterator[bytes], size: int):
-    """The v2 body with one binary BYTES input streamed from ``chunks``, and its headers."""
-    prefix, headers = v2wire.blob_prefix(header, size)
+class Blob:
+    """One binary BYTES input: elements given as bytes, or as a size and a chunk source (an upload
+    streamed from its spool file)."""
 
-    async def body() -> AsyncIterator[bytes]:
-        yield prefix
-        async for chunk in chunks:
-            yield chunk
+    def __init__(self, name: str, sizes: list[int], chunks: Callable[[], AsyncIterator[bytes]]) -> None:
+        self.name, self.sizes, self.chunks = name, sizes, chunks
 
-    return body(), headers
+    @classmethod
+    def of(cls, name: str, elements: list[bytes]) -> Blob:
+        async def chunks() -> AsyncIterator[bytes]:
+            for element in elements:
+                yield v2wire.element_prefix(len(element))
+                yield element
+        return cls(name, [len(e) for e in elements], chunks)
+
+    @classmethod
+    def stream(cls, name: str, size: int, source: Callable[[], AsyncIterator[bytes]]) -> Blob:
+        async def chunks() -> AsyncIterator[bytes]:
+            yield v2wire.element_prefix(size)
+            async for chunk in source():
+                yield chunk
+        return cls(name, [size], chunks)
+
+
+def request_body(header: v2wire.InferRequestHeader, blobs: list[Blob]) -> tuple[Body, dict[str, str]]:
+    header.binary_inputs = [v2wire.BinaryInput.bytes_elements(b.name, b.sizes) for b in blobs]
+    head = header.encode()
+
+    def body() -> AsyncIterator[bytes] | bytes:
+        if not blobs:
+            return head
+
+        async def parts() -> AsyncIterator[bytes]:
+            yield head
+            for blob in blobs:
+                async for chunk in blob.chunks():
+                    yield chunk
+        return parts()
+
+    return body, v2wire.request_headers(head, header.body_length(head))
 
 
 def new_request(parameters: dict[str, Any]) -> v2wire.InferRequestHeader:
-    return v2wire.InferRequestHeader(str(uuid.uuid4()), {k: v for k, v in parameters.items() if v is not None})
+    return v2wire.InferRequestHeader(REQUEST_ID.get(), {k: v for k, v in parameters.items() if v is not None})
 
 
-def _describe(exc: Exception) -> str:
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-
-
-def _backend_message(response: httpx.Response) -> str:
+def _backend_error(response: httpx.Response) -> dict[str, Any]:
+    """The backend's error object (ours: OpenAI's envelope; KServe's own: ``{"error": "..."}``)."""
     try:
-        doc = response.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return response.text[:500] or response.reason_phrase
+        doc = json.loads(response.content)
+    except (ValueError, UnicodeDecodeError):
+        return {}
     error = doc.get("error") if isinstance(doc, dict) else None
     if isinstance(error, dict):
-        return str(error.get("message", error))
-    return str(error or doc.get("detail") or doc)
+        return error
+    return {"message": str(error)} if error else {}

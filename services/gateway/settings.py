@@ -5,6 +5,8 @@ from __future__ import annotations
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.common.logs import LogFormat
+
 
 class GatewaySettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="ignore")
@@ -15,12 +17,24 @@ class GatewaySettings(BaseSettings):
     tts_url: str = Field("http://127.0.0.1:8082", description="TTS predictor base URL.")
     asr_model_name: str = Field("asr", description="KServe model name of the ASR predictor.")
     tts_model_name: str = Field("tts", description="KServe model name of the TTS predictor.")
+    asr_token: SecretStr | None = Field(None, description="Bearer token the ASR predictor requires (ASR_AUTH_TOKEN).")
+    tts_token: SecretStr | None = Field(None, description="Bearer token the TTS predictor requires (TTS_AUTH_TOKEN).")
     connect_timeout: float = Field(5.0, gt=0, description="Seconds to connect to a backend.")
-    read_timeout: float = Field(600.0, gt=0, description="Seconds to wait for a backend's answer.")
+    read_timeout: float = Field(600.0, gt=0, description="Seconds to wait for a backend's answer; the backend's "
+                                                         "work is cancelled when it runs out.")
     max_connections: int = Field(64, ge=1, description="Pooled connections per backend.")
-    retry_after_seconds: int = Field(5, ge=1, le=60, description="Retry-After sent with 503s.")
+    keepalive_expiry: float = Field(30.0, gt=0, description="Seconds an idle pooled connection is kept "
+                                                            "(shorter than the predictors' keep-alive).")
+    retry_after_seconds: int = Field(5, ge=1, le=60, description="Retry-After sent with a retryable 503.")
     api_keys: list[SecretStr] = Field([], description="Accepted Bearer keys (JSON list); empty: no auth.")
-    max_upload_bytes: int = Field(26214400, ge=1, description="Largest accepted audio upload (OpenAI: 25 MiB).")
-    transcription_models: list[str] = Field(["whisper-1", "turbo"], description="Public ASR model ids.")
-    speech_models: list[str] = Field(["tts-1", "tts-1-hd", "coqui-tts"], description="Public TTS model ids.")
+    metrics_need_key: bool = Field(False, description="Whether GET /metrics needs an API key (when keys are set).")
+    max_upload_bytes: int = Field(26214400, ge=1, description="Largest accepted audio file (OpenAI: 25 MiB).")
+    max_form_overhead_bytes: int = Field(
+        4 * 1024 * 1024, ge=0, description="Multipart bytes allowed beyond the file (fields, known-speaker "
+                                           "references): the whole body is refused (413) above the sum.")
+    max_json_bytes: int = Field(256 * 1024, ge=1024, description="Largest JSON request body (413 above).")
+    models_ttl_seconds: float = Field(30.0, ge=0, description="How long the predictors' model lists are cached.")
     speech_sample_rate: int = Field(24000, description="Sample rate of generated audio (OpenAI: 24 kHz).")
+    shutdown_grace_seconds: float = Field(
+        120.0, ge=0, description="On SIGTERM, how long requests in flight may finish (new ones get 503).")
+    log_format: LogFormat = Field("text", description="'text' or 'json' (one object per line).")

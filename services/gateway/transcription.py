@@ -1,40 +1,52 @@
-"""Transcription work without HTTP: check the request, ask the ASR backend, render the format."""
+"""Transcription work without HTTP: check the request (once), ask the ASR backend, render the format.
+
+The backend names every speaker (known names, then A, B, ...); the gateway only renders its result.
+"""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import json
+import logging
 import re
+import struct
 from collections.abc import AsyncIterator
 
+import httpx
 from fastapi import UploadFile
-from openai.types.audio import (Transcription, TranscriptionDiarized, TranscriptionVerbose, Translation,
-                                TranslationVerbose)
+from openai.types.audio import (Transcription, TranscriptionDiarized, TranscriptionTextDeltaEvent,
+                                TranscriptionTextDoneEvent, TranscriptionTextSegmentEvent, TranscriptionVerbose,
+                                Translation, TranslationVerbose)
 
+from services.common.errors import echo
 from services.gateway import sse
-from services.gateway.backends import Backend, blob_body, new_request
-from services.gateway.errors import BackendFailed, InvalidRequest, PayloadTooLarge
+from services.gateway.backends import Backend, Blob, new_request
+from services.gateway.catalog import ModelCatalog
+from services.gateway.errors import BadRequest, PayloadTooLarge
 from services.gateway.formats import to_srt, to_vtt
 from services.gateway.protocol.transcriptions import TranscriptionRequest, TranslationRequest
 from services.gateway.settings import GatewaySettings
 
+log = logging.getLogger(__name__)
 CHUNK = 1 << 16
+DATA_URL = re.compile(r"data:[^,]*;base64,(?P<payload>[A-Za-z0-9+/=\s]+)", re.ASCII)
 
 
-def check_model(model: str, settings: GatewaySettings) -> None:
-    if model not in settings.transcription_models:
-        raise InvalidRequest(f"The model '{model}' does not exist or is not a transcription model; "
-                             f"use one of {settings.transcription_models}", param="model", code="model_not_found")
+async def check_model(catalog: ModelCatalog, model: str) -> None:
+    if await catalog.knows("transcription", model) is False:
+        served = await catalog.ids("transcription")
+        raise BadRequest(f"The model '{echo(model)}' does not exist or is not a transcription model; "
+                         f"use one of {served}", param="model", code="model_not_found")
 
 
 def check_upload(file: UploadFile, settings: GatewaySettings) -> int:
     size = file.size or 0
     if size > settings.max_upload_bytes:
         raise PayloadTooLarge(f"Maximum content size limit ({settings.max_upload_bytes}) exceeded "
-                              f"({size} bytes read)", param="file")
+                              f"({size} bytes read)", param="file", code="file_too_large")
     if size == 0:
-        raise InvalidRequest("The audio file is empty.", param="file", code="empty_file")
+        raise BadRequest("The audio file is empty.", param="file", code="empty_file")
     return size
 
 
@@ -42,67 +54,49 @@ def wants_diarization(form: TranscriptionRequest) -> bool:
     return form.diarize or form.response_format == "diarized_json"
 
 
-def check_transcription(form: TranscriptionRequest) -> None:
-    """The combinations OpenAI refuses, and the seed's fields used without what they need."""
+def check_transcription(form: TranscriptionRequest) -> list[bytes]:
+    """The combinations OpenAI refuses and the seed's fields used without what they need; returns the
+    known-speaker references, decoded (the one place they are parsed)."""
     if "word" in form.timestamp_granularities and form.response_format != "verbose_json":
-        raise InvalidRequest("timestamp_granularities[]=word requires response_format=verbose_json",
-                             param="timestamp_granularities[]", code="invalid_value")
+        raise BadRequest("timestamp_granularities[]=word requires response_format=verbose_json",
+                         param="timestamp_granularities[]", code="invalid_value")
     if (form.min_speakers or form.max_speakers) and not wants_diarization(form):
-        raise InvalidRequest("min_speakers/max_speakers need diarize=true or response_format=diarized_json",
-                             param="min_speakers" if form.min_speakers else "max_speakers", code="invalid_value")
-    if form.wants_logprobs and (form.response_format != "json" or form.advanced):
-        raise InvalidRequest("include[]=logprobs requires response_format=json (without advanced)",
-                             param="include[]", code="invalid_value")
-    check_known_speakers(form)
+        raise BadRequest("min_speakers/max_speakers need diarize=true or response_format=diarized_json",
+                         param="min_speakers" if form.min_speakers else "max_speakers", code="invalid_value")
     if form.min_speakers and form.max_speakers and form.min_speakers > form.max_speakers:
-        raise InvalidRequest("min_speakers must not exceed max_speakers", param="min_speakers",
-                             code="invalid_value")
+        raise BadRequest("min_speakers must not exceed max_speakers", param="min_speakers", code="invalid_value")
+    if form.wants_logprobs and (form.response_format != "json" or form.advanced):
+        raise BadRequest("include[]=logprobs requires response_format=json (without advanced)",
+                         param="include[]", code="invalid_value")
+    return known_speaker_references(form)
 
 
-DATA_URL = re.compile(r"data:[^,]*;base64,(?P<payload>[A-Za-z0-9+/=\s]+)", re.ASCII)
-
-
-def check_known_speakers(form: TranscriptionRequest) -> None:
+def known_speaker_references(form: TranscriptionRequest) -> list[bytes]:
     names, references = form.known_speaker_names, form.known_speaker_references
     if not names and not references:
-        return
+        return []
     if len(names) != len(references):
-        raise InvalidRequest("known_speaker_names[] and known_speaker_references[] must pair up one to one",
-                             param="known_speaker_references[]", code="invalid_value")
+        raise BadRequest("known_speaker_names[] and known_speaker_references[] must pair up one to one",
+                         param="known_speaker_references[]", code="invalid_value")
     if not wants_diarization(form):
-        raise InvalidRequest("known speakers need response_format=diarized_json or diarize=true",
-                             param="known_speaker_names[]", code="invalid_value")
+        raise BadRequest("known speakers need response_format=diarized_json or diarize=true",
+                         param="known_speaker_names[]", code="invalid_value")
     if len(set(names)) != len(names) or not all(name.strip() for name in names):
-        raise InvalidRequest("known_speaker_names[] must be distinct and not empty",
-                             param="known_speaker_names[]", code="invalid_value")
-    for i, reference in enumerate(references):
-        payload = _payload(reference)
-        if payload is None or not _is_base64(payload):
-            raise InvalidRequest(f"known_speaker_references[{i}] must be a base64 data URL "
-                                 "such as data:audio/wav;base64,...", param="known_speaker_references[]",
-                                 code="invalid_value")
+        raise BadRequest("known_speaker_names[] must be distinct and not empty",
+                         param="known_speaker_names[]", code="invalid_value")
+    return [_decode_data_url(i, reference) for i, reference in enumerate(references)]
 
 
-def _is_base64(payload: str) -> bool:
-    try:
-        base64.b64decode(payload, validate=True)
-    except binascii.Error:
-        return False
-    return True
-
-
-def _payload(data_url: str) -> str | None:
-    """The base64 part of a data URL, whitespace removed (None if it is not one)."""
+def _decode_data_url(i: int, data_url: str) -> bytes:
     match = DATA_URL.fullmatch(data_url)
-    return "".join(match["payload"].split()) if match else None
-
-
-def known_speakers(form: TranscriptionRequest) -> str | None:
-    """The pairs for the predictor; the base64 payloads go as they came (no re-encoding)."""
-    if not form.known_speaker_names:
-        return None
-    return json.dumps([{"name": name, "reference": _payload(ref)}
-                       for name, ref in zip(form.known_speaker_names, form.known_speaker_references)])
+    try:
+        if match is None:
+            raise ValueError
+        return base64.b64decode("".join(match["payload"].split()), validate=True)
+    except (ValueError, binascii.Error):
+        raise BadRequest(f"known_speaker_references[{i}] must be a base64 data URL such as "
+                         "data:audio/wav;base64,...", param="known_speaker_references[]",
+                         code="invalid_value") from None
 
 
 def transcription_parameters(form: TranscriptionRequest) -> dict:
@@ -111,47 +105,37 @@ def transcription_parameters(form: TranscriptionRequest) -> dict:
             "word_timestamps": form.advanced or "word" in form.timestamp_granularities,
             "diarize": wants_diarization(form), "min_speakers": form.min_speakers,
             "max_speakers": form.max_speakers, "logprobs": form.wants_logprobs,
-            "known_speakers": known_speakers(form)}
+            "known_speaker_names": form.known_speaker_names or None}
 
 
 def translation_parameters(form: TranslationRequest) -> dict:
     return {"model": form.model, "task": "translate", "prompt": form.prompt, "temperature": form.temperature}
 
 
-async def _chunks(file: UploadFile) -> AsyncIterator[bytes]:
-    await file.seek(0)
-    while chunk := await file.read(CHUNK):
-        yield chunk
+def _upload(file: UploadFile, size: int) -> Blob:
+    async def chunks() -> AsyncIterator[bytes]:
+        await file.seek(0)
+        while chunk := await file.read(CHUNK):
+            yield chunk
+    return Blob.stream("audio", size, chunks)
 
 
-async def run_asr(backend: Backend, file: UploadFile, size: int, parameters: dict) -> dict:
-    output = await backend.infer_with_blob(new_request(parameters), _chunks(file), size, "result")
+def _blobs(file: UploadFile, size: int, references: list[bytes]) -> list[Blob]:
+    return [_upload(file, size), *([Blob.of("known_speaker_references", references)] if references else [])]
+
+
+async def run_asr(backend: Backend, file: UploadFile, size: int, parameters: dict,
+                  references: list[bytes] = ()) -> dict:
+    output = await backend.infer(new_request(parameters), _blobs(file, size, list(references)), "result")
+    raw = output.raw or b""
     try:
-        return json.loads(output.single_bytes())
-    except ValueError as exc:
-        raise BackendFailed(f"ASR backend returned a malformed result: {exc}") from exc
-
-
-def letter_speakers(result: dict, known: list[str]) -> None:
-    """pyannote's SPEAKER_00, SPEAKER_01, ... -> OpenAI's A, B, ... in order of first appearance;
-    speakers matched to ``known`` names keep them."""
-    names: dict[str, str] = {name: name for name in known}
-    letters = (letter for i in range(10_000) if (letter := _letter(i)) not in names)
-    labelled = [item for item in [*result["segments"], *result.get("words", [])] if "speaker" in item]
-    for item in labelled:
-        if item["speaker"] not in names:
-            names[item["speaker"]] = next(letters)
-        item["speaker"] = names[item["speaker"]]
-    if "speakers" in result:
-        result["speakers"] = list(dict.fromkeys(item["speaker"] for item in labelled))
-
-
-def _letter(i: int) -> str:
-    return chr(ord("A") + i) if i < 26 else f"S{i}"
+        (length,) = struct.unpack_from("<I", raw)
+        return json.loads(raw[4:4 + length])
+    except (ValueError, TypeError, struct.error) as exc:
+        raise backend.malformed(exc) from exc
 
 
 def render_transcription(result: dict, form: TranscriptionRequest) -> str | dict:
-    letter_speakers(result, form.known_speaker_names)
     fmt = "verbose_json" if form.advanced and form.response_format == "json" else form.response_format
     if fmt == "diarized_json":
         return diarized(result)
@@ -195,8 +179,9 @@ def verbose_transcription(result: dict, granularities: set[str], advanced: bool)
 
 
 def diarized_segments(result: dict) -> list[dict]:
-    return [{"type": "transcript.text.segment", "id": f"seg_{s['id']}", "start": s["start"], "end": s["end"],
-             "text": s["text"].strip(), "speaker": s.get("speaker", "A")} for s in result["segments"]]
+    return [TranscriptionTextSegmentEvent(type="transcript.text.segment", id=f"seg_{s['id']}", start=s["start"],
+                                          end=s["end"], text=s["text"].strip(), speaker=s.get("speaker", "A"))
+            .model_dump() for s in result["segments"]]
 
 
 def diarized(result: dict) -> dict:
@@ -206,15 +191,16 @@ def diarized(result: dict) -> dict:
                                  usage={"type": "duration", "seconds": result["duration"]}).model_dump()
 
 
-async def stream_transcription(backend: Backend, file: UploadFile, size: int,
-                               form: TranscriptionRequest) -> AsyncIterator[bytes]:
+async def stream_transcription(backend: Backend, file: UploadFile, size: int, form: TranscriptionRequest,
+                               references: list[bytes], on_result) -> AsyncIterator[bytes]:
     """Open the backend stream now (its errors are HTTP errors); return the SSE body to send."""
-    body, headers = blob_body(new_request(transcription_parameters(form)), _chunks(file), size)
-    response = await backend.open_stream(body, headers)
-    return _sse(response, form)
+    header = new_request(transcription_parameters(form))
+    response = await backend.open_stream(header, _blobs(file, size, references))
+    return _sse(response, form, on_result)
 
 
-async def _sse(response, form: TranscriptionRequest) -> AsyncIterator[bytes]:
+async def _sse(response: httpx.Response, form: TranscriptionRequest,
+               on_result) -> AsyncIterator[bytes]:
     started = False
     try:
         async for line in response.aiter_lines():
@@ -225,21 +211,30 @@ async def _sse(response, form: TranscriptionRequest) -> AsyncIterator[bytes]:
                 delta = item["text"] if started else item["text"].lstrip()
                 started = started or bool(delta)
                 if delta:
-                    logprobs = {"logprobs": item["logprobs"]} if "logprobs" in item else {}
-                    yield sse.event({"type": "transcript.text.delta", "delta": delta, **logprobs})
+                    event = TranscriptionTextDeltaEvent(type="transcript.text.delta", delta=delta,
+                                                        logprobs=item.get("logprobs"))
+                    yield sse.event(event.model_dump(exclude_none=True))
             elif item["type"] == "result":
+                on_result(item["result"])
                 for event in final_events(item["result"], form):
                     yield event
+                return
             else:
-                yield sse.error_event(f"ASR backend failed: {item.get('message')}", item.get("kind"))
+                yield sse.error_event(f"ASR backend failed: {item.get('message')}", item.get("code"))
+                return
+        yield sse.error_event("ASR backend stream ended without a result", "backend_stream_failed")
+    except (httpx.HTTPError, ValueError, KeyError) as exc:
+        log.warning("ASR backend stream broke off: %s: %s", type(exc).__name__, exc)
+        yield sse.error_event("ASR backend stream broke off", "backend_stream_failed")
     finally:
         await response.aclose()
 
 
 def final_events(result: dict, form: TranscriptionRequest) -> list[bytes]:
-    letter_speakers(result, form.known_speaker_names)
     events = []
     if form.response_format == "diarized_json":
         events = [sse.event(seg) for seg in diarized_segments(result)]
-    done = {"type": "transcript.text.done", "text": result["text"], "logprobs": _logprobs(result, form)}
-    return events + [sse.event({k: v for k, v in done.items() if v is not None})]
+    done = TranscriptionTextDoneEvent(type="transcript.text.done", text=result["text"],
+                                      logprobs=_logprobs(result, form))
+    return [*events, sse.event(done.model_dump(exclude_none=True))]
+

@@ -1,18 +1,25 @@
-"""Coqui TTS work, free of KServe: load the configured model, pick a voice, synthesise PCM."""
+"""Coqui TTS work, free of KServe: load the configured model, pick a voice, synthesise PCM piece by
+piece (a sentence, or a part of one that fits the model), whole or as it is made."""
 
 from __future__ import annotations
 
 import json
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
 
-from services.common.lifecycle import ManagedModel, resolve_device
+from services.common.device import resolve_device
+from services.common.errors import BadRequest, echo
+from services.common.lifecycle import ManagedModel
+from services.common.predictor_metrics import PredictorMetrics
+from services.tts import text as texts
 from services.tts.settings import TtsSettings
 from services.tts.tempo import change_speed
 from services.tts.voices import VoiceChoice, choose_voice
@@ -22,12 +29,19 @@ log = logging.getLogger(__name__)
 MAX_INPUT_CHARS = 4096
 
 
-class BadSpeechRequest(ValueError):
+class BadSpeechRequest(BadRequest):
     """The request cannot be synthesised as asked (empty text, speed out of range, ...)."""
+
+    def __init__(self, message: str, param: str = "input", code: str = "invalid_value") -> None:
+        super().__init__(message, param=param, code=code)
+
+
+class Cancelled(RuntimeError):
+    """The client went away; synthesis stopped between pieces."""
 
 
 @dataclass(frozen=True)
-class SpeechOptions:
+class SpeechJob:
     text: str
     voice: str | None = None
     speed: float = 1.0
@@ -40,6 +54,12 @@ class Audio:
     sample_rate: int
 
 
+@dataclass(frozen=True)
+class Piece:
+    text: str
+    language: str
+
+
 def coqui_cache_dir() -> Path:
     from trainer.io import get_user_data_dir
 
@@ -47,12 +67,15 @@ def coqui_cache_dir() -> Path:
 
 
 class TtsEngine:
-    def __init__(self, settings: TtsSettings) -> None:
-        self.settings = settings
+    def __init__(self, settings: TtsSettings, metrics: PredictorMetrics) -> None:
+        self.settings, self.metrics = settings, metrics
         self.device = resolve_device(settings.device)
-        self.model = ManagedModel(f"coqui:{settings.model}", self._load, settings.unload_policy)
-        self._lock = threading.Lock()  # one synthesis at a time per loaded model
+        self.coqui = ManagedModel(f"coqui:{settings.model}", self._load, settings.unload_policy, observer=metrics)
         self.streams_cancelled = 0
+
+    @property
+    def public_models(self) -> list[str]:
+        return list(self.settings.public_models)
 
     @property
     def default_reference(self) -> Path:
@@ -93,71 +116,108 @@ class TtsEngine:
         except (httpx.HTTPError, OSError) as exc:
             log.warning("no default speaker reference (%s): falling back to built-in speakers", exc)
 
-    def validate(self, options: SpeechOptions) -> None:
-        if not options.text.strip():
-            raise BadSpeechRequest("input must not be empty")
-        if len(options.text) > MAX_INPUT_CHARS:
+    # -- requests --------------------------------------------------------------------------
+    def job(self, params: dict[str, Any], text: str) -> SpeechJob:
+        """The request checked once, before any model work."""
+        model = params.get("model")
+        if model is not None and model not in self.settings.public_models:
+            raise BadSpeechRequest(f"The model '{echo(model)}' does not exist or is not a speech model; "
+                                   f"use one of {self.public_models}", param="model", code="model_not_found")
+        if len(text) > MAX_INPUT_CHARS:
             raise BadSpeechRequest(f"input is longer than {MAX_INPUT_CHARS} characters")
-        if not 0.25 <= options.speed <= 4.0:
-            raise BadSpeechRequest("speed must be between 0.25 and 4.0")
+        cleaned = texts.clean(text)
+        if not cleaned:
+            raise BadSpeechRequest("input must contain text")
+        try:
+            speed = float(params.get("speed", 1.0))
+        except (TypeError, ValueError):
+            raise BadSpeechRequest("speed must be a number", param="speed") from None
+        if not 0.25 <= speed <= 4.0:
+            raise BadSpeechRequest("speed must be between 0.25 and 4.0", param="speed")
+        voice, language = params.get("voice"), params.get("language")
+        return SpeechJob(cleaned, str(voice) if voice else None, speed, str(language) if language else None)
 
     def voice_for(self, tts, voice: str | None) -> VoiceChoice:
         return choose_voice(voice, list(tts.speakers or []), self.settings.voices,
                             self.default_reference, _clones(tts))
 
-    def synthesize(self, options: SpeechOptions) -> Audio:
-        """The whole utterance at once (Coqui splits sentences itself)."""
-        self.validate(options)
-        with self.model.use() as tts, self._lock:
-            choice = self.voice_for(tts, options.voice)
-            kwargs = self._voice_kwargs(tts, choice)
-            if tts.is_multi_lingual:
-                kwargs["language"] = self._language(options)
-            native_speed = _clones(tts)
-            if native_speed:
-                kwargs["speed"] = options.speed
-            samples = np.asarray(tts.tts(options.text, split_sentences=True, **kwargs), dtype=np.float32)
-            rate = int(tts.synthesizer.output_sample_rate)
-        if not native_speed:
-            samples = change_speed(samples, rate, options.speed)
+    def synthesize(self, job: SpeechJob, cancel: threading.Event | None = None) -> Audio:
+        """The whole utterance, made piece by piece."""
+        chunks = list(self._pieces_audio(job, cancel, streaming=False))
+        rate = chunks[0].sample_rate if chunks else 24000
+        samples = np.concatenate([c.samples for c in chunks]) if chunks else np.zeros(0, np.float32)
         return Audio(samples, rate)
 
-    def stream(self, options: SpeechOptions, cancel: threading.Event | None = None) -> Iterator[Audio]:
-        """Audio as it is made: XTTS's own streaming inference, otherwise sentence by sentence.
-        The model is held (and cannot unload) until the generator ends; ``cancel`` stops it between
+    def stream(self, job: SpeechJob, cancel: threading.Event | None = None) -> Iterator[Audio]:
+        """Audio as it is made: XTTS's own streaming inference per piece, otherwise piece by piece.
+        The model is held (it cannot unload) until the generator ends; ``cancel`` stops it between
         chunks, so a client that leaves does not leave GPU work behind."""
-        self.validate(options)
-        with self.model.use() as tts, self._lock:
-            chunks = self._xtts_chunks(tts, options) if _clones(tts) else self._sentence_chunks(tts, options)
-            for chunk in chunks:
-                if cancel is not None and cancel.is_set():
-                    self.streams_cancelled += 1
-                    log.info("stream cancelled: the client disconnected")
-                    return
-                yield chunk
+        try:
+            yield from self._pieces_audio(job, cancel, streaming=True)
+        except Cancelled:
+            self.streams_cancelled += 1
+            log.info("stream cancelled: the client disconnected")
 
-    def _language(self, options: SpeechOptions) -> str:
-        return options.language or self.settings.language
+    def _pieces_audio(self, job: SpeechJob, cancel: threading.Event | None, streaming: bool) -> Iterator[Audio]:
+        started, produced = time.perf_counter(), 0.0
+        with self.coqui.exclusive() as tts:
+            pieces = self.plan(tts, job)  # every 400 is decided here, before the first audio
+            make = self._xtts_audio if _clones(tts) else self._coqui_audio
+            with self.metrics.stage.labels("synthesize").time():
+                for chunk in make(tts, pieces, job, streaming):
+                    if cancel is not None and cancel.is_set():
+                        raise Cancelled("client disconnected")
+                    produced += chunk.samples.size / chunk.sample_rate
+                    yield chunk
+        self.metrics.work_done(produced, time.perf_counter() - started)
 
-    def _sentence_chunks(self, tts, options: SpeechOptions) -> Iterator[Audio]:
+    def plan(self, tts, job: SpeechJob) -> list[Piece]:
+        """The pieces to synthesise, each within what the model takes; 400 when nothing is speakable."""
+        default = job.language or self.settings.language
+        sentences = tts.synthesizer.split_into_sentences(job.text)
+        if _clones(tts):
+            model = tts.synthesizer.tts_model
+            languages = list(getattr(model.config, "languages", None) or [default])
+            pieces = []
+            for sentence in sentences:
+                language = texts.script_language(sentence, default, languages)
+                pieces += [Piece(p, language) for p in texts.split_to_fit([sentence], _xtts_fits(model, language))
+                           if _xtts_fits(model, language)(p)]
+        else:
+            language = default if tts.is_multi_lingual else ""
+            limit = self.settings.max_piece_chars
+            pieces = [Piece(p, language) for p in texts.split_to_fit(sentences, lambda p: len(p) <= limit)
+                      if _speakable(tts, p)]
+        if not pieces:
+            raise BadSpeechRequest(f"the model cannot speak this input{_unknown_characters(tts, job.text)}",
+                                   code="unsupported_characters")
+        return pieces
+
+    def _coqui_audio(self, tts, pieces: list[Piece], job: SpeechJob, streaming: bool) -> Iterator[Audio]:
         rate = int(tts.synthesizer.output_sample_rate)
-        kwargs = self._voice_kwargs(tts, self.voice_for(tts, options.voice))
-        if tts.is_multi_lingual:
-            kwargs["language"] = self._language(options)
-        for sentence in tts.synthesizer.split_into_sentences(options.text):
-            samples = np.asarray(tts.tts(sentence, split_sentences=False, **kwargs), dtype=np.float32)
-            yield Audio(change_speed(samples, rate, options.speed), rate)
+        kwargs = self._voice_kwargs(tts, self.voice_for(tts, job.voice))
+        for piece in pieces:
+            extra = {"language": piece.language} if tts.is_multi_lingual else {}
+            samples = np.asarray(tts.tts(piece.text, split_sentences=False, **kwargs, **extra), dtype=np.float32)
+            yield Audio(change_speed(samples, rate, job.speed), rate)
 
-    def _xtts_chunks(self, tts, options: SpeechOptions) -> Iterator[Audio]:
+    def _xtts_audio(self, tts, pieces: list[Piece], job: SpeechJob, streaming: bool) -> Iterator[Audio]:
         model = tts.synthesizer.tts_model
-        latent, embedding = self._xtts_voice(model, self.voice_for(tts, options.voice))
+        latent, embedding = self._xtts_voice(model, self.voice_for(tts, job.voice))
         rate = int(tts.synthesizer.output_sample_rate)
-        # Coqui's own sentence splitter (pysbd) here too: XTTS's built-in splitting needs spaCy.
-        for sentence in tts.synthesizer.split_into_sentences(options.text):
-            for chunk in model.inference_stream(sentence, self._language(options), latent, embedding,
-                                                stream_chunk_size=self.settings.stream_chunk_size,
-                                                speed=options.speed, enable_text_splitting=False):
-                yield Audio(chunk.detach().cpu().numpy().astype(np.float32).reshape(-1), rate)
+        cfg = model.config
+        sampling = {k: getattr(cfg, k) for k in ("temperature", "length_penalty", "repetition_penalty", "top_k",
+                                                 "top_p") if getattr(cfg, k, None) is not None}
+        for piece in pieces:
+            if streaming:
+                for chunk in model.inference_stream(piece.text, piece.language, latent, embedding,
+                                                    stream_chunk_size=self.settings.stream_chunk_size,
+                                                    speed=job.speed, enable_text_splitting=False, **sampling):
+                    yield Audio(chunk.detach().cpu().numpy().astype(np.float32).reshape(-1), rate)
+            else:
+                out = model.inference(piece.text, piece.language, latent, embedding, speed=job.speed,
+                                      enable_text_splitting=False, **sampling)
+                yield Audio(np.asarray(out["wav"], dtype=np.float32).reshape(-1), rate)
 
     def _xtts_voice(self, model, choice: VoiceChoice):
         """Conditioning latents: a built-in speaker's, or a reference's (cached in ``voice_dir``)."""
@@ -165,7 +225,8 @@ class TtsEngine:
         if choice.speaker_wav is None and choice.speaker in speakers:
             return tuple(speakers[choice.speaker].values())
         if choice.speaker_wav is None:
-            raise BadSpeechRequest("this XTTS model has no built-in speakers and no default reference")
+            raise BadSpeechRequest("this XTTS model has no built-in speakers and no default reference",
+                                   param="voice")
         self.voice_dir.mkdir(parents=True, exist_ok=True)
         cached = (self.voice_dir / f"{choice.speaker}.pth").exists()
         cfg = model.config
@@ -182,6 +243,49 @@ class TtsEngine:
         if not (self.voice_dir / f"{choice.speaker}.pth").exists():
             kwargs["speaker_wav"] = str(choice.speaker_wav)  # first use: compute and cache the latents
         return kwargs
+
+
+def _xtts_fits(model, language: str):
+    """XTTS takes a piece within its per-language character budget and under its text-token limit."""
+    tokenizer = model.tokenizer
+    char_limit = getattr(tokenizer, "char_limits", {}).get(language.split("-")[0], 250)
+    token_limit = int(model.args.gpt_max_text_tokens) - 2
+
+    def fits(piece: str) -> bool:
+        if len(piece) > char_limit:
+            return False
+        try:
+            return len(tokenizer.encode(piece, language)) < token_limit
+        except Exception:  # noqa: BLE001 - a number too long to spell out, a missing language package
+            return False
+    return fits
+
+
+def _special_ids(tokenizer) -> set[int]:
+    chars = tokenizer.characters
+    names = (getattr(chars, "pad", None), getattr(chars, "blank", None), getattr(chars, "bos", None),
+             getattr(chars, "eos", None))
+    return {chars.char_to_id(n) for n in names if n and n in chars.vocab}
+
+
+def _speakable(tts, piece: str) -> bool:
+    """Whether the model's tokenizer keeps any of the piece's characters (an empty sequence crashes
+    Coqui's models). Models without a tokenizer of this kind are trusted."""
+    tokenizer = getattr(tts.synthesizer.tts_model, "tokenizer", None)
+    if tokenizer is None or not hasattr(tokenizer, "text_to_ids"):
+        return True
+    ids = tokenizer.text_to_ids(piece)
+    return any(i not in _special_ids(tokenizer) for i in ids)
+
+
+def _unknown_characters(tts, text: str) -> str:
+    tokenizer = getattr(tts.synthesizer.tts_model, "tokenizer", None)
+    vocab = set(getattr(getattr(tokenizer, "characters", None), "vocab", None) or [])
+    if not vocab or getattr(tokenizer, "use_phonemes", False):
+        return ""
+    unknown = list(dict.fromkeys(c for c in text if not c.isspace() and c not in vocab and c.lower() not in vocab))
+    shown = ", ".join(f"'{c}' (U+{ord(c):04X})" for c in unknown[:10])
+    return f": it has none of the characters used ({shown}{', ...' if len(unknown) > 10 else ''})" if shown else ""
 
 
 def allow_trusted_xtts_classes() -> None:

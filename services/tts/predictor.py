@@ -1,73 +1,56 @@
-"""The TTS KServe predictor: v2 infer with the text in, float32 PCM out as a binary tensor; plus a
-streaming route (KServe has none for audio) that sends raw float32 PCM as it is synthesised."""
+"""The TTS KServe predictor. Request: v2 with the text as one BYTES element, options as parameters.
+Answer: float32 PCM as a binary FP32 output, or on the streaming route raw little-endian float32 PCM
+as it is synthesised (``x-sample-rate`` header)."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 from fastapi.responses import StreamingResponse
-from kserve.errors import InvalidInput
-from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
-from services.common.predictor_server import LazyPredictor, split_first
-from services.common.streaming import iterate_in_thread
-from services.tts.engine import Audio, BadSpeechRequest, SpeechOptions, TtsEngine
-
-
-def options_from(payload: InferRequest) -> SpeechOptions:
-    params = payload.parameters or {}
-    text = next((t.data for t in payload.inputs if t.name == "text"), None)
-    if not text or not isinstance(text[0], str):
-        raise InvalidInput("input 'text' (BYTES, one UTF-8 string) is missing")
-    try:
-        return SpeechOptions(text=text[0], voice=params.get("voice") or None,
-                             speed=float(params.get("speed", 1.0)),
-                             language=params.get("language") or None)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInput(f"bad request parameters: {exc!r}") from exc
+from services.common import v2wire
+from services.common.errors import BadRequest
+from services.common.predictor_server import LazyPredictor
+from services.common.work import Emit
+from services.tts.engine import Audio, SpeechJob, TtsEngine
 
 
 class TtsPredictor(LazyPredictor):
-    engine: TtsEngine
-    client_errors = (BadSpeechRequest,)
+    speech_engine: TtsEngine
+    label = "TTS"
 
-    def status(self) -> dict:
-        return {"model": self.engine.model.status(), "streams_cancelled": self.engine.streams_cancelled}
+    def public_models(self) -> list[str]:
+        return self.speech_engine.public_models
 
-    def _options(self, payload: InferRequest) -> SpeechOptions:
-        options = options_from(payload)
-        with self.kserve_errors():
-            self.engine.validate(options)
-        return options
+    def models_status(self) -> dict:
+        return {"model": self.speech_engine.coqui.status(), "streams_cancelled": self.speech_engine.streams_cancelled}
 
-    async def predict(self, payload: InferRequest, headers: dict | None = None) -> InferResponse:
-        options = self._options(payload)
-        with self.kserve_errors():
-            async with self._slots:
-                audio = await asyncio.to_thread(self.engine.synthesize, options)
-        output = InferOutput("audio", [int(audio.samples.size)], "FP32", data=audio.samples,
-                             parameters={"sample_rate": audio.sample_rate})
-        return InferResponse(payload.id, self.name, [output], use_binary_outputs=True)
+    def prepare(self, request: v2wire.InferRequest) -> SpeechJob:
+        try:
+            (raw,) = request.tensor("text").elements()
+            text = bytes(raw).decode("utf-8")
+        except (v2wire.WireError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
+            raise BadRequest("TTS backend: input 'text' must be one UTF-8 BYTES element", param="input",
+                             code="malformed_request") from exc
+        return self.speech_engine.job(request.parameters, text)
 
-    async def stream_response(self, payload: InferRequest) -> StreamingResponse:
-        """Little-endian float32 mono PCM at ``x-sample-rate``, sent as it is synthesised."""
-        first, chunks = await split_first(self.stream(payload))
+    def run(self, job: SpeechJob, cancel) -> list[v2wire.BinaryOutput]:
+        audio = self.speech_engine.synthesize(job, cancel)
+        samples = audio.samples.astype("<f4", copy=False)
+        return [v2wire.BinaryOutput("audio", "FP32", [int(samples.size)], memoryview(samples).cast("B"),
+                                    {"sample_rate": audio.sample_rate})]
 
+    def produce(self, job: SpeechJob, emit: Emit, cancel) -> None:
+        for chunk in self.speech_engine.stream(job, cancel):
+            emit(chunk)
+
+    def stream_body(self, first: Audio, items: AsyncIterator[Audio]) -> StreamingResponse:
+        """Little-endian float32 mono PCM at ``x-sample-rate``, sent as it is synthesised. A failure
+        after the first chunk breaks the response off: a raw audio stream has no in-band errors."""
         async def body() -> AsyncIterator[bytes]:
-            async for chunk in chunks:
+            yield first.samples.astype("<f4").tobytes()
+            async for chunk in items:
                 yield chunk.samples.astype("<f4").tobytes()
 
         return StreamingResponse(body(), media_type="application/octet-stream",
-                                 headers={"x-sample-rate": str(first.sample_rate), "x-audio-format": "f32le"})
-
-    def stream(self, payload: InferRequest) -> AsyncIterator[Audio]:
-        """Chunks as they are made; a failure before the first chunk reaches the caller as an error."""
-        options = self._options(payload)
-
-        def produce(emit, cancel) -> None:
-            with self.kserve_errors():
-                for chunk in self.engine.stream(options, cancel):
-                    emit(chunk)
-
-        return iterate_in_thread(produce, self._slots)
+                                 headers={"x-sample-rate": str(first.sample_rate)})

@@ -9,19 +9,20 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
-from services.common.lifecycle import UnloadPolicy
+from services.common.predictor_settings import PredictorSettings
 
 
-class TtsSettings(BaseSettings):
+class TtsSettings(PredictorSettings):
     model_config = SettingsConfigDict(env_prefix="TTS_", extra="ignore")
 
-    host: str = Field("0.0.0.0", description="Address the HTTP server binds.")
-    http_port: int = Field(8080, ge=1, le=65535, description="KServe predictor port.")
     model_name: str = Field("tts", description="KServe model name (/v2/models/<name>/infer).")
     model: str = Field("tts_models/multilingual/multi-dataset/xtts_v2",
                        description="Coqui model name (downloaded into TTS_HOME) or a local model directory.")
+    public_models: list[str] = Field(
+        ["tts-1", "tts-1-hd", "coqui-tts"],
+        description="Public speech model ids, all served by TTS_MODEL; the gateway lists and accepts these.")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     language: str = Field("en", description="Language passed to multilingual models (OpenAI's API has none).")
     default_speaker_wav: Path | None = Field(
@@ -35,7 +36,7 @@ class TtsSettings(BaseSettings):
     voice_dir: Path | None = Field(None, description="Where conditioning latents are cached; default <Coqui cache>/voices.")
     stream_chunk_size: int = Field(20, ge=1, le=400,
                                    description="XTTS GPT tokens per streamed chunk (smaller: earlier first audio).")
-    threads: int = Field(4, ge=1, le=256, description="torch CPU threads.")
-    unload_policy: UnloadPolicy = Field(
-        "after_request", description="'after_request', 'never', or idle seconds before unloading.")
-    max_concurrency: int = Field(1, ge=1, le=64, description="Syntheses run at once; the rest queue.")
+    max_piece_chars: int = Field(
+        300, ge=20, le=4096, description="Longest piece of text synthesised in one call by models other than "
+                                         "XTTS (which has its own limits): bounds memory for long sentences.")
+    max_body_bytes: int = Field(1024 * 1024, ge=1024, description="Largest request body accepted (413 above).")

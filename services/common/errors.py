@@ -1,0 +1,81 @@
+"""Errors every service answers in OpenAI's envelope ``{"error": {message, type, param, code}}``.
+
+Each service raises these (or its own subclasses) and maps them to a response in one place. Public
+messages name the service and the kind of failure; exception text goes to the log, not the body.
+"""
+
+from __future__ import annotations
+
+import json
+
+MAX_ECHO = 64  # characters of a client's value quoted back in an error message
+
+
+class ServiceError(Exception):
+    status = 500
+    type = "server_error"
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message, self.param, self.code = message, param, code
+        self.headers = dict(headers or {})
+
+    def body(self) -> dict:
+        return error_body(self.message, self.type, self.param, self.code)
+
+
+class BadRequest(ServiceError):
+    status, type = 400, "invalid_request_error"
+
+
+class Unauthorized(ServiceError):
+    status, type = 401, "invalid_request_error"
+
+    def __init__(self, message: str = "Incorrect API key provided.", **kwargs) -> None:
+        kwargs.setdefault("code", "invalid_api_key")
+        kwargs.setdefault("headers", {"WWW-Authenticate": 'Bearer realm="speech-stack"'})
+        super().__init__(message, **kwargs)
+
+
+class NotFound(ServiceError):
+    status, type = 404, "invalid_request_error"
+
+
+class PayloadTooLarge(ServiceError):
+    status, type = 413, "invalid_request_error"
+
+
+class Overloaded(ServiceError):
+    """429: every slot and queue place is taken; the SDKs wait ``Retry-After`` and retry."""
+
+    status, type = 429, "rate_limit_error"
+
+
+class Unavailable(ServiceError):
+    """503: cannot serve now (draining, or a model that cannot load)."""
+
+    status = 503
+
+
+class InternalError(ServiceError):
+    status = 500
+
+
+def error_body(message: str, type_: str, param: str | None = None, code: str | None = None) -> dict:
+    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+
+def error_bytes(exc: ServiceError) -> bytes:
+    return json.dumps(exc.body(), separators=(",", ":")).encode()
+
+
+def echo(value: object) -> str:
+    """A client's value quoted in a message, cut to a bounded length."""
+    text = str(value)
+    return text if len(text) <= MAX_ECHO else text[:MAX_ECHO] + f"... ({len(text)} characters)"
+
+
+def no_retry(headers: dict[str, str] | None = None) -> dict[str, str]:
+    """Headers telling the OpenAI SDKs not to retry (a retry cannot help)."""
+    return {**(headers or {}), "x-should-retry": "false"}

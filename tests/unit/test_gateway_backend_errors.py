@@ -1,0 +1,91 @@
+"""How the gateway turns each backend answer or failure into an OpenAI error, in process."""
+
+import httpx
+import pytest
+
+from tests.unit.conftest import audio_file
+from tests.unit.fake_predictor import error
+
+
+def transcribe(gw, **data):
+    return gw.client.post("/v1/audio/transcriptions", files=audio_file(), data={"model": "whisper-1", **data})
+
+
+def speak(gw, fmt="wav"):
+    return gw.client.post("/v1/audio/speech", json={"model": "tts-1", "voice": "alloy", "input": "Hi.",
+                                                    "response_format": fmt})
+
+
+def test_predictor_400_keeps_param_and_code(gw):
+    gw.asr.answer = error(400, "language 'xx' is not supported", param="language", code="invalid_value")
+    r = transcribe(gw, language="xx")
+    assert r.status_code == 400
+    assert r.json()["error"] == {"message": "language 'xx' is not supported", "type": "invalid_request_error",
+                                 "param": "language", "code": "invalid_value"}
+
+
+def test_predictor_429_passes_retry_after(gw):
+    gw.tts.answer = error(429, "TTS is at capacity", code="server_busy", headers={"Retry-After": "3"})
+    r = speak(gw)
+    assert r.status_code == 429 and r.headers["retry-after"] == "3"
+    assert r.json()["error"]["type"] == "rate_limit_error"
+
+
+def test_permanent_load_failure_is_not_retried(gw):
+    gw.tts.answer = error(503, "TTS backend unavailable: could not load model 'coqui:x'", code="model_unavailable",
+                          headers={"x-should-retry": "false"})
+    r = speak(gw)
+    assert r.status_code == 503 and r.headers["x-should-retry"] == "false" and "retry-after" not in r.headers
+    assert "coqui:x" in r.json()["error"]["message"]
+
+
+def test_predictor_500_is_502_without_its_exception_text(gw):
+    gw.asr.answer = error(500, "RuntimeError: CUDA out of memory at /opt/secret/path.py:12")
+    r = transcribe(gw)
+    assert r.status_code == 502 and r.headers["x-should-retry"] == "false"
+    message = r.json()["error"]["message"]
+    assert message.startswith("ASR backend failed") and "secret" not in message and "CUDA" not in message
+
+
+@pytest.mark.parametrize("fmt", ["wav", "mp3"])
+def test_malformed_answers_are_502(gw, fmt):
+    gw.tts.answer = lambda _: httpx.Response(200, content=b"not json", headers={"x-sample-rate": "nope"})
+    r = speak(gw, fmt)
+    assert r.status_code == 502 and r.json()["error"]["message"].startswith("TTS backend")
+
+
+def test_unexpected_gateway_failure_is_a_500_with_the_request_id(gw):
+    def explode(_):
+        raise RuntimeError("boom at /internal/path")
+    gw.asr.answer = explode
+    r = transcribe(gw)
+    assert r.status_code == 500
+    body = r.json()["error"]
+    rid = r.headers["x-request-id"]
+    assert rid in body["message"] and "/internal/path" not in body["message"] and body["type"] == "server_error"
+
+
+def test_stale_connection_is_retried_once(gw):
+    calls = []
+
+    def flaky(request):
+        calls.append(1)
+        gw.tts.answer = None  # the retry gets the happy path
+        raise httpx.RemoteProtocolError("Server disconnected without sending a response.", request=request)
+    gw.tts.answer = flaky
+    r = speak(gw)
+    assert r.status_code == 200 and r.content[:4] == b"RIFF" and len(calls) == 1
+
+
+def test_transcription_stream_broken_after_start_ends_with_an_error_event(gw):
+    class Broken(httpx.AsyncByteStream):
+        async def __aiter__(self):
+            yield b'{"type":"text","text":" Hello"}\n'
+            raise httpx.ReadError("connection reset")
+
+    gw.asr.answer = lambda _: httpx.Response(200, stream=Broken())
+    r = transcribe(gw, stream="true")
+    assert r.status_code == 200
+    events = [line for line in r.text.splitlines() if line.startswith("data: ")]
+    assert '"transcript.text.delta"' in events[0] and '"type":"error"' in events[-1]
+    assert "backend_stream_failed" in events[-1]
