@@ -43,6 +43,7 @@ def median_time(fn, runs: int) -> float:
 def bare_whisperx(threads: int, batch: int, aligner_dir: Path):
     """Transcribe (and optionally align) in this process, the way the engine calls WhisperX."""
     import whisperx
+
     from services.asr.audio import decode
 
     pipe = whisperx.load_model(str(ROOT / ".models" / "faster-whisper-base"), "cpu", compute_type="int8",
@@ -65,18 +66,20 @@ def predictor_call(url: str, wav: Path):
     pooled = httpx.Client(base_url=url, timeout=600)  # same pooling as the gateway's client
 
     def call():
-        header = v2wire.InferRequestHeader(str(uuid.uuid4()), {"model": "whisper-1", "language": "en"})
-        prefix, headers = v2wire.blob_prefix(header, len(audio))
-        r = pooled.post("/v2/models/asr/infer", content=prefix + audio, headers=headers)
+        header = v2wire.InferRequestHeader(str(uuid.uuid4()), {"model": "whisper-1", "language": "en"},
+                                           binary_inputs=[v2wire.BinaryInput.bytes_elements("audio", [len(audio)])])
+        head = header.encode()
+        body = head + v2wire.element_prefix(len(audio)) + audio
+        r = pooled.post("/v2/models/asr/infer", content=body, headers=v2wire.request_headers(head, len(body)))
         r.raise_for_status()
     return call
 
 
 def table(title: str, header: list[str], rows: list[list[str]]) -> None:
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=False)]
     print(f"\n{title}")
     for row in [header, ["-" * w for w in widths], *rows]:
-        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)))
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=False)))
 
 
 def long_recording(tmp: Path, seconds: float) -> Path:
@@ -112,7 +115,7 @@ def bench_asr(tmp: Path, runs: int, threads: int, batch: int) -> None:
         for label, wav in inputs.items():
             predictor[label] = median_time(predictor_call(services[0].url, wav), runs)
             for mode, extra in MODES.items():
-                gateway[label, mode] = median_time(lambda: client.audio.transcriptions.create(
+                gateway[label, mode] = median_time(lambda wav=wav, extra=extra: client.audio.transcriptions.create(
                     model="whisper-1", file=wav.read_bytes(), language="en", **extra), runs)
     finally:
         for svc in reversed(services):
@@ -122,7 +125,7 @@ def bench_asr(tmp: Path, runs: int, threads: int, batch: int) -> None:
     for label, wav in inputs.items():
         seconds = sf_seconds(wav)
         for mode in MODES:
-            a = median_time(lambda: bare(wav, mode), runs)
+            a = median_time(lambda wav=wav, mode=mode: bare(wav, mode), runs)
             c = gateway[label, mode]
             b = f"{predictor[label]:.3f}" if mode == "text" else "-"
             rows.append([f"{seconds:.1f} s", mode, f"{a:.3f}", b, f"{c:.3f}", f"{c / seconds:.3f}", f"{c / a:.2f}"])
@@ -156,7 +159,7 @@ def median_pair(fn, runs: int) -> tuple[float, float]:
     return statistics.median(p[0] for p in pairs), statistics.median(p[1] for p in pairs)
 
 
-def bench_tts_model(tmp: Path, label: str, model_dir: Path, voice: str, runs: int, threads: int) -> list[list[str]]:
+def bench_tts_model(tmp: Path, label: str, model_dir: Path, voice: str, *, runs: int, threads: int) -> list[list[str]]:
     services = local_stack(asr_env={}, tts_env={"TTS_MODEL": str(model_dir), "TTS_UNLOAD_POLICY": "never",
                                                 "TTS_HOME": str(tmp / f"home-{label}"), "TTS_STREAM_CHUNK_SIZE": "10"},
                            gateway_env={}, threads=threads)
@@ -173,9 +176,11 @@ def bench_tts_model(tmp: Path, label: str, model_dir: Path, voice: str, runs: in
         rows.append([label, "predictor f32 (stream)", f"{direct[0]:.3f}", f"{direct[1]:.3f}", f"{whole:.3f}", "1.00"])
         for fmt in ("pcm", "mp3", "opus", "aac", "wav", "flac"):
             req = {"model": "tts-1", "voice": voice, "input": TEXT, "response_format": fmt, "stream": True}
-            streamed = median_pair(lambda: first_byte_and_total(
+            streamed = median_pair(lambda req=req: first_byte_and_total(
                 lambda: gw.stream("POST", "/v1/audio/speech", json=req)), runs)
-            full = median_time(lambda: gw.post("/v1/audio/speech", json=req | {"stream": False}).raise_for_status(), runs)
+            whole_req = req | {"stream": False}
+            full = median_time(lambda whole_req=whole_req: gw.post("/v1/audio/speech", json=whole_req)
+                               .raise_for_status(), runs)
             rows.append([label, f"gateway {fmt}", f"{streamed[0]:.3f}", f"{streamed[1]:.3f}", f"{full:.3f}",
                          f"{streamed[0] / direct[0]:.2f}"])
     finally:
@@ -187,8 +192,8 @@ def bench_tts_model(tmp: Path, label: str, model_dir: Path, voice: str, runs: in
 def bench_tts(tmp: Path, runs: int, threads: int) -> None:
     vits = tiny_models.build_vits(tmp / "vits", ["alloy"])
     xtts = tiny_models.build_xtts(tmp / "xtts")
-    rows = bench_tts_model(tmp, "VITS", vits, "alloy", runs, threads)
-    rows += bench_tts_model(tmp, "XTTS", xtts, "Ana Random", runs, threads)
+    rows = bench_tts_model(tmp, "VITS", vits, "alloy", runs=runs, threads=threads)
+    rows += bench_tts_model(tmp, "XTTS", xtts, "Ana Random", runs=runs, threads=threads)
     table(f"TTS: {len(TEXT)} characters (2 sentences), tiny random test models (VITS: sentence by sentence; "
           f"XTTS: inference_stream), {threads} thread(s), median of {runs}",
           ["model", "path", "first byte s", "streamed total s", "whole file s", "first byte vs predictor"], rows)
@@ -207,7 +212,7 @@ def bench_encoding(runs: int) -> None:
     chunks = np.array_split(audio, int(seconds * 10))
     rows = []
     for fmt in ("pcm", "wav", "mp3", "opus", "aac", "flac"):
-        def encode():
+        def encode(fmt=fmt):
             enc = AudioEncoder(fmt, rate, rate, streaming=True)
             first, size = None, 0
             started = time.perf_counter()

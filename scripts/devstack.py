@@ -100,7 +100,7 @@ class Service:
             self.proc.wait()
 
 
-def local_stack(asr_env: dict[str, str], tts_env: dict[str, str], gateway_env: dict[str, str],
+def local_stack(asr_env: dict[str, str], tts_env: dict[str, str], gateway_env: dict[str, str], *,
                 gateway_port: int | None = None, threads: int = 1, offline: bool = True) -> list[Service]:
     base = base_env(threads, offline)
     asr = Service("asr", "services.asr", free_port())
@@ -140,8 +140,8 @@ def run_forever(services: list[Service]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="Run the stack locally on loopback.")
-    parser.add_argument("--port", type=int, default=int(os.environ.get("GATEWAY_PORT", 5148)))
-    parser.add_argument("--threads", type=int, default=int(os.environ.get("THREADS", 2)))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GATEWAY_PORT", "5148")))
+    parser.add_argument("--threads", type=int, default=int(os.environ.get("THREADS", "2")))
     args = parser.parse_args()
     whisper = str(ROOT / ".models" / "faster-whisper-base")
     asr_env = {"ASR_MODELS": os.environ.get("ASR_MODELS", f'{{"whisper-1": "{whisper}", "turbo": "{whisper}"}}'),

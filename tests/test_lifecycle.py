@@ -6,25 +6,25 @@ import time
 import httpx
 import pytest
 
-from services.common.lifecycle import ManagedModel, ModelLoadError, parse_unload_policy
 from scripts.devstack import local_stack
+from services.common.lifecycle import ManagedModel, ModelLoadError, parse_unload_policy
 from tests.conftest import start, whisper_models
 
 
 def managed(policy):
     unloaded = []
-    model = ManagedModel("m", lambda: object(), parse_unload_policy(policy), on_unload=unloaded.append)
+    model = ManagedModel("m", object, parse_unload_policy(policy), on_unload=unloaded.append)
     return model, unloaded
 
 
-@pytest.mark.parametrize("raw,expected", [("after_request", 0), ("never", -1), ("300", 300), (2.5, 2.5)])
+@pytest.mark.parametrize(("raw", "expected"), [("after_request", 0), ("never", -1), ("300", 300), (2.5, 2.5)])
 def test_policy_parsing(raw, expected):
     assert parse_unload_policy(raw) == expected
 
 
 @pytest.mark.parametrize("raw", ["sometimes", "-5", True])
 def test_bad_policy_rejected(raw):
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"unload policy|idle seconds"):
         parse_unload_policy(raw)
 
 
@@ -38,7 +38,7 @@ def test_after_request_unloads_when_last_user_leaves():
 
 
 def test_never_keeps_and_unload_is_refused_while_in_use():
-    model, unloaded = managed("never")
+    model, _unloaded = managed("never")
     with model.use():
         assert model.unload() is False and model.loaded
     assert model.loaded and model.unload() is True and not model.loaded

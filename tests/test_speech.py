@@ -30,7 +30,7 @@ def test_pcm_is_raw_s16le_at_24khz(client):
     assert abs(len(pcm) / 2 / 24000 - wav_seconds) < 0.05
 
 
-@pytest.mark.parametrize("fmt,container", [("mp3", "mp3"), ("opus", "ogg"), ("aac", "aac"), ("flac", "flac")])
+@pytest.mark.parametrize(("fmt", "container"), [("mp3", "mp3"), ("opus", "ogg"), ("aac", "aac"), ("flac", "flac")])
 def test_every_format_decodes(client, fmt, container):
     data = speech(client, response_format=fmt)
     samples, rate = decode(data)
@@ -50,7 +50,7 @@ def test_every_public_model_and_unknown_voice_fall_back(client):
         assert decode(speech(client, model=model, voice="no-such-voice", response_format="wav"))[0].size
 
 
-@pytest.mark.parametrize("kwargs,param", [
+@pytest.mark.parametrize(("kwargs", "param"), [
     ({"model": "gpt-nope"}, "model"),
     ({"input": ""}, "input"),
     ({"input": "x" * 4097}, "input"),

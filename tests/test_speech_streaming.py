@@ -16,7 +16,7 @@ def chunks(client, **kwargs) -> tuple[list[bytes], dict]:
         return [c for c in response.iter_bytes() if c], dict(response.headers)
 
 
-@pytest.mark.parametrize("fmt,extra", [("mp3", {}), ("opus", {}), ("aac", {}), ("pcm", {}),
+@pytest.mark.parametrize(("fmt", "extra"), [("mp3", {}), ("opus", {}), ("aac", {}), ("pcm", {}),
                                        ("wav", {"stream": True}), ("flac", {"stream": True})])
 def test_streamed_bytes_form_a_valid_file(client, fmt, extra):
     parts, headers = chunks(client, response_format=fmt, extra_body=extra)
@@ -50,7 +50,8 @@ def test_sse_events(client):
     assert deltas and all(e["type"] == "speech.audio.delta" for e in deltas)
     assert done["type"] == "speech.audio.done"
     usage = done["usage"]
-    assert usage["input_tokens"] == len(TEXT) and usage["total_tokens"] == usage["input_tokens"] + usage["output_tokens"]
+    assert usage["input_tokens"] == len(TEXT)
+    assert usage["total_tokens"] == usage["input_tokens"] + usage["output_tokens"]
     audio = b"".join(base64.b64decode(e["audio"]) for e in deltas)
     samples, rate = decode(audio)
     assert rate == 24000 and abs(len(samples) / rate - usage["output_tokens"] / 50) < 0.2

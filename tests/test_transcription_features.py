@@ -57,6 +57,19 @@ def test_diarization_labels_within_bounds(client, dialog):
     assert "morning" in normalize(result.text)
 
 
+def test_advanced_diarized_labels_agree_top_level_and_per_segment(client, dialog):
+    """advanced + diarize: every word's speaker, in ``words`` and in each segment's ``words``, is the
+    client-facing label (A, B, ...) and matches its segment's."""
+    body = client.audio.transcriptions.create(
+        model="whisper-1", file=dialog.open("rb"), response_format="verbose_json",
+        timestamp_granularities=["word", "segment"],
+        extra_body={"advanced": "true", "diarize": "true", "max_speakers": 2}).to_dict()
+    nested = [w["speaker"] for seg in body["segments"] for w in seg["words"]]
+    assert nested and set(nested) <= {"A", "B"}, nested
+    assert [w["speaker"] for w in body["words"]] == nested
+    assert {s["speaker"] for s in body["segments"]} <= {"A", "B"}
+
+
 def test_diarized_json(client, dialog):
     result = client.audio.transcriptions.create(model="whisper-1", file=dialog.open("rb"),
                                                 response_format="diarized_json", extra_body={"max_speakers": 2})
@@ -70,7 +83,7 @@ def joined_text(logprobs) -> str:
     return bytes(int(b) for item in logprobs for b in item.bytes).decode("utf-8").strip()
 
 
-@pytest.mark.parametrize("language,sentence", [
+@pytest.mark.parametrize(("language", "sentence"), [
     ("en", None), ("fr", "Le garçon a mangé une pêche à l'école."),
 ])
 def test_logprobs_cover_the_text_token_by_token(client, wav, workdir, language, sentence):
@@ -151,7 +164,7 @@ def test_known_speakers_name_the_diarized_speakers(client, dialog, references):
     assert result.text.splitlines()[0].startswith(f"{speakers[0]}: ")
 
 
-@pytest.mark.parametrize("fields,param,needle", [
+@pytest.mark.parametrize(("fields", "param", "needle"), [
     ({"known_speaker_names": ["agent"], "known_speaker_references": []}, "known_speaker_references[]", "pair"),
     ({"known_speaker_names": ["agent"], "known_speaker_references": ["aGVsbG8="]}, "known_speaker_references[]",
      "data URL"),
@@ -230,7 +243,7 @@ def test_silent_audio_is_400(client, workdir):
     assert "silent" in err.value.message
 
 
-@pytest.mark.parametrize("kwargs,param", [
+@pytest.mark.parametrize(("kwargs", "param"), [
     ({"response_format": "json", "timestamp_granularities": ["word"]}, "timestamp_granularities[]"),
     ({"extra_body": {"min_speakers": 2}}, "min_speakers"),
     ({"extra_body": {"diarize": "true", "min_speakers": 3, "max_speakers": 2}}, "min_speakers"),
@@ -249,7 +262,8 @@ def test_missing_alignment_model_is_503_naming_it(client, wav):
         client.with_options(max_retries=0).audio.transcriptions.create(
             model="whisper-1", file=wav.open("rb"), language="fr", response_format="verbose_json",
             timestamp_granularities=["word"])
-    assert err.value.status_code == 503 and "alignment" in err.value.body["message"] and ":fr" in err.value.body["message"]
+    message = err.value.body["message"]
+    assert err.value.status_code == 503 and "alignment" in message and ":fr" in message
 
 
 @pytest.fixture(scope="module")

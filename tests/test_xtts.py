@@ -101,7 +101,8 @@ def test_legacy_xtts_checkpoint_loads_without_being_rewritten(workdir):
     from tests.support.tiny_models import build_xtts
 
     model_dir = build_xtts(workdir / "xtts-legacy", legacy=True)
-    digest = lambda: hashlib.sha256((model_dir / "model.pth").read_bytes()).hexdigest()
+    def digest():
+        return hashlib.sha256((model_dir / "model.pth").read_bytes()).hexdigest()
     before = digest()
     services = local_stack(asr_env={}, gateway_env={}, tts_env={"TTS_MODEL": str(model_dir),
                                                                 "TTS_HOME": str(workdir / "legacy-home")})

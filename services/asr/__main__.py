@@ -5,6 +5,5 @@ from services.asr.predictor import AsrPredictor
 from services.asr.settings import AsrSettings
 from services.common.predictor_server import main
 
-
 if __name__ == "__main__":
     main("asr", AsrSettings, AsrEngine, AsrPredictor)

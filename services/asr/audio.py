@@ -46,7 +46,7 @@ class _Reader(io.RawIOBase):
     def seekable(self) -> bool:
         return True
 
-    def readinto(self, buffer) -> int:  # noqa: ANN001 - io protocol
+    def readinto(self, buffer) -> int:
         n = max(0, min(len(buffer), len(self.data) - self.pos))
         buffer[:n] = self.data[self.pos:self.pos + n]
         self.pos += n

@@ -18,13 +18,10 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from services.asr.result import compression_ratio, verbose_segment
+from services.common.work import Cancelled
 
 OnText = Callable[[str, list[dict] | None], None]  # a decoded piece of text and its token logprobs
 TokenLogprobs = list[tuple[int, float]]
-
-
-class Cancelled(RuntimeError):
-    """The client went away; decoding stopped between batches."""
 
 
 FALLBACK_TEMPERATURES = (0.2, 0.4, 0.6, 0.8, 1.0)
@@ -83,7 +80,7 @@ class DecodeHooks:
         if sampling.fallback and sampling.temperature == 0 and self.text_of is not None:
             self._fall_back(features, prompts, kwargs, results, temperatures)
         decoded = [Decoded(float(r.no_speech_prob), t, token_logprobs(r) if sampling.logprobs else None)
-                   for r, t in zip(results, temperatures)]
+                   for r, t in zip(results, temperatures, strict=False)]
         self.decoded.extend(decoded)
         if self.listener is not None:
             self.listener(results, decoded)
@@ -105,7 +102,8 @@ class DecodeHooks:
                 raise Cancelled("client disconnected")
             retry = self._at(temperature, features, prompts, kwargs)
             for i in failing:
-                if _avg_logprob(retry[i], kwargs) > _avg_logprob(results[i], kwargs) or not self._failed(retry[i], kwargs):
+                better = _avg_logprob(retry[i], kwargs) > _avg_logprob(results[i], kwargs)
+                if better or not self._failed(retry[i], kwargs):
                     results[i], temperatures[i] = retry[i], temperature
             failing = [i for i in failing if self._failed(results[i], kwargs)]
 
@@ -113,7 +111,7 @@ class DecodeHooks:
         s, avg = self.sampling, _avg_logprob(result, kwargs)
         if float(result.no_speech_prob) > s.no_speech_threshold and avg < s.log_prob_threshold:
             return False  # silence, not a failed decode
-        text = self.text_of([t for t in result.sequences_ids[0]])  # type: ignore[misc]
+        text = self.text_of(list(result.sequences_ids[0]))  # type: ignore[misc]
         return compression_ratio(text) > s.compression_ratio_threshold or avg < s.log_prob_threshold
 
 
@@ -127,7 +125,7 @@ def _avg_logprob(result, kwargs: dict) -> float:
 def token_logprobs(result) -> TokenLogprobs:
     """log softmax of each step's logits (after Whisper's token suppression) at the emitted token."""
     out = []
-    for token, step in zip(result.sequences_ids[0], result.logits[0]):
+    for token, step in zip(result.sequences_ids[0], result.logits[0], strict=False):
         logits = np.array(step).astype(np.float64)
         peak = logits.max()
         out.append((token, float(logits[token] - peak - np.log(np.exp(logits - peak).sum()))))
@@ -167,7 +165,7 @@ def tokenizer_for(pipe, language: str, task: str):
     return Tokenizer(pipe.model.hf_tokenizer, pipe.model.model.is_multilingual, task=task, language=language)
 
 
-def batched(pipe, audio: np.ndarray, opts, batch_size: int, sampling: Sampling, on_text: OnText | None,
+def batched(pipe, audio: np.ndarray, opts, *, batch_size: int, sampling: Sampling, on_text: OnText | None,
             cancel: threading.Event | None) -> tuple[str, list[dict]]:
     hooks = install_hooks(pipe)
     hf_tokenizer = pipe.model.hf_tokenizer
@@ -175,7 +173,7 @@ def batched(pipe, audio: np.ndarray, opts, batch_size: int, sampling: Sampling, 
     logprobs: list[list[dict] | None] = []  # per generate() result, converted once
 
     def listener(results, decoded: list[Decoded]) -> None:
-        for r, d in zip(results, decoded):
+        for r, d in zip(results, decoded, strict=False):
             logprobs.append(None if d.logprobs is None else openai_logprobs(hf_tokenizer, d.logprobs, eot))
             if on_text is not None and pipe.tokenizer is not None:
                 on_text(pipe.tokenizer.decode(r.sequences_ids[0]), logprobs[-1])
@@ -196,15 +194,16 @@ def batched(pipe, audio: np.ndarray, opts, batch_size: int, sampling: Sampling, 
     tokenizer = tokenizer_for(pipe, raw["language"], opts.task)
     segments = []
     for i, s in enumerate(raw["segments"]):  # one generate() result per VAD segment, in order
-        segment = verbose_segment(i, s["start"], s["end"], s["text"], tokenizer.encode(s["text"]),
-                                  decoded[i].temperature, s["avg_logprob"], decoded[i].no_speech_prob)
+        segment = verbose_segment(i, start=s["start"], end=s["end"], text=s["text"],
+                                  tokens=tokenizer.encode(s["text"]), temperature=decoded[i].temperature,
+                                  avg_logprob=s["avg_logprob"], no_speech_prob=decoded[i].no_speech_prob)
         if opts.logprobs:
             segment["logprobs"] = logprobs[i]
         segments.append(segment)
     return raw["language"], segments
 
 
-def sequential(pipe, audio: np.ndarray, opts, sampling: Sampling, on_text: OnText | None,
+def sequential(pipe, audio: np.ndarray, opts, *, sampling: Sampling, on_text: OnText | None,
                cancel: threading.Event | None) -> tuple[str, list[dict]]:
     """faster-whisper's own loop (it applies the same temperature and fallback rules itself)."""
     install_hooks(pipe).reset()
@@ -217,8 +216,9 @@ def sequential(pipe, audio: np.ndarray, opts, sampling: Sampling, on_text: OnTex
     for seg in pieces:  # a generator: each segment is decoded only when asked for
         if cancel is not None and cancel.is_set():
             raise Cancelled("client disconnected")
-        out = verbose_segment(len(segments), seg.start, seg.end, seg.text, list(seg.tokens), seg.temperature,
-                              seg.avg_logprob, seg.no_speech_prob)
+        out = verbose_segment(len(segments), start=seg.start, end=seg.end, text=seg.text, tokens=list(seg.tokens),
+                              temperature=seg.temperature, avg_logprob=seg.avg_logprob,
+                              no_speech_prob=seg.no_speech_prob)
         out["words"] = [{"word": w.word.strip(), "start": round(w.start, 3), "end": round(w.end, 3),
                          "score": round(w.probability, 3)} for w in seg.words or []]
         segments.append(out)

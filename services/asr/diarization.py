@@ -11,8 +11,8 @@ def load_diarizer(model_name: str, device: str, token: str | None, cache_dir: st
     return DiarizationPipeline(model_name=model_name, token=token, device=device, cache_dir=cache_dir)
 
 
-def diarize(diarizer, segments: list[dict], audio: np.ndarray, min_speakers: int | None,
-            max_speakers: int | None, known: list[tuple[str, np.ndarray]] = (), min_similarity: float = 0.0) -> None:
+def diarize(diarizer, segments: list[dict], audio: np.ndarray, *, min_speakers: int | None,
+            max_speakers: int | None, known: list[tuple[str, np.ndarray]], min_similarity: float) -> None:
     """Label segments and their words with ``speaker`` in place, with the names clients see: a known
     speaker's name where its reference matches a diarized speaker, otherwise OpenAI's A, B, ..."""
     from whisperx.diarize import assign_word_speakers
@@ -69,4 +69,4 @@ def match_known_speakers(centroids: dict[str, list[float]], references: np.ndarr
         return {}
     similarity = 1.0 - cdist(np.array([centroids[label] for label in labels]), references, metric="cosine")
     rows, cols = linear_sum_assignment(similarity, maximize=True)
-    return {labels[r]: names[c] for r, c in zip(rows, cols) if similarity[r, c] >= min_similarity}
+    return {labels[r]: names[c] for r, c in zip(rows, cols, strict=False) if similarity[r, c] >= min_similarity}

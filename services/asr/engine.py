@@ -18,7 +18,7 @@ import numpy as np
 
 from services.asr import alignment, decoding, diarization
 from services.asr.audio import SAMPLE_RATE, BadAudio, decode
-from services.asr.decoding import Cancelled, OnText, Sampling
+from services.asr.decoding import OnText, Sampling
 from services.asr.job import TranscribeJob, UnknownModel, UnsupportedOption, options_from
 from services.asr.result import assemble
 from services.asr.settings import AsrSettings
@@ -27,6 +27,7 @@ from services.common.device import resolve_device
 from services.common.errors import BadRequest
 from services.common.lifecycle import ManagedModel
 from services.common.predictor_metrics import PredictorMetrics
+from services.common.work import Cancelled
 
 MAX_KNOWN_SPEAKERS = 4
 
@@ -143,7 +144,7 @@ class AsrEngine:
     def _known_speakers(self, job: TranscribeJob, cancel) -> list[tuple[str, np.ndarray]]:
         """Each known speaker's reference decoded; OpenAI asks for 2 to 10 seconds of speech."""
         out = []
-        for i, (name, data) in enumerate(zip(job.options.known_speaker_names, job.references)):
+        for i, (name, data) in enumerate(zip(job.options.known_speaker_names, job.references, strict=False)):
             try:
                 audio = decode(data, 60.0, param="known_speaker_references[]", cancel=cancel)
             except BadRequest as exc:
@@ -181,8 +182,9 @@ class AsrEngine:
                 alignment.align(model, segments, audio, self.device)
         if segments and options.diarize:
             with self._stage("diarize", cancel), self._diarizer.exclusive() as model:
-                diarization.diarize(model, segments, audio, options.min_speakers, options.max_speakers,
-                                    known, self.settings.known_speaker_min_similarity)
+                diarization.diarize(model, segments, audio, min_speakers=options.min_speakers,
+                                    max_speakers=options.max_speakers, known=known,
+                                    min_similarity=self.settings.known_speaker_min_similarity)
         result = assemble(language, audio, options.task, segments)
         self.metrics.work_done(result["duration"], time.perf_counter() - started)
         return result
@@ -191,5 +193,6 @@ class AsrEngine:
         with self._whisper_for(job.options.model).exclusive() as pipe:
             sampling = self.sampling(job, pipe)
             if job.options.word_timestamps and self.settings.word_timestamps == "whisper":
-                return decoding.sequential(pipe, audio, job.options, sampling, on_text, cancel)
-            return decoding.batched(pipe, audio, job.options, self.settings.batch_size, sampling, on_text, cancel)
+                return decoding.sequential(pipe, audio, job.options, sampling=sampling, on_text=on_text, cancel=cancel)
+            return decoding.batched(pipe, audio, job.options, batch_size=self.settings.batch_size, sampling=sampling,
+                                    on_text=on_text, cancel=cancel)

@@ -50,8 +50,8 @@ def _typed(params: dict[str, Any], name: str, kind: type, default: Any = None) -
     value = params.get(name, default)
     if value is None or value == "":
         return default
-    if kind is bool and isinstance(value, bool) or kind is not bool and isinstance(value, kind) \
-            and not isinstance(value, bool):
+    if (kind is bool and isinstance(value, bool)) or (kind is not bool and isinstance(value, kind) \
+            and not isinstance(value, bool)):
         return value
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)

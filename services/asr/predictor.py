@@ -65,7 +65,7 @@ class AsrPredictor(LazyPredictor):
                         yield event
             except ServiceError as exc:  # after the 200 only an in-band error is possible
                 yield _event("error", message=exc.message, code=exc.code, status=exc.status)
-            except Exception:  # noqa: BLE001 - the detail goes to the log, the client learns the kind
+            except Exception:
                 log.exception("transcription failed after the stream started")
                 yield _event("error", message="ASR backend failed while transcribing", code="backend_failed",
                              status=500)

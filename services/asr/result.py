@@ -20,10 +20,10 @@ def language_name(code: str) -> str:
     return LANGUAGES.get(code, code)
 
 
-def verbose_segment(idx: int, start: float, end: float, text: str, tokens: list[int], temperature: float,
+def verbose_segment(idx: int, *, start: float, end: float, text: str, tokens: list[int], temperature: float,
                     avg_logprob: float, no_speech_prob: float) -> dict:
     """A segment with every field of OpenAI's ``TranscriptionSegment``."""
-    return {"id": idx, "seek": int(round(start * 100)),  # Whisper's seek counts 10 ms frames
+    return {"id": idx, "seek": round(start * 100),  # Whisper's seek counts 10 ms frames
             "start": round(float(start), 3), "end": round(float(end), 3), "text": text, "tokens": tokens,
             "temperature": float(temperature), "avg_logprob": float(avg_logprob),
             "compression_ratio": compression_ratio(text), "no_speech_prob": float(no_speech_prob)}
@@ -31,7 +31,7 @@ def verbose_segment(idx: int, start: float, end: float, text: str, tokens: list[
 
 def fill_word_times(words: list[dict], start: float, end: float) -> list[dict]:
     """Alignment leaves words it cannot place (digits, symbols) without times: take the neighbours'."""
-    out = []
+    out: list[dict] = []
     for i, word in enumerate(words):
         w = dict(word)
         if "start" not in w:

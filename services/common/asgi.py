@@ -45,7 +45,7 @@ def header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-async def send_error(send: Send, exc: ServiceError, extra_headers: list[tuple[bytes, bytes]] = ()) -> None:
+async def send_error(send: Send, exc: ServiceError, extra_headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
     body = error_bytes(exc)
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                *((k.lower().encode(), v.encode()) for k, v in exc.headers.items()), *extra_headers]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 
 def resolve_device(device: str) -> str:
     """``auto`` -> ``cuda`` where a GPU is visible, else ``cpu``; an explicit choice stays."""
@@ -13,12 +15,10 @@ def resolve_device(device: str) -> str:
 
 
 def accelerator_memory() -> dict[str, int]:
-    """Bytes allocated and reserved by torch on each visible GPU (empty without CUDA)."""
-    try:
-        import torch
-    except ImportError:
-        return {}
-    if not torch.cuda.is_available():
+    """Bytes allocated and reserved by torch on each visible GPU (empty without CUDA). Never imports
+    torch itself: called on the event loop, an import would wait for a worker thread's import."""
+    torch = sys.modules.get("torch")
+    if torch is None or not hasattr(torch, "cuda") or not torch.cuda.is_available():
         return {}
     out = {}
     for index in range(torch.cuda.device_count()):

@@ -70,7 +70,7 @@ class DrainingServer(uvicorn.Server):
         super().__init__(config)
         self.drain = drain
 
-    def handle_exit(self, sig: int, frame) -> None:  # noqa: ANN001 - signal handler signature
+    def handle_exit(self, sig: int, frame) -> None:
         if self.drain.draining:
             super().handle_exit(sig, frame)  # a second signal: stop now
             return

@@ -122,7 +122,7 @@ class ManagedModel(Generic[T]):
                 started = time.perf_counter()
                 try:
                     self._model = self._loader()
-                except Exception as exc:  # noqa: BLE001 - any loader failure is reported the same way
+                except Exception as exc:
                     release_accelerator_memory()
                     log.error("could not load %s: %s: %s", self.name, type(exc).__name__, exc)
                     raise ModelLoadError(self.name, exc) from exc

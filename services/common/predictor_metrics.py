@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -52,6 +52,8 @@ class PredictorMetrics:
         self.rejected = Counter(f"{p}_rejected", "Requests refused before any work", ["reason"], registry=r)
         self.cancelled = Counter(f"{p}_cancelled", "Requests whose client left before the answer was complete",
                                  ["route"], registry=r)
+        self.work_stopped = Counter(f"{p}_work_stopped", "Model work stopped early because its client left",
+                                    registry=r)
         self.stage = Histogram(f"{p}_stage_seconds", "Time per processing stage", ["stage"],
                                buckets=LATENCY_BUCKETS, registry=r)
         self.audio_seconds = Counter(f"{p}_audio_seconds", "Seconds of audio transcribed or synthesised",

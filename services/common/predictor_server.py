@@ -13,7 +13,7 @@ import logging
 import secrets
 import time
 import warnings
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -171,7 +171,8 @@ def add_routes(app: FastAPI, predictor: LazyPredictor, drain: Drain) -> None:
             job = await parse(request, predictor)
             watch, handed = ClientWatch(request.receive), True
             with predictor.mapped_errors():
-                outputs = await run_in_worker(lambda cancel: predictor.run(job, cancel), ticket, watch)
+                outputs = await run_in_worker(lambda cancel: predictor.run(job, cancel), ticket, watch,
+                                              metrics.work_stopped.inc)
         except ClientGone:
             metrics.cancelled.labels("infer").inc()
             return Response(status_code=499)
@@ -192,7 +193,8 @@ def add_routes(app: FastAPI, predictor: LazyPredictor, drain: Drain) -> None:
             ticket.done()
             raise
         watch = ClientWatch(request.receive)
-        items = stream_from_worker(lambda emit, cancel: predictor.produce(job, emit, cancel), ticket, watch)
+        items = stream_from_worker(lambda emit, cancel: predictor.produce(job, emit, cancel), ticket, watch,
+                                   metrics.work_stopped.inc)
         try:
             with predictor.mapped_errors():
                 first = await anext(items)  # a failure before the first item is still an HTTP error
@@ -210,7 +212,8 @@ def add_routes(app: FastAPI, predictor: LazyPredictor, drain: Drain) -> None:
             "infer_stream").inc()))
 
 
-async def _closing(items: AsyncIterator[Any], watch: ClientWatch, on_cancel: Callable[[], None]) -> AsyncIterator[Any]:
+async def _closing(items: AsyncGenerator[Any, None], watch: ClientWatch,
+                   on_cancel: Callable[[], None]) -> AsyncIterator[Any]:
     finished = False
     try:
         async for item in items:

@@ -18,8 +18,9 @@ class PredictorSettings(BaseSettings):
         None, description="When set, inference and model routes need 'Authorization: Bearer <token>' "
                           "(the gateway's GATEWAY_*_TOKEN); health, readiness and metrics stay open.")
     threads: int = Field(4, ge=1, le=256, description="CPU threads for the model runtime.")
-    unload_policy: UnloadPolicy = Field(
-        "after_request", description="'after_request', 'never', or idle seconds before unloading.")
+    unload_policy: UnloadPolicy = Field(  # the string is parsed to seconds by UnloadPolicy
+        "after_request",  # type: ignore[assignment]
+        description="'after_request', 'never', or idle seconds before unloading.")
     max_active: int = Field(
         1, ge=1, le=64, description="Requests worked on at once. Each model still runs one request at a "
                                     "time, so more than 1 only overlaps different models or stages.")

@@ -74,9 +74,13 @@ class Tensor:
     raw: memoryview | None = None  # binary data
 
     def elements(self) -> list[memoryview]:
-        """The elements of a binary BYTES tensor, as slices of the body."""
-        if self.raw is None or self.datatype != "BYTES":
-            raise WireError(f"input '{self.name}' must be a binary BYTES tensor")
+        """The elements of a BYTES tensor: slices of the body when binary, or its JSON strings."""
+        if self.datatype != "BYTES":
+            raise WireError(f"input '{self.name}' must be a BYTES tensor")
+        if self.raw is None:
+            if not isinstance(self.data, list) or not all(isinstance(x, str) for x in self.data):
+                raise WireError(f"input '{self.name}' has no binary data and no JSON strings")
+            return [memoryview(x.encode("utf-8")) for x in self.data]
         out, offset = [], 0
         while offset < len(self.raw):
             if offset + 4 > len(self.raw):

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import contextvars
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any, TypeVar
 
 from starlette.types import Receive
@@ -23,6 +23,10 @@ from services.common.admission import Ticket
 
 T = TypeVar("T")
 Emit = Callable[[Any], None]
+
+
+class Cancelled(RuntimeError):
+    """Raised by model code at its next check once ``cancel`` is set: the work stopped early."""
 
 
 class ClientGone(Exception):
@@ -61,23 +65,24 @@ class ClientWatch:
         self._task.cancel()
 
 
-def _in_thread(fn: Callable[[], T], ticket: Ticket) -> asyncio.Future[T]:
+def _in_thread(fn: Callable[[], T], ticket: Ticket, on_stopped: Callable[[], None] | None) -> asyncio.Future[T]:
     loop = asyncio.get_running_loop()
     future = loop.run_in_executor(None, contextvars.copy_context().run, fn)
 
     def finished(done: asyncio.Future) -> None:
         ticket.done()
-        if not done.cancelled():
-            done.exception()  # retrieved: a thread stopped for a client that left is not an error
+        if not done.cancelled() and isinstance(done.exception(), Cancelled) and on_stopped is not None:
+            on_stopped()  # (the exception is retrieved: a stop for a client that left is not an error)
     future.add_done_callback(finished)
     return future
 
 
-async def run_in_worker(fn: Callable[[threading.Event], T], ticket: Ticket, watch: ClientWatch) -> T:
+async def run_in_worker(fn: Callable[[threading.Event], T], ticket: Ticket, watch: ClientWatch,
+                        on_stopped: Callable[[], None] | None = None) -> T:
     """Wait for a place, run ``fn(cancel)`` in a thread. The ticket is always closed."""
     try:
         await watch.race(ticket.start())
-        future = _in_thread(lambda: fn(watch.cancel), ticket)
+        future = _in_thread(lambda: fn(watch.cancel), ticket, on_stopped)
     except BaseException:
         ticket.done()
         raise
@@ -88,12 +93,13 @@ async def run_in_worker(fn: Callable[[threading.Event], T], ticket: Ticket, watc
         raise
 
 
-async def stream_from_worker(produce: Callable[[Emit, threading.Event], None], ticket: Ticket,
-                             watch: ClientWatch) -> AsyncIterator[Any]:
+async def stream_from_worker(produce: Callable[[Emit, threading.Event], None], ticket: Ticket, watch: ClientWatch,
+                             on_stopped: Callable[[], None] | None = None) -> AsyncGenerator[Any, None]:
     """Wait for a place, run ``produce(emit, cancel)`` in a thread and yield what it emits; an
     exception in the producer is raised here, after the items before it. When the consumer stops
     early (the client left), ``cancel`` is set so the producer stops at its next item."""
-    loop, queue, done = asyncio.get_running_loop(), asyncio.Queue(), object()
+    loop, done = asyncio.get_running_loop(), object()
+    queue: asyncio.Queue[Any] = asyncio.Queue()
 
     def emit(item: Any) -> None:
         loop.call_soon_threadsafe(queue.put_nowait, item)
@@ -101,13 +107,16 @@ async def stream_from_worker(produce: Callable[[Emit, threading.Event], None], t
     def run() -> None:
         try:
             produce(emit, watch.cancel)
+        except Cancelled:
+            emit(done)
+            raise  # counted by ``_in_thread``
         except Exception as exc:  # noqa: BLE001 - re-raised in the consumer, in order
             emit(exc)
         emit(done)
 
     try:
         await watch.race(ticket.start())
-        _in_thread(run, ticket)
+        _in_thread(run, ticket, on_stopped)
     except BaseException:
         ticket.done()
         raise

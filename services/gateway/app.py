@@ -53,10 +53,10 @@ def create_app(settings: GatewaySettings, transports: dict[str, httpx.AsyncBaseT
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        app.state.asr = Backend("ASR", settings.asr_url, settings.asr_model_name, _secret(settings.asr_token),
-                                settings, transports.get("asr"))
-        app.state.tts = Backend("TTS", settings.tts_url, settings.tts_model_name, _secret(settings.tts_token),
-                                settings, transports.get("tts"))
+        app.state.asr = Backend("ASR", settings.asr_url, settings.asr_model_name, token=_secret(settings.asr_token),
+                                settings=settings, transport=transports.get("asr"))
+        app.state.tts = Backend("TTS", settings.tts_url, settings.tts_model_name, token=_secret(settings.tts_token),
+                                settings=settings, transport=transports.get("tts"))
         app.state.catalog = ModelCatalog({"transcription": app.state.asr, "speech": app.state.tts},
                                          settings.models_ttl_seconds, metrics.known_models.update)
         yield

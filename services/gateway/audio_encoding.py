@@ -95,7 +95,7 @@ class AudioEncoder:
         for frame in frames:
             frame.pts = self._pts
             self._pts += frame.samples
-            for packet in self._stream.encode(frame):
+            for packet in self._stream.encode(frame):  # type: ignore[union-attr]
                 self._out.mux(packet)
         return self._drain()
 
@@ -111,7 +111,7 @@ class AudioEncoder:
         tail = head + self._encode(self._frames(None))
         if self._raw:
             return tail
-        for packet in self._stream.encode(None):
+        for packet in self._stream.encode(None):  # type: ignore[union-attr]
             self._out.mux(packet)
         self._out.close()
         if isinstance(self._sink, _StreamSink):

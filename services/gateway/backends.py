@@ -15,8 +15,15 @@ import httpx
 from services.common import v2wire
 from services.common.errors import no_retry
 from services.common.logs import REQUEST_ID
-from services.gateway.errors import (BackendBusy, BackendFailed, BackendTimeout, BackendUnavailable, BadRequest,
-                                     PayloadTooLarge, ServiceError)
+from services.gateway.errors import (
+    BackendBusy,
+    BackendFailed,
+    BackendTimeout,
+    BackendUnavailable,
+    BadRequest,
+    PayloadTooLarge,
+    ServiceError,
+)
 from services.gateway.settings import GatewaySettings
 
 log = logging.getLogger(__name__)
@@ -24,7 +31,7 @@ Body = Callable[[], Any]  # makes the request body afresh (a retry sends it agai
 
 
 class Backend:
-    def __init__(self, label: str, base_url: str, model_name: str, token: str | None, settings: GatewaySettings,
+    def __init__(self, label: str, base_url: str, model_name: str, *, token: str | None, settings: GatewaySettings,
                  transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.label, self.model_name = label, model_name
         self.retry_after = settings.retry_after_seconds

@@ -9,8 +9,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from services.common.errors import (BadRequest, NotFound, Overloaded, PayloadTooLarge, ServiceError, Unauthorized,
-                                    Unavailable)
+from services.common.errors import (
+    BadRequest,
+    NotFound,
+    Overloaded,
+    PayloadTooLarge,
+    ServiceError,
+    Unauthorized,
+    Unavailable,
+)
 
 log = logging.getLogger(__name__)
 __all__ = ["BackendBusy", "BackendFailed", "BackendTimeout", "BackendUnavailable", "BadRequest", "NotFound",

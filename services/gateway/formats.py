@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 def _clock(seconds: float, sep: str) -> str:
-    ms = int(round(max(seconds, 0.0) * 1000))
+    ms = round(max(seconds, 0.0) * 1000)
     hours, ms = divmod(ms, 3_600_000)
     minutes, ms = divmod(ms, 60_000)
     secs, ms = divmod(ms, 1000)

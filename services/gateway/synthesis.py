@@ -78,8 +78,9 @@ class PcmStream:
     async def chunks(self) -> AsyncIterator[np.ndarray]:
         rest = b""
         try:
-            async for data in self.response.aiter_bytes():
-                data, cut = rest + data, (len(rest) + len(data)) // 4 * 4
+            async for received in self.response.aiter_bytes():
+                data = rest + received
+                cut = len(data) // 4 * 4
                 rest = data[cut:]
                 if cut:
                     self.samples_seen += cut // 4

@@ -15,9 +15,16 @@ from collections.abc import AsyncIterator
 
 import httpx
 from fastapi import UploadFile
-from openai.types.audio import (Transcription, TranscriptionDiarized, TranscriptionTextDeltaEvent,
-                                TranscriptionTextDoneEvent, TranscriptionTextSegmentEvent, TranscriptionVerbose,
-                                Translation, TranslationVerbose)
+from openai.types.audio import (
+    Transcription,
+    TranscriptionDiarized,
+    TranscriptionTextDeltaEvent,
+    TranscriptionTextDoneEvent,
+    TranscriptionTextSegmentEvent,
+    TranscriptionVerbose,
+    Translation,
+    TranslationVerbose,
+)
 
 from services.common.errors import echo
 from services.gateway import sse
@@ -125,8 +132,8 @@ def _blobs(file: UploadFile, size: int, references: list[bytes]) -> list[Blob]:
 
 
 async def run_asr(backend: Backend, file: UploadFile, size: int, parameters: dict,
-                  references: list[bytes] = ()) -> dict:
-    output = await backend.infer(new_request(parameters), _blobs(file, size, list(references)), "result")
+                  references: list[bytes] | None = None) -> dict:
+    output = await backend.infer(new_request(parameters), _blobs(file, size, references or []), "result")
     raw = output.raw or b""
     try:
         (length,) = struct.unpack_from("<I", raw)
@@ -191,7 +198,7 @@ def diarized(result: dict) -> dict:
                                  usage={"type": "duration", "seconds": result["duration"]}).model_dump()
 
 
-async def stream_transcription(backend: Backend, file: UploadFile, size: int, form: TranscriptionRequest,
+async def stream_transcription(backend: Backend, file: UploadFile, size: int, form: TranscriptionRequest, *,
                                references: list[bytes], on_result) -> AsyncIterator[bytes]:
     """Open the backend stream now (its errors are HTTP errors); return the SSE body to send."""
     header = new_request(transcription_parameters(form))
@@ -211,13 +218,13 @@ async def _sse(response: httpx.Response, form: TranscriptionRequest,
                 delta = item["text"] if started else item["text"].lstrip()
                 started = started or bool(delta)
                 if delta:
-                    event = TranscriptionTextDeltaEvent(type="transcript.text.delta", delta=delta,
-                                                        logprobs=item.get("logprobs"))
-                    yield sse.event(event.model_dump(exclude_none=True))
+                    delta_event = TranscriptionTextDeltaEvent.model_validate(
+                        {"type": "transcript.text.delta", "delta": delta, "logprobs": item.get("logprobs")})
+                    yield sse.event(delta_event.model_dump(exclude_none=True))
             elif item["type"] == "result":
                 on_result(item["result"])
-                for event in final_events(item["result"], form):
-                    yield event
+                for final in final_events(item["result"], form):
+                    yield final
                 return
             else:
                 yield sse.error_event(f"ASR backend failed: {item.get('message')}", item.get("code"))
@@ -234,7 +241,7 @@ def final_events(result: dict, form: TranscriptionRequest) -> list[bytes]:
     events = []
     if form.response_format == "diarized_json":
         events = [sse.event(seg) for seg in diarized_segments(result)]
-    done = TranscriptionTextDoneEvent(type="transcript.text.done", text=result["text"],
-                                      logprobs=_logprobs(result, form))
+    done = TranscriptionTextDoneEvent.model_validate(
+        {"type": "transcript.text.done", "text": result["text"], "logprobs": _logprobs(result, form)})
     return [*events, sse.event(done.model_dump(exclude_none=True))]
 

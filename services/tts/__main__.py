@@ -5,6 +5,5 @@ from services.tts.engine import TtsEngine
 from services.tts.predictor import TtsPredictor
 from services.tts.settings import TtsSettings
 
-
 if __name__ == "__main__":
     main("tts", TtsSettings, TtsEngine, TtsPredictor)

@@ -19,6 +19,7 @@ from services.common.device import resolve_device
 from services.common.errors import BadRequest, echo
 from services.common.lifecycle import ManagedModel
 from services.common.predictor_metrics import PredictorMetrics
+from services.common.work import Cancelled
 from services.tts import text as texts
 from services.tts.settings import TtsSettings
 from services.tts.tempo import change_speed
@@ -34,10 +35,6 @@ class BadSpeechRequest(BadRequest):
 
     def __init__(self, message: str, param: str = "input", code: str = "invalid_value") -> None:
         super().__init__(message, param=param, code=code)
-
-
-class Cancelled(RuntimeError):
-    """The client went away; synthesis stopped between pieces."""
 
 
 @dataclass(frozen=True)
@@ -157,6 +154,7 @@ class TtsEngine:
         except Cancelled:
             self.streams_cancelled += 1
             log.info("stream cancelled: the client disconnected")
+            raise
 
     def _pieces_audio(self, job: SpeechJob, cancel: threading.Event | None, streaming: bool) -> Iterator[Audio]:
         started, produced = time.perf_counter(), 0.0
@@ -248,7 +246,7 @@ class TtsEngine:
 def _xtts_fits(model, language: str):
     """XTTS takes a piece within its per-language character budget and under its text-token limit."""
     tokenizer = model.tokenizer
-    char_limit = getattr(tokenizer, "char_limits", {}).get(language.split("-")[0], 250)
+    char_limit = getattr(tokenizer, "char_limits", {}).get(language.split("-", maxsplit=1)[0], 250)
     token_limit = int(model.args.gpt_max_text_tokens) - 2
 
     def fits(piece: str) -> bool:

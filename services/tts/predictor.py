@@ -37,7 +37,7 @@ class TtsPredictor(LazyPredictor):
     def run(self, job: SpeechJob, cancel) -> list[v2wire.BinaryOutput]:
         audio = self.speech_engine.synthesize(job, cancel)
         samples = audio.samples.astype("<f4", copy=False)
-        return [v2wire.BinaryOutput("audio", "FP32", [int(samples.size)], memoryview(samples).cast("B"),
+        return [v2wire.BinaryOutput("audio", "FP32", [int(samples.size)], samples.tobytes(),
                                     {"sample_rate": audio.sample_rate})]
 
     def produce(self, job: SpeechJob, emit: Emit, cancel) -> None:

@@ -33,7 +33,8 @@ class TtsSettings(PredictorSettings):
         description="Where the default reference is fetched once if the file is missing (empty: never).")
     voices: dict[str, Path] = Field(
         {}, description="Voice name -> reference recording (e.g. on the model-cache volume).")
-    voice_dir: Path | None = Field(None, description="Where conditioning latents are cached; default <Coqui cache>/voices.")
+    voice_dir: Path | None = Field(
+        None, description="Where conditioning latents are cached; default <Coqui cache>/voices.")
     stream_chunk_size: int = Field(20, ge=1, le=400,
                                    description="XTTS GPT tokens per streamed chunk (smaller: earlier first audio).")
     max_piece_chars: int = Field(

@@ -15,7 +15,7 @@ def atempo_chain(speed: float) -> list[float]:
     while speed < 0.5:
         factors.append(0.5)
         speed /= 0.5
-    return factors + [speed]
+    return [*factors, speed]
 
 
 def change_speed(samples: np.ndarray, sample_rate: int, speed: float) -> np.ndarray:
@@ -39,7 +39,7 @@ def change_speed(samples: np.ndarray, sample_rate: int, speed: float) -> np.ndar
     out = []
     while True:
         try:
-            out.append(sink.pull().to_ndarray().reshape(-1))
+            out.append(sink.pull().to_ndarray().reshape(-1))  # type: ignore[attr-defined]
         except (av.error.BlockingIOError, av.error.EOFError):
             break
     return np.concatenate(out).astype(np.float32) if out else np.zeros(0, np.float32)

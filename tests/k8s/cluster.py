@@ -35,7 +35,7 @@ class LocalCluster:
                                             env=(os.environ | (env or {})), start_new_session=True)
 
     def stop(self) -> None:
-        for name, proc in reversed(list(self.procs.items())):
+        for _name, proc in reversed(list(self.procs.items())):
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
                 try:
@@ -64,7 +64,8 @@ class LocalCluster:
     def _pki(self) -> Path:
         pki = self.state / "pki"
         pki.mkdir()
-        sh = lambda *a: run("openssl", *a)
+        def sh(*a):
+            return run("openssl", *a)
         sh("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{pki}/ca.key", "-out", f"{pki}/ca.crt",
            "-days", "2", "-subj", "/CN=speech-stack-test-ca")
         sh("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{pki}/apiserver.key", "-out", f"{pki}/apiserver.csr",
@@ -78,7 +79,7 @@ class LocalCluster:
         (pki / "tokens.csv").write_text(f'{TOKEN},admin,admin-uid,"system:masters"\n')
         return pki
 
-    def start(self, controllers_follow: bool = False) -> "LocalCluster":
+    def start(self, controllers_follow: bool = False) -> LocalCluster:
         """Without controllers nothing removes the pvc-protection finalizer, so that admission
         plugin is off unless controllers will run (then PVC deletion behaves as in a cluster)."""
         pki = self._pki()

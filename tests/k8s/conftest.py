@@ -65,4 +65,4 @@ def apiserver(tmp_path_factory):
         cluster.stop()
 
 
-__all__ = ["ROOT", "render", "kubeconform", "objects", "find"]
+__all__ = ["ROOT", "find", "kubeconform", "objects", "render"]

@@ -167,7 +167,7 @@ def test_custom_voices_and_unload_policy_reach_the_predictors():
 EXTERNAL_VARS = {"TTS_HOME"}  # Coqui's own cache root, read by Coqui, not by TtsSettings
 
 
-@pytest.mark.parametrize("component,settings_cls", [("asr", AsrSettings), ("tts", TtsSettings),
+@pytest.mark.parametrize(("component", "settings_cls"), [("asr", AsrSettings), ("tts", TtsSettings),
                                                     ("gateway", GatewaySettings)])
 def test_chart_env_vars_are_settings_the_services_read(component, settings_cls):
     """Every ASR_/TTS_/GATEWAY_ variable the chart sets is a field of that service's settings,
@@ -200,7 +200,7 @@ def test_dockerfiles_install_from_the_same_pins():
     for path in (ROOT / "services").glob("*/Dockerfile"):
         text = path.read_text()
         assert "COPY pyproject.toml constraints.txt" in text and "pip install -c constraints.txt" in text
-        assert re.search(r"^USER 10001$", text, re.M) and "FROM python:3.11-" in text
+        assert re.search(r"^USER 10001$", text, re.MULTILINE) and "FROM python:3.11-" in text
 
 
 def test_skaffold_yaml_matches_its_schema_and_rewrites_isvc_images(tmp_path):

@@ -91,8 +91,13 @@ def build_xtts(out: Path, speakers: tuple[str, ...] = ("Ana Random", "Bo Random"
 def build_wav2vec2(out: Path) -> Path:
     """A random character-level Wav2Vec2ForCTC saved with save_pretrained (alignment stand-in)."""
     import torch
-    from transformers import (Wav2Vec2Config, Wav2Vec2CTCTokenizer, Wav2Vec2FeatureExtractor,
-                              Wav2Vec2ForCTC, Wav2Vec2Processor)
+    from transformers import (
+        Wav2Vec2Config,
+        Wav2Vec2CTCTokenizer,
+        Wav2Vec2FeatureExtractor,
+        Wav2Vec2ForCTC,
+        Wav2Vec2Processor,
+    )
 
     out.mkdir(parents=True, exist_ok=True)
     vocab = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, "|": 4}
@@ -173,4 +178,3 @@ if __name__ == "__main__":
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     paths = build_all(Path(sys.argv[1]))
-    print(json.dumps({k: str(v) for k, v in paths.items()}))

@@ -62,7 +62,8 @@ def _asr_result(request: v2wire.InferRequest | None) -> httpx.Response:
 
 
 def _asr_stream() -> httpx.Response:
-    lines = [{"type": "text", "text": " Hello"}, {"type": "text", "text": " there."}, {"type": "result", "result": RESULT}]
+    lines = [{"type": "text", "text": " Hello"}, {"type": "text", "text": " there."},
+             {"type": "result", "result": RESULT}]
     return httpx.Response(200, content=b"".join(json.dumps(x).encode() + b"\n" for x in lines),
                           headers={"content-type": "application/x-ndjson"})
 

@@ -9,9 +9,17 @@ from services.common.asgi import annotate
 from services.gateway import sse
 from services.gateway.openapi import ERROR_RESPONSES
 from services.gateway.protocol.transcriptions import TranscriptionRequest, TranslationRequest
-from services.gateway.transcription import (check_model, check_transcription, check_upload, render_transcription,
-                                            render_translation, run_asr, stream_transcription,
-                                            transcription_parameters, translation_parameters)
+from services.gateway.transcription import (
+    check_model,
+    check_transcription,
+    check_upload,
+    render_transcription,
+    render_translation,
+    run_asr,
+    stream_transcription,
+    transcription_parameters,
+    translation_parameters,
+)
 
 router = APIRouter(prefix="/v1/audio", tags=["audio"], responses=ERROR_RESPONSES)
 
@@ -36,7 +44,7 @@ async def create_transcription(request: Request, file: Annotated[UploadFile, Fil
         annotate(request.scope, audio_seconds=result.get("duration", 0.0))
 
     if form.stream:
-        events = await stream_transcription(state.asr, file, size, form, references, done)
+        events = await stream_transcription(state.asr, file, size, form, references=references, on_result=done)
         return StreamingResponse(events, media_type="text/event-stream", headers=sse.HEADERS)
     result = await run_asr(state.asr, file, size, transcription_parameters(form), references)
     done(result)
