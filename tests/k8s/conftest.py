@@ -30,9 +30,11 @@ def schema_dir(tmp_path_factory) -> Path:
     crd = out / "crd"
     crd.mkdir()
     crds = sorted(str(p) for p in (CACHE / "kserve-crds").glob("serving.kserve.io_*.yaml"))
+    crds += sorted(str(p) for p in (CACHE / "prometheus-operator-crds").glob("monitoring.coreos.com_*.yaml"))
     subprocess.run([sys.executable, str(CACHE / "openapi2jsonschema.py"), *crds], cwd=crd, check=True,
                    capture_output=True, env=os.environ | {"FILENAME_FORMAT": "{kind}-{group}-{version}"})
     assert (crd / "inferenceservice-serving-v1beta1.json").exists()
+    assert (crd / "servicemonitor-monitoring-v1.json").exists() and (crd / "podmonitor-monitoring-v1.json").exists()
     return out
 
 
@@ -60,6 +62,8 @@ def apiserver(tmp_path_factory):
     cluster = LocalCluster(tmp_path_factory.mktemp("apiserver")).start()
     try:
         cluster.apply_kserve_crds()
+        for crd in sorted((CACHE / "prometheus-operator-crds").glob("*.yaml")):  # the optional monitors
+            cluster.kubectl("apply", "--server-side", "-f", str(crd))
         yield cluster
     finally:
         cluster.stop()

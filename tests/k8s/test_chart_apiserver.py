@@ -61,7 +61,7 @@ def test_install_read_back_upgrade_uninstall(apiserver, api, name):
     prefix = f"{release}-speech-stack"
     asr = isvc(api, namespace, f"{prefix}-asr")
     container = asr["spec"]["predictor"]["containers"][0]
-    assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     gpu = values.get("asr.gpu.enabled", True)
     assert ("nvidia.com/gpu" in container["resources"]["limits"]) == gpu
     assert asr["spec"]["predictor"]["minReplicas"] == values.get("asr.minReplicas", 1)
@@ -72,14 +72,17 @@ def test_install_read_back_upgrade_uninstall(apiserver, api, name):
         secret = api["core"].read_namespaced_secret(f"{prefix}-hf-token", namespace)
         assert set(secret.data) == {"HF_TOKEN"}
     if values.get("gateway.autoscaling.enabled"):
-        assert api["hpa"].read_namespaced_horizontal_pod_autoscaler(f"{prefix}-gateway", namespace).spec.max_replicas == 4
-        assert api["policy"].read_namespaced_pod_disruption_budget(f"{prefix}-gateway", namespace).spec.min_available == 1
+        hpa = api["hpa"].read_namespaced_horizontal_pod_autoscaler(f"{prefix}-gateway", namespace)
+        assert hpa.spec.max_replicas == 4
+        pdb = api["policy"].read_namespaced_pod_disruption_budget(f"{prefix}-gateway", namespace)
+        assert pdb.spec.max_unavailable == 1
     policies = api["net"].list_namespaced_network_policy(namespace).items
     assert sorted(p.metadata.name for p in policies) == [f"{prefix}-asr", f"{prefix}-tts"]
 
     apiserver.helm("upgrade", release, str(CHART), "-n", namespace, *install_args(values),
-                   "--set", "tts.maxReplicas=2", "--set", "gateway.readTimeout=900")
-    assert isvc(api, namespace, f"{prefix}-tts")["spec"]["predictor"]["maxReplicas"] == 2
+                   "--set", "tts.maxQueue=3", "--set", "gateway.readTimeout=900")
+    tts_env = isvc(api, namespace, f"{prefix}-tts")["spec"]["predictor"]["containers"][0]["env"]
+    assert {"name": "TTS_MAX_QUEUE", "value": "3"} in tts_env
     gateway = api["apps"].read_namespaced_deployment(f"{prefix}-gateway", namespace)
     assert {e.name: e.value for e in gateway.spec.template.spec.containers[0].env}["GATEWAY_READ_TIMEOUT"] == "900"
     assert "REVISION: 2" in apiserver.helm("status", release, "-n", namespace).stdout

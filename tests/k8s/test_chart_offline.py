@@ -35,9 +35,10 @@ def test_kubeconform_catches_a_bad_inferenceservice(schema_dir):
 
 @pytest.mark.parametrize("case", BAD_VALUES)
 def test_bad_values_are_rejected(case):
-    out = render(values=BAD_VALUES[case], check=False)
+    values, needle = BAD_VALUES[case]
+    out = render(values=values, check=False)
     assert out.returncode != 0, f"{case} was accepted"
-    assert "schema" in out.stderr or "Serverless" in out.stderr
+    assert needle in out.stderr, out.stderr
 
 
 def predictor(docs, component):
@@ -55,8 +56,9 @@ def test_predictors_probe_healthz_on_8080_with_gpu_placement():
         isvc, spec, c = predictor(docs, component)
         assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "RawDeployment"
         assert c["name"] == "kserve-container" and c["ports"][0]["containerPort"] == 8080
-        for probe in ("readinessProbe", "startupProbe", "livenessProbe"):
+        for probe in ("startupProbe", "livenessProbe"):
             assert c[probe]["httpGet"]["path"] == "/healthz"
+        assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"  # 503 while draining
         assert c["startupProbe"]["periodSeconds"] * c["startupProbe"]["failureThreshold"] >= 600
         assert c["resources"]["limits"]["nvidia.com/gpu"] == 1
         assert spec["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
@@ -94,7 +96,8 @@ def test_existing_claims_and_secrets_are_referenced_not_created():
     docs = objects(render(values=VALUES_SETS["existing-secret-and-claims"]).stdout)
     assert not [d for d in docs if d["kind"] in ("PersistentVolumeClaim", "Secret")]
     _, asr_spec, asr = predictor(docs, "asr")
-    assert next(v for v in asr_spec["volumes"] if v["name"] == "cache")["persistentVolumeClaim"]["claimName"] == "asr-models"
+    cache = next(v for v in asr_spec["volumes"] if v["name"] == "cache")
+    assert cache["persistentVolumeClaim"]["claimName"] == "asr-models"
     assert env_of(asr)["HF_TOKEN"] == {"secretKeyRef": {"name": "my-hf-token", "key": "HF_TOKEN"}}
     gw = find(docs, "Deployment", "-gateway")["spec"]["template"]["spec"]["containers"][0]
     assert env_of(gw)["GATEWAY_API_KEYS"] == {"secretKeyRef": {"name": "my-api-keys", "key": "api-keys"}}
@@ -104,7 +107,7 @@ def test_secret_values_live_only_in_secrets():
     manifest = render(values=VALUES_SETS["ingress-tls"]).stdout
     docs = objects(manifest)
     secrets = [d for d in docs if d["kind"] == "Secret"]
-    assert len(secrets) == 2
+    assert len(secrets) == 3  # HF token, API keys, predictor token
     outside = "\n".join(str(d) for d in docs if d["kind"] != "Secret")
     assert "hf_test_token_value" not in outside and "sk-test-key-1" not in outside
     ingress = find(docs, "Ingress", "-gateway")
@@ -118,7 +121,7 @@ def test_gateway_points_at_the_services_kserve_creates():
     env = env_of(gw)
     assert env["GATEWAY_ASR_URL"] == "http://rel-speech-stack-asr-predictor.ns1.svc.cluster.local"
     assert env["GATEWAY_TTS_URL"] == "http://rel-speech-stack-tts-predictor.ns1.svc.cluster.local"
-    assert gw["ports"][0]["containerPort"] == 5148 and gw["readinessProbe"]["httpGet"]["path"] == "/healthz"
+    assert gw["ports"][0]["containerPort"] == 5148 and gw["readinessProbe"]["httpGet"]["path"] == "/readyz"
     service = find(docs, "Service", "-gateway")
     assert service["spec"]["ports"][0]["targetPort"] == "http"
 
@@ -161,7 +164,11 @@ def test_custom_voices_and_unload_policy_reach_the_predictors():
     docs = objects(render(values=VALUES_SETS["custom-voices"]).stdout)
     tts = env_of(predictor(docs, "tts")[2])
     assert TtsSettings(voices=json.loads(tts["TTS_VOICES"])).voices["alloy"].name == "alloy.wav"
-    assert tts["TTS_UNLOAD_POLICY"] == "300" and env_of(predictor(docs, "asr")[2])["ASR_UNLOAD_POLICY"] == "never"
+    assert tts["TTS_UNLOAD_POLICY"] == "300"
+    assert env_of(predictor(docs, "asr")[2])["ASR_UNLOAD_POLICY"] == "after_request"
+    defaults = objects(render().stdout)
+    for component in ("asr", "tts"):  # one GPU per predictor: models stay loaded by default in the chart
+        assert env_of(predictor(defaults, component)[2])[f"{component.upper()}_UNLOAD_POLICY"] == "never"
 
 
 EXTERNAL_VARS = {"TTS_HOME"}  # Coqui's own cache root, read by Coqui, not by TtsSettings
@@ -219,3 +226,97 @@ def test_skaffold_yaml_matches_its_schema_and_rewrites_isvc_images(tmp_path):
     bad = tmp_path / "skaffold.yaml"
     bad.write_text((ROOT / "skaffold.yaml").read_text().replace("build:", "biuld:", 1))
     assert run(venv_tool("check-jsonschema"), "--schemafile", schema, str(bad), check=False).returncode != 0
+
+
+def test_predictors_listen_on_the_pod_network_behind_a_shared_token():
+    docs = objects(render().stdout)
+    gateway = env_of(find(docs, "Deployment", "-gateway")["spec"]["template"]["spec"]["containers"][0])
+    secret = find(docs, "Secret", "-predictor-token")
+    for component in ("asr", "tts"):
+        env = env_of(predictor(docs, component)[2])
+        prefix = component.upper()
+        assert env[f"{prefix}_HOST"] == "0.0.0.0"  # the service default is loopback
+        token = env[f"{prefix}_AUTH_TOKEN"]["secretKeyRef"]
+        assert token == gateway[f"GATEWAY_{prefix}_TOKEN"]["secretKeyRef"] == {
+            "name": secret["metadata"]["name"], "key": "token"}
+    assert len(secret["data"]["token"]) >= 48
+    off = objects(render(values={"predictorAuth.enabled": False}).stdout)
+    assert "ASR_AUTH_TOKEN" not in env_of(predictor(off, "asr")[2])
+    assert not [d for d in off if d["kind"] == "Secret"]
+
+
+def test_shutdown_grace_fits_the_pod_grace_period_and_scratch_is_bounded():
+    docs = objects(render().stdout)
+    gateway_pod = find(docs, "Deployment", "-gateway")["spec"]["template"]["spec"]
+    grace = int(env_of(gateway_pod["containers"][0])["GATEWAY_SHUTDOWN_GRACE_SECONDS"])
+    assert gateway_pod["terminationGracePeriodSeconds"] > grace + 5
+    assert gateway_pod["containers"][0]["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", "5"]
+    for pod in [gateway_pod] + [predictor(docs, c)[1] for c in ("asr", "tts")]:
+        tmp = next(v for v in pod["volumes"] if v["name"] == "tmp")
+        assert tmp["emptyDir"]["sizeLimit"]
+    for component in ("asr", "tts"):
+        _, spec, c = predictor(docs, component)
+        assert spec["terminationGracePeriodSeconds"] > int(env_of(c)[f"{component.upper()}_SHUTDOWN_GRACE_SECONDS"])
+
+
+def test_a_new_api_key_restarts_the_gateway():
+    def checksum(values):
+        docs = objects(render(values=values).stdout)
+        return find(docs, "Deployment", "-gateway")["spec"]["template"]["metadata"]["annotations"]["checksum/secrets"]
+    first, second = ({"predictorAuth.enabled": False, "gateway.apiKeys.values": [key]}
+                     for key in ("sk-aaaaaaaa", "sk-bbbbbbbb"))
+    assert checksum(first) != checksum(second) and checksum(first) == checksum(first)
+    gw = find(objects(render(values={"gateway.extraEnv": [{"name": "EXTRA", "value": "1"}]}).stdout),
+              "Deployment", "-gateway")["spec"]["template"]["spec"]["containers"][0]
+    assert env_of(gw)["EXTRA"] == "1"
+
+
+def test_pdb_lets_a_single_gateway_be_drained():
+    docs = objects(render(values={"gateway.podDisruptionBudget.enabled": True}).stdout)
+    assert find(docs, "PodDisruptionBudget", "-gateway")["spec"] == {
+        "maxUnavailable": 1, "selector": find(docs, "PodDisruptionBudget", "-gateway")["spec"]["selector"]}
+
+
+def test_monitoring_objects_and_scrape_annotations():
+    docs = objects(render(values=VALUES_SETS["monitoring"]).stdout)
+    monitor = find(docs, "ServiceMonitor", "-gateway")
+    service = find(docs, "Service", "-gateway")
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    assert monitor["metadata"]["labels"]["release"] == "prom"
+    pods = find(docs, "PodMonitor", "-predictors")
+    for component in ("asr", "tts"):
+        _, spec, c = predictor(docs, component)
+        assert pods["spec"]["selector"]["matchLabels"].items() <= spec["labels"].items()
+        assert spec["annotations"]["prometheus.io/scrape"] == "true" and spec["annotations"]["prometheus.io/port"] == "8080"
+        assert env_of(c)[f"{component.upper()}_LOG_FORMAT"] == "json"
+    gateway_pod = find(docs, "Deployment", "-gateway")["spec"]["template"]
+    assert gateway_pod["metadata"]["annotations"]["prometheus.io/port"] == "5148"
+    assert not [d for d in objects(render().stdout) if d["kind"] in ("ServiceMonitor", "PodMonitor", "ConfigMap")]
+
+
+def test_grafana_dashboard_is_valid_json_over_metrics_the_services_export():
+    docs = objects(render(values=VALUES_SETS["monitoring"]).stdout)
+    dashboard = json.loads(find(docs, "ConfigMap", "-dashboard")["data"]["speech-stack.json"])
+    titles = " ".join(p["title"] for p in dashboard["panels"]).lower()
+    for topic in ("requests", "error", "latency", "real-time factor", "queue", "model loads"):
+        assert topic in titles, topic
+    exprs = " ".join(t["expr"] for p in dashboard["panels"] for t in p["targets"])
+    used = set(re.findall(r"speech_[a-z_]+", exprs))
+    exported = _exported_metric_names()
+    assert used and used <= exported, used - exported
+
+
+def _exported_metric_names() -> set[str]:
+    """Every series name the services' registries can export (counters as *_total, histograms as
+    *_bucket/_count/_sum), read from the registries themselves."""
+    from services.common.predictor_metrics import PredictorMetrics
+    from services.gateway.metrics import GatewayMetrics
+
+    registries = [GatewayMetrics().registry]
+    for service in ("asr", "tts"):
+        metrics = PredictorMetrics(service)
+        metrics.watch(lambda: {"waiting": 0, "active": 0, "models": {}})
+        registries.append(metrics.registry)
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"), "gauge": ("",)}
+    return {family.name + suffix for registry in registries for family in registry.collect()
+            for suffix in suffixes.get(family.type, ("",))}

@@ -1,26 +1,40 @@
 """The values sets every chart test runs over (offline render, real API server)."""
 
+RWX = ["ReadWriteMany"]
 VALUES_SETS: dict[str, dict] = {
     "defaults": {},
-    "cpu-only": {"asr.gpu.enabled": False, "tts.gpu.enabled": False, "asr.models": {"whisper-1": "base", "turbo": "base"}},
+    "cpu-only": {"asr.gpu.enabled": False, "tts.gpu.enabled": False,
+                 "asr.models": {"whisper-1": "base", "turbo": "base"}},
     "serverless-scale-to-zero": {"kserve.deploymentMode": "Serverless", "asr.minReplicas": 0, "tts.minReplicas": 0,
-                                 "asr.maxReplicas": 3, "tts.maxReplicas": 3},
+                                 "asr.maxReplicas": 3, "tts.maxReplicas": 3,
+                                 "asr.cache.accessModes": RWX, "tts.cache.accessModes": RWX},
     "existing-secret-and-claims": {"hfToken.existingSecret": "my-hf-token", "asr.cache.existingClaim": "asr-models",
-                                   "tts.cache.existingClaim": "tts-models", "gateway.apiKeys.existingSecret": "my-api-keys"},
+                                   "tts.cache.existingClaim": "tts-models",
+                                   "gateway.apiKeys.existingSecret": "my-api-keys",
+                                   "predictorAuth.existingSecret": "my-predictor-token"},
     "ingress-tls": {"gateway.ingress.enabled": True, "gateway.ingress.className": "nginx",
                     "gateway.ingress.host": "speech.test.example", "gateway.ingress.tls.enabled": True,
-                    "hfToken.value": "hf_test_token_value", "gateway.apiKeys.values": ["sk-test-key-1", "sk-test-key-2"]},
-    "custom-voices": {"tts.voices": {"alloy": "/app/tts-cache/refs/alloy.wav", "narrator": "/app/tts-cache/refs/n.flac"},
-                      "tts.unloadPolicy": "300", "asr.unloadPolicy": "never"},
+                    "hfToken.value": "hf_test_token_value",
+                    "gateway.apiKeys.values": ["sk-test-key-1", "sk-test-key-2"]},
+    "custom-voices": {"tts.voices": {"alloy": "/app/tts-cache/refs/alloy.wav",
+                                     "narrator": "/app/tts-cache/refs/n.flac"},
+                      "tts.unloadPolicy": "300", "asr.unloadPolicy": "after_request"},
     "ha-gateway": {"gateway.autoscaling.enabled": True, "gateway.autoscaling.maxReplicas": 4,
                    "gateway.podDisruptionBudget.enabled": True},
+    "monitoring": {"metrics.serviceMonitor.enabled": True, "metrics.serviceMonitor.labels": {"release": "prom"},
+                   "metrics.grafanaDashboard.enabled": True, "logFormat": "json", "predictorAuth.enabled": False},
 }
 
-BAD_VALUES: dict[str, dict] = {
-    "negative replicas": {"asr.minReplicas": -1},
-    "unknown deployment mode": {"kserve.deploymentMode": "Knative"},
-    "unknown unload policy": {"tts.unloadPolicy": "sometimes"},
-    "port out of range": {"gateway.port": 70000},
-    "unknown key": {"gateway.replicaz": 2},
-    "scale to zero without Serverless": {"asr.minReplicas": 0},
+BAD_VALUES: dict[str, tuple[dict, str]] = {
+    "negative replicas": ({"asr.minReplicas": -1}, "schema"),
+    "unknown deployment mode": ({"kserve.deploymentMode": "Knative"}, "schema"),
+    "unknown unload policy": ({"tts.unloadPolicy": "sometimes"}, "schema"),
+    "port out of range": ({"gateway.port": 70000}, "schema"),
+    "unknown key": ({"gateway.replicaz": 2}, "schema"),
+    "scale to zero without Serverless": ({"asr.minReplicas": 0}, "Serverless"),
+    "one ReadWriteOnce cache for several pods": ({"asr.maxReplicas": 2}, "ReadWriteMany"),
+    "a PDB that blocks every drain": ({"gateway.podDisruptionBudget.enabled": True,
+                                       "gateway.podDisruptionBudget.minAvailable": 1}, "block every node drain"),
+    "unknown log format": ({"logFormat": "xml"}, "schema"),
+    "empty queue bound type": ({"asr.maxQueue": "eight"}, "schema"),
 }

@@ -3,7 +3,8 @@
 # one directory per tool and version, so a warm run skips every build:
 #   helm (with the ldflags that set its Kubernetes version), kubeconform, kube-apiserver,
 #   kube-controller-manager, kube-scheduler (wrapper module kube/), etcd (wrapper module etcd/), kwok,
-#   KServe's controller manager, and KServe's CRDs (config/crd/full of the pinned KServe module).
+#   KServe's controller manager, KServe's CRDs (config/crd/full of the pinned KServe module) and
+#   prometheus-operator's ServiceMonitor/PodMonitor CRDs.
 # Prints the bin directory on the last line.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -81,6 +82,16 @@ if [ ! -f "$CRDS/.done" ]; then
   touch "$CRDS/.done"
 fi
 ln -sfn "$CRDS" "$CACHE/kserve-crds"
+# prometheus-operator's ServiceMonitor and PodMonitor CRDs (the chart's optional monitoring objects).
+PROM="$CACHE/prometheus-operator-crds-$PROMETHEUS_OPERATOR_VERSION"
+if [ ! -f "$PROM/.done" ]; then
+  mkdir -p "$PROM"
+  PROM_DIR=$(go mod download -json "github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
+  cp "$PROM_DIR"/example/prometheus-operator-crd/monitoring.coreos.com_{servicemonitors,podmonitors}.yaml "$PROM/"
+  chmod u+w "$PROM"/*.yaml
+  touch "$PROM/.done"
+fi
+ln -sfn "$PROM" "$CACHE/prometheus-operator-crds"
 # kwok's "fast" stages: nodes become Ready, pods Running/Ready at once, deleted pods go away.
 STAGES="$CACHE/kwok-stages-$KWOK_VERSION.yaml"
 if [ ! -f "$STAGES" ]; then

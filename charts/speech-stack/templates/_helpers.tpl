@@ -74,3 +74,26 @@ app.kubernetes.io/component: {{ .component | quote }}
 {{- define "speech-stack.cacheClaim" -}}
 {{- default (printf "%s-cache" (include "speech-stack.isvcName" .)) .values.cache.existingClaim }}
 {{- end }}
+
+{{/* The Secret holding the gateway-to-predictor token. */}}
+{{- define "speech-stack.predictorTokenSecret" -}}
+{{- default (printf "%s-predictor-token" (include "speech-stack.fullname" .)) .Values.predictorAuth.existingSecret }}
+{{- end }}
+
+{{/* An env entry reading the predictor token: (dict "root" $ "name" "ASR_AUTH_TOKEN") */}}
+{{- define "speech-stack.predictorTokenEnv" -}}
+- name: {{ .name }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "speech-stack.predictorTokenSecret" .root }}
+      key: {{ .root.Values.predictorAuth.key }}
+{{- end }}
+
+{{/* prometheus.io scrape annotations of a pod serving /metrics on this port. */}}
+{{- define "speech-stack.scrapeAnnotations" -}}
+{{- if .root.Values.metrics.scrapeAnnotations }}
+prometheus.io/scrape: "true"
+prometheus.io/port: {{ .port | quote }}
+prometheus.io/path: /metrics
+{{- end }}
+{{- end }}

@@ -9,6 +9,9 @@ One KServe InferenceService with a custom predictor container. Called with
 {{- if and (eq (int $v.minReplicas) 0) (ne $root.Values.kserve.deploymentMode "Serverless") }}
 {{- fail (printf "%s.minReplicas 0 (scale to zero) needs kserve.deploymentMode=Serverless" .component) }}
 {{- end }}
+{{- if and (gt (int $v.maxReplicas) 1) (not $v.cache.existingClaim) (not (has "ReadWriteMany" $v.cache.accessModes)) }}
+{{- fail (printf "%s.maxReplicas %v shares one cache claim between pods on different nodes: set %s.cache.accessModes to [ReadWriteMany] or %s.cache.existingClaim" .component $v.maxReplicas .component .component) }}
+{{- end }}
 apiVersion: serving.kserve.io/v1beta1
 kind: InferenceService
 metadata:
@@ -23,7 +26,12 @@ spec:
     maxReplicas: {{ $v.maxReplicas }}
     labels:
       {{- include "speech-stack.componentLabels" . | nindent 6 }}
+    {{- with include "speech-stack.scrapeAnnotations" (dict "root" $root "port" 8080) }}
+    annotations:
+      {{- . | nindent 6 }}
+    {{- end }}
     automountServiceAccountToken: false
+    terminationGracePeriodSeconds: {{ add (int $v.shutdownGraceSeconds) 15 }}
     securityContext:
       {{- toYaml $root.Values.podSecurityContext | nindent 6 }}
     {{- with $root.Values.imagePullSecrets }}
@@ -67,11 +75,14 @@ spec:
                 key: {{ $root.Values.hfToken.key }}
           {{- end }}
           {{- toYaml .env | nindent 10 }}
+          {{- if $root.Values.predictorAuth.enabled }}
+          {{- include "speech-stack.predictorTokenEnv" (dict "root" $root "name" (printf "%s_AUTH_TOKEN" (upper .component))) | nindent 10 }}
+          {{- end }}
           {{- with $v.extraEnv }}
           {{- toYaml . | nindent 10 }}
           {{- end }}
         readinessProbe:
-          httpGet: {path: /healthz, port: http}
+          httpGet: {path: /readyz, port: http}
           periodSeconds: 10
           timeoutSeconds: 5
         livenessProbe:
@@ -83,6 +94,9 @@ spec:
           httpGet: {path: /healthz, port: http}
           periodSeconds: {{ $v.startupProbe.periodSeconds }}
           failureThreshold: {{ $v.startupProbe.failureThreshold }}
+        lifecycle:
+          preStop:
+            exec: {command: [sleep, "5"]}
         resources:
           requests:
             {{- toYaml $v.resources.requests | nindent 12 }}
@@ -103,7 +117,7 @@ spec:
         persistentVolumeClaim:
           claimName: {{ include "speech-stack.cacheClaim" . }}
       - name: tmp
-        emptyDir: {}
+        emptyDir: {sizeLimit: {{ $v.tmpSizeLimit | quote }}}
 {{- end }}
 
 {{/* The model-cache PVC of a predictor, unless an existing claim is used. */}}
