@@ -287,7 +287,8 @@ def test_monitoring_objects_and_scrape_annotations():
     for component in ("asr", "tts"):
         _, spec, c = predictor(docs, component)
         assert pods["spec"]["selector"]["matchLabels"].items() <= spec["labels"].items()
-        assert spec["annotations"]["prometheus.io/scrape"] == "true" and spec["annotations"]["prometheus.io/port"] == "8080"
+        annotations = spec["annotations"]
+        assert annotations["prometheus.io/scrape"] == "true" and annotations["prometheus.io/port"] == "8080"
         assert env_of(c)[f"{component.upper()}_LOG_FORMAT"] == "json"
     gateway_pod = find(docs, "Deployment", "-gateway")["spec"]["template"]
     assert gateway_pod["metadata"]["annotations"]["prometheus.io/port"] == "5148"
