@@ -5,6 +5,7 @@ id followed into the predictors' JSON log lines."""
 from __future__ import annotations
 
 import json
+import time
 
 import httpx
 import openai
@@ -24,7 +25,7 @@ def observed(workdir, tiny, spoken):
         gateway_env={"GATEWAY_LOG_FORMAT": "json"})
     start([asr, tts, gw], workdir / "logs" / "observed")
     client = openai.OpenAI(base_url=f"{gw.url}/v1", api_key="x", max_retries=0, timeout=300)
-    wav = list(spoken.values())[0]
+    wav = next(iter(spoken.values()))
     for fmt in ("json", "text", "srt"):  # three transcriptions in three formats
         client.audio.transcriptions.with_raw_response.create(
             model="whisper-1", file=wav.open("rb"), response_format=fmt,
@@ -88,13 +89,11 @@ def whisper_models_path() -> str:
 
 
 def test_a_cancelled_stream_is_counted(observed):
-    _, tts, gw = observed
+    *_, gw = observed
     before = value(scrape(gw), "speech_gateway_requests_cancelled_total", route="/v1/audio/speech")
     body = {"model": "tts-1", "voice": "alloy", "input": "Word. " * 600, "response_format": "pcm"}
     with httpx.stream("POST", f"{gw.url}/v1/audio/speech", json=body, timeout=60) as r:
         next(r.iter_bytes())
-    import time
-
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         after = value(scrape(gw), "speech_gateway_requests_cancelled_total", route="/v1/audio/speech")
