@@ -1,5 +1,8 @@
 """``make bench``: the same work measured side by side in one run, printed as tables.
 
+Load: 1, 4, 8 and 16 clients against small queues (bench/load.py); memory: each predictor's peak for
+its largest request.
+
 ASR: one espeak-ng recording (about 11 s) through (a) bare WhisperX in this process, (b) the ASR
 predictor over KServe v2, (c) the gateway with the openai client; warm models, median of N runs.
 TTS: the tiny test VITS through the predictor and the gateway, per response format.
@@ -20,6 +23,7 @@ from pathlib import Path
 import httpx
 import openai
 
+from bench import load
 from scripts.devstack import ROOT, base_env, local_stack
 from services.common import v2wire
 from tests.conftest import start, whisper_models
@@ -234,14 +238,20 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--only", choices=["asr", "tts"], help="run one of the two benchmarks")
+    parser.add_argument("--only", choices=["asr", "tts", "load", "memory"], help="run one benchmark")
+    parser.add_argument("--load-seconds", type=float, default=20, help="duration of each load step")
+    parser.add_argument("--long-minutes", type=int, default=60, help="length of the long recording (memory)")
     args = parser.parse_args()
     os.environ.update(base_env(args.threads, offline=True))  # the in-process WhisperX run, as the services
     with tempfile.TemporaryDirectory() as tmp:
-        if args.only != "tts":
+        if args.only in (None, "asr"):
             bench_asr(Path(tmp), args.runs, args.threads, args.batch)
-        if args.only != "asr":
+        if args.only in (None, "tts"):
             bench_tts(Path(tmp), args.runs, args.threads)
+        if args.only in (None, "load"):
+            load.bench_load(Path(tmp), args.threads, args.load_seconds, table)
+        if args.only in (None, "memory"):
+            load.bench_memory(Path(tmp), args.threads, args.long_minutes, table)
 
 
 if __name__ == "__main__":
