@@ -38,7 +38,7 @@ class RealNode:
     def _script(self, name: str, timeout: float) -> subprocess.CompletedProcess:
         with (self.state / "logs" / f"{name}.out").open("w") as out:
             return subprocess.run([str(ROOT / "tools" / "node" / f"{name}.sh")], env=self.env, stdout=out,
-                                  stderr=subprocess.STDOUT, timeout=timeout)
+                                  stderr=subprocess.STDOUT, timeout=timeout, check=False)
 
     def up(self) -> None:
         (self.state / "logs").mkdir(parents=True, exist_ok=True)

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared settings of the image scripts (sourced): buildah's storage and the image cache live outside
 # the repository, in IMAGES_CACHE (default ~/.cache/speech-stack/images).
 IMAGES_CACHE=${IMAGES_CACHE:-$HOME/.cache/speech-stack/images}

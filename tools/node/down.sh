@@ -18,26 +18,26 @@ stop() {  # stop NAME: SIGTERM, up to 20 s, then SIGKILL
   fi
   rm -f "$f"
 }
-api_up() { [ -f "$NODE_DIR/pids/kube-apiserver.pid" ] && $KC get --raw /readyz > /dev/null 2>&1; }
+api_up() { [ -f "$NODE_DIR/pids/kube-apiserver.pid" ] && kc get --raw /readyz > /dev/null 2>&1; }
 # 1. workloads first, while the kubelet runs, so that CNI DEL and volume unmounts happen properly
 if api_up; then
   stop kserve-manager
-  for ns in $($KC get ns -o name | cut -d/ -f2 | grep -vxE 'kube-system|kube-public|kube-node-lease'); do
-    $KC delete deploy,rs,pod --all -n "$ns" --grace-period=1 --wait=true --timeout=60s > /dev/null 2>&1
+  for ns in $(kc get ns -o name | cut -d/ -f2 | grep -vxE 'kube-system|kube-public|kube-node-lease'); do
+    kc delete deploy,rs,pod --all -n "$ns" --grace-period=1 --wait=true --timeout=60s > /dev/null 2>&1
   done
-  $KC delete pvc --all -A --wait=true --timeout=30s > /dev/null 2>&1
-  $KC delete pv --all --wait=true --timeout=30s > /dev/null 2>&1
+  kc delete pvc --all -A --wait=true --timeout=30s > /dev/null 2>&1
+  kc delete pv --all --wait=true --timeout=30s > /dev/null 2>&1
 fi
 for name in kserve-manager kube-proxy; do stop "$name"; done
 [ -x "$KBIN/kube-proxy" ] && "$KBIN/kube-proxy" --cleanup --proxy-mode iptables > "$NODE_DIR/logs/kube-proxy-cleanup.log" 2>&1
 stop kubelet
 # 2. containers the kubelet left (crictl is not in Debian 12: ctr's task API on the CRI namespace)
 if [ -S "$CTD_SOCK" ]; then
-  for c in $($CTR containers ls -q 2> /dev/null); do
-    $CTR tasks kill -s KILL "$c" > /dev/null 2>&1
+  for c in $(ctr_cri containers ls -q 2> /dev/null); do
+    ctr_cri tasks kill -s KILL "$c" > /dev/null 2>&1
     sleep 0.2
-    $CTR tasks delete "$c" > /dev/null 2>&1
-    $CTR containers delete "$c" > /dev/null 2>&1
+    ctr_cri tasks delete "$c" > /dev/null 2>&1
+    ctr_cri containers delete "$c" > /dev/null 2>&1
   done
 fi
 for name in coredns kube-scheduler kube-controller-manager kube-apiserver etcd containerd; do stop "$name"; done

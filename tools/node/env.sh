@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034
 # Shared settings of the single-node cluster scripts (sourced by up.sh, down.sh, import.sh).
 # NODE_DIR: this cluster's state, config, logs and PID files (default <repo>/.k8s/node).
 # The node's address is a bridge this cluster creates (the kubelet refuses a loopback node IP):
@@ -20,6 +21,6 @@ SERVICE_CIDR=10.214.0.0/24
 NODE_NAME=speech-node
 API_PORT=21443
 KUBELET_PORT=21250
-KC="$KUBECTL --kubeconfig $NODE_DIR/pki/admin.kubeconfig"
-CTR="ctr --address $CTD_SOCK --namespace k8s.io"
+kc() { "$KUBECTL" --kubeconfig "$NODE_DIR/pki/admin.kubeconfig" "$@"; }
+ctr_cri() { ctr --address "$CTD_SOCK" --namespace k8s.io "$@"; }  # the namespace the CRI uses
 mkdir -p "$NODE_DIR/logs" "$NODE_DIR/pids"

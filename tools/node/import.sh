@@ -13,7 +13,7 @@ source "$HERE/../images/common.sh"
 IMAGES_ENV=${IMAGES_ENV:-$IMAGES_CACHE/images.env}
 [ -s "$IMAGES_ENV" ] || { echo "no $IMAGES_ENV: run \`make images\`" >&2; exit 1; }
 wanted=$(cut -d= -f2- "$IMAGES_ENV")
-present=$($CTR images ls -q)
+present=$(ctr_cri images ls -q)
 LAYOUT=$NODE_DIR/oci-layout
 rm -rf "$LAYOUT"
 missing=0
@@ -32,11 +32,11 @@ for m in index["manifests"]:
     m.setdefault("annotations", {})["io.containerd.image.name"] = m["annotations"]["org.opencontainers.image.ref.name"]
 json.dump(index, open(sys.argv[1], "w"))
 PY
-  timed "ctr images import" sh -c "tar -C '$LAYOUT' -cf - oci-layout index.json blobs | $CTR images import -"
+  tar -C "$LAYOUT" -cf - oci-layout index.json blobs | timed "ctr images import" ctr_cri images import - > /dev/null
   rm -rf "$LAYOUT"
 fi
-for image in $($CTR images ls -q | grep '^localhost/speech-stack/' || true); do
-  grep -qxF "$image" <<< "$wanted" || $CTR images rm "$image" > /dev/null
+for image in $(ctr_cri images ls -q | grep '^localhost/speech-stack/' || true); do
+  grep -qxF "$image" <<< "$wanted" || ctr_cri images rm "$image" > /dev/null
 done
-$CTR images ls -q | grep -xF "$wanted" | wc -l | grep -qx "$(wc -w <<< "$wanted")" ||
+ctr_cri images ls -q | grep -cxF "$wanted" | grep -qx "$(wc -w <<< "$wanted")" ||
   { echo "images missing in containerd after import" >&2; exit 1; }

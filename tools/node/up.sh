@@ -56,7 +56,7 @@ fi
 say "pki, bridge $BRIDGE, configs"
 
 spawn containerd containerd --config "$E/containerd.toml"
-waitfor "containerd" 30 $CTR version
+waitfor "containerd" 30 ctr_cri version
 "$(dirname "$0")/import.sh"
 say "images imported"
 
@@ -73,9 +73,9 @@ spawn kube-apiserver "$KBIN/kube-apiserver" --etcd-servers http://127.0.0.1:2137
   --service-account-issuer https://kubernetes.default.svc.cluster.local \
   --service-account-key-file "$P/sa.pub" --service-account-signing-key-file "$P/sa.key" \
   --service-cluster-ip-range "$SERVICE_CIDR"
-waitfor "kube-apiserver ready" 120 $KC get --raw /readyz
+waitfor "kube-apiserver ready" 120 kc get --raw /readyz
 # KServe's CRDs before the controllers start, so the garbage collector knows the kind
-for crd in "$KBIN"/../kserve-crds/serving.kserve.io_*.yaml; do $KC apply --server-side -f "$crd" > /dev/null; done
+for crd in "$KBIN"/../kserve-crds/serving.kserve.io_*.yaml; do kc apply --server-side -f "$crd" > /dev/null; done
 spawn kube-controller-manager "$KBIN/kube-controller-manager" --kubeconfig "$P/kube-controller-manager.kubeconfig" \
   --authentication-kubeconfig "$P/kube-controller-manager.kubeconfig" \
   --authorization-kubeconfig "$P/kube-controller-manager.kubeconfig" --bind-address 127.0.0.1 --secure-port 0 \
@@ -94,12 +94,13 @@ spawn kube-proxy "$KBIN/kube-proxy" --kubeconfig "$P/kube-proxy.kubeconfig" --pr
   --healthz-bind-address 127.0.0.1:21256 --metrics-bind-address 127.0.0.1:21249 \
   --conntrack-max-per-core 0 --conntrack-tcp-timeout-established 0 --conntrack-tcp-timeout-close-wait 0 \
   --iptables-localhost-nodeports=false
-waitfor "default service account" 120 $KC get serviceaccount default -n default
-waitfor "node $NODE_NAME Ready" 180 sh -c "$KC get node $NODE_NAME -o jsonpath='{.status.conditions[?(@.type==\"Ready\")].status}' | grep -qx True"
+waitfor "default service account" 120 kc get serviceaccount default -n default
+node_ready() { [ "$(kc get node "$NODE_NAME" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')" = True ]; }
+waitfor "node $NODE_NAME Ready" 180 node_ready
 
 # KServe's controller manager on the host (webhooks not registered), RawDeployment by default
-$KC create namespace kserve > /dev/null
-$KC apply -f "$E/kserve-config.yaml" > /dev/null
+kc create namespace kserve > /dev/null
+kc apply -f "$E/kserve-config.yaml" > /dev/null
 spawn kserve-manager env KUBECONFIG="$P/admin.kubeconfig" POD_NAMESPACE=kserve TMPDIR="$S/kserve" \
   KSERVE_WEBHOOK_HOST=127.0.0.1 "$KBIN/kserve-manager" --metrics-addr 127.0.0.1:21282 \
   --health-probe-addr 127.0.0.1:21281 --webhook-port 21283 --leader-elect=false
