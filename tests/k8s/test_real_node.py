@@ -27,6 +27,9 @@ pytestmark = pytest.mark.timeout(3600)
 NS, RELEASE = "speech", "speech"
 WER_BOUND = 0.25  # as tests/test_transcriptions.py (Whisper base int8 on espeak-ng speech: 0.109)
 APP_UID = 10001
+# What a container that cannot write where it wants, or lacks a library, prints on the way.
+LOG_FAULTS = ("Read-only file system", "Permission denied", "cannot open shared object file",
+              "Could not load libtorchcodec")
 
 
 def values(images: dict[str, str]) -> dict:
@@ -41,7 +44,7 @@ def values(images: dict[str, str]) -> dict:
         "gateway": {"image": image("gateway"),
                     "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "1Gi"}}},
         "asr": {"image": image("asr"), "gpu": {"enabled": False}, "models": {"whisper-1": whisper, "turbo": whisper},
-                "threads": 1, "batchSize": 4, "unloadPolicy": "never", "extraEnv": one_thread,
+                "alignModels": {"en": "/app/models/wav2vec2"}, "threads": 1, "batchSize": 4, "unloadPolicy": "never", "extraEnv": one_thread,
                 "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "4Gi"}},
                 "cache": {"existingClaim": "asr-models"}},
         "tts": {"image": image("tts"), "gpu": {"enabled": False}, "model": "/app/tts-cache/vits",
@@ -56,6 +59,7 @@ def volumes(node: RealNode) -> str:
     claims the release names; owned by the images' user (local volumes are not chowned)."""
     asr, tts = node.state / "volumes" / "asr", node.state / "volumes" / "tts"
     shutil.copytree(WHISPER, asr / "faster-whisper-base")
+    tiny_models.build_wav2vec2(asr / "wav2vec2")
     tiny_models.build_vits(tts / "vits", ["alloy", "echo", "fable"])
     for root in (asr, tts):
         for path in [root, *root.rglob("*")]:
@@ -151,6 +155,9 @@ def test_openai_client_through_port_forward(node, spoken, tmp_path):
     score = wer(texts, hyps)
     print(f"WER {score:.3f}: {json.dumps(hyps)}")
     assert score < WER_BOUND
+    words = client.audio.transcriptions.create(model="whisper-1", file=spoken[texts[0]].open("rb"),
+                                               response_format="verbose_json", timestamp_granularities=["word"])
+    assert words.words and all(0 <= w.start <= w.end <= words.duration + 0.01 for w in words.words)
     for fmt, codec in (("mp3", "mp3"), ("wav", "pcm_s16le")):
         out = tmp_path / f"speech.{fmt}"
         client.audio.speech.create(model="tts-1", voice="alloy", input="Hello from the real node.",
@@ -158,6 +165,11 @@ def test_openai_client_through_port_forward(node, spoken, tmp_path):
         info = ffprobe(out)
         assert info["codec_name"] == codec and info["sample_rate"] == "24000" and info["duration"] > 0.3
     node.stop_forwards()
+    node.dump(NS)  # pod logs into the tmp dir, also when all is well
+    for component in ("gateway", "asr", "tts"):
+        log = node.kubectl("logs", "-n", NS, "-l", f"app.kubernetes.io/component={component}", "--tail=-1").stdout
+        assert "Uvicorn running" in log
+        assert not [fault for fault in LOG_FAULTS if fault in log], f"{component} log:\n{log[-3000:]}"
 
 
 def test_helm_upgrade_rolls_the_pods_and_the_next_request_succeeds(node, spoken, tmp_path):
