@@ -12,7 +12,8 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 source "$HERE/common.sh"
 need mmdebstrap buildah
 SOURCES=${APT_SOURCES:-/etc/apt/sources.list.d/debian.sources}
-PACKAGES=python3,python3.11-venv,python-is-python3,ca-certificates
+# libpython3.11: the shared libpython that python:3.11-slim also has (torchcodec's extension links it)
+PACKAGES=python3,python3.11-venv,python-is-python3,libpython3.11,ca-certificates
 KEY=$(cat "$0" "$SOURCES" <(echo "$PACKAGES") | sha256sum | cut -c1-12)
 NAME=localhost/speech-stack/base:$KEY
 

@@ -76,6 +76,7 @@ if [ -f "$NODE_DIR/preexisting-paths" ]; then  # written by up.sh: what existed 
   for p in /var/lib/kubelet /var/log/containers /var/log/pods /run/containerd /var/lib/cni; do
     grep -qxF "$p" "$NODE_DIR/preexisting-paths" || rm -rf "$p"
   done
+  grep -qxF /run/netns "$NODE_DIR/preexisting-paths" || rmdir /run/netns 2> /dev/null
   rm -f "$NODE_DIR/preexisting-paths"
 fi
 rm -rf "$NODE_DIR/state" "$NODE_DIR/pki" "$NODE_DIR/pids"

@@ -41,7 +41,7 @@ waitfor() {  # waitfor WHAT SECONDS CMD...: poll CMD until it succeeds; fail if 
 S=$NODE_DIR/state P=$NODE_DIR/pki E=$NODE_DIR/etc
 mkdir -p "$S" "$E" "$RUN_DIR" "$CTD_ROOT"
 # paths the kubelet, containerd and libcni hard-code: down.sh removes only those that were not there
-[ -f "$NODE_DIR/preexisting-paths" ] || for p in /var/lib/kubelet /var/log/containers /var/log/pods /run/containerd /var/lib/cni; do
+[ -f "$NODE_DIR/preexisting-paths" ] || for p in /var/lib/kubelet /var/log/containers /var/log/pods /run/containerd /var/lib/cni /run/netns; do
   [ -e "$p" ] && echo "$p"
 done > "$NODE_DIR/preexisting-paths"
 [ -f "$NODE_DIR/sysctl-saved.conf" ] ||
