@@ -148,6 +148,21 @@ def test_helm_install_on_the_real_node_becomes_ready_through_real_probes(node):
         assert pod["spec"]["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
 
 
+@pytest.mark.parametrize("component,cache", [("asr", "/app/models"), ("tts", "/app/tts-cache"), ("gateway", None)])
+def test_containers_run_as_the_app_user_with_only_scratch_and_cache_writable(node, component, cache):
+    probe = ("import os, sys\n"
+             "def writable(d):\n"
+             "    try:\n"
+             "        open(os.path.join(d, '.probe'), 'w').close(); os.remove(os.path.join(d, '.probe')); return True\n"
+             "    except OSError:\n"
+             "        return False\n"
+             "print(os.getuid(), os.getgid(), *(writable(d) for d in sys.argv[1:]))")
+    dirs = ["/app", "/tmp", *([cache] if cache else [])]
+    out = node.kubectl("exec", "-n", NS, pods(node, component)[0]["metadata"]["name"], "--",
+                       "python", "-c", probe, *dirs).stdout.split()
+    assert out == [str(APP_UID), str(APP_UID), "False", "True", *(["True"] if cache else [])]
+
+
 def test_openai_client_through_port_forward(node, spoken, tmp_path):
     client = client_through_port_forward(node)
     texts = list(spoken)
