@@ -62,8 +62,17 @@ for name in "${NAMES[@]}"; do
   fi
   record "$name" "$image"
 done
-# drop the speech-stack images no longer named in images.env (their unique layers go with them)
-for old in $(buildah images --format '{{.Name}}:{{.Tag}}' | grep '^localhost/speech-stack/' | grep -v '/base:'); do
-  grep -qx "[a-z]*=$old" "$ENV_FILE" || buildah rmi "$old" > /dev/null 2>&1 || true
+# Drop what no longer serves: speech-stack images not named in images.env (older bases included),
+# then the untagged intermediate images of --layers whose layers are no prefix of a current image's
+# (the build cache of older sources; a predictor's old top layers are GBs).
+buildah rm --all > /dev/null  # working containers an interrupted build left behind
+for old in $(buildah images --format '{{.Name}}:{{.Tag}}' | grep '^localhost/speech-stack/'); do
+  [ "$old" = "$BASE" ] || grep -qx "[a-z]*=$old" "$ENV_FILE" || buildah rmi "$old" > /dev/null 2>&1 || true
+done
+layers() { buildah inspect --type image --format '{{range .OCIv1.RootFS.DiffIDs}}{{.}} {{end}}' "$1"; }
+current=$(for image in $(cut -d= -f2 "$ENV_FILE") "$BASE"; do layers "$image"; echo; done)
+for id in $(buildah images --all --format '{{.ID}} {{.Name}}' | awk '$2 == "<none>" {print $1}'); do
+  chain=$(layers "$id")
+  grep -qF "$chain" <<< "$current" || buildah rmi "$id" > /dev/null 2>&1 || true
 done
 cat "$ENV_FILE"
