@@ -5,12 +5,15 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := ffmpeg espeak-ng sox openssl
+# image builds (buildah, mmdebstrap) and the real node (containerd, runc, CNI plugins, iptables);
+# gcc + libc6-dev build the node's static pause binary
+NODE_APT_PACKAGES := buildah mmdebstrap containerd runc containernetworking-plugins iptables conntrack curl gcc libc6-dev
 STAMP := $(VENV)/.installed
 MODELS := .models/faster-whisper-base/model.bin
 
 K8S_TOOLS_BIN := $(HOME)/.cache/speech-stack/k8s-tools/bin
 
-.PHONY: setup system-packages venv models k8s-tools run lint test bench clean
+.PHONY: setup system-packages node-packages venv models k8s-tools images cluster-up cluster-down run lint test bench clean
 
 setup: system-packages venv models
 
@@ -19,6 +22,14 @@ system-packages:
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+node-packages:
+	@missing=""; for p in $(NODE_APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
 venv: $(STAMP)
@@ -37,6 +48,20 @@ $(MODELS): $(STAMP) scripts/prepare_models.py
 k8s-tools:
 	tools/k8s/install.sh
 
+# The three images from their Dockerfiles with buildah, FROM a Debian base made by mmdebstrap, into
+# a cache keyed by their inputs (tools/images/build.sh; warm: seconds). Needs the venv's pip for the
+# wheelhouse and k8s-tools for the node's pause image.
+images: node-packages venv k8s-tools
+	PIP_PYTHON=$(PY) tools/images/build.sh
+
+# A real single-node cluster on this machine running the images (tools/node/up.sh; state, logs
+# and kubeconfig in .k8s/node); cluster-down stops it and restores the host.
+cluster-up: images
+	KUBECTL=$(VENV)/bin/kubectl tools/node/up.sh
+
+cluster-down:
+	KUBECTL=$(VENV)/bin/kubectl tools/node/down.sh
+
 run: setup
 	$(PY) -m scripts.devstack
 
@@ -45,7 +70,7 @@ lint: setup
 	$(PY) -m ruff check services scripts bench tests
 	$(PY) -m mypy
 
-test: setup k8s-tools lint
+test: setup k8s-tools lint images
 	OMP_NUM_THREADS=1 $(PY) -m pytest
 
 bench: setup

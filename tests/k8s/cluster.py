@@ -106,8 +106,9 @@ class LocalCluster:
                                                       "certificate-authority": str(pki / "ca.crt")}}],
             "users": [{"name": "admin", "user": {"token": TOKEN}}],
             "contexts": [{"name": "test", "context": {"cluster": "test", "user": "admin"}}]}))
-        self.wait("kube-apiserver /readyz", lambda: self.kubectl("get", "--raw", "/readyz", check=False).returncode == 0,
-                  watch=("etcd", "kube-apiserver"))
+        def ready() -> bool:
+            return self.kubectl("get", "--raw", "/readyz", check=False).returncode == 0
+        self.wait("kube-apiserver /readyz", ready, watch=("etcd", "kube-apiserver"))
         return self
 
     def kubectl(self, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
@@ -130,7 +131,8 @@ class LocalCluster:
                    "--authentication-kubeconfig", kc, "--authorization-kubeconfig", kc, "--bind-address", "127.0.0.1",
                    "--secure-port", "0", "--leader-elect=false", "--service-account-private-key-file", f"{pki}/sa.key",
                    "--root-ca-file", f"{pki}/ca.crt", "--use-service-account-credentials=false",
-                   "--controllers", "*,-nodeipam,-nodelifecycle,-attachdetach,-persistentvolume-expander,-ephemeral-volume")
+                   "--controllers",
+                   "*,-nodeipam,-nodelifecycle,-attachdetach,-persistentvolume-expander,-ephemeral-volume")
         self.spawn("kube-scheduler", tool("kube-scheduler"), "--kubeconfig", kc, "--authentication-kubeconfig", kc,
                    "--authorization-kubeconfig", kc, "--bind-address", "127.0.0.1", "--secure-port", "0",
                    "--leader-elect=false")
@@ -180,7 +182,8 @@ class LocalCluster:
         certs = self.state / "tmp" / "k8s-webhook-server" / "serving-certs"
         certs.mkdir(parents=True)
         run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{certs}/tls.key",
-            "-out", f"{certs}/tls.crt", "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1")
+            "-out", f"{certs}/tls.crt", "-days", "2", "-subj", "/CN=127.0.0.1",
+            "-addext", "subjectAltName=IP:127.0.0.1")
         health = free_port()
         self.spawn("kserve-manager", tool("kserve-manager"), "--metrics-addr", f"127.0.0.1:{free_port()}",
                    "--health-probe-addr", f"127.0.0.1:{health}", "--webhook-port", str(free_port()),

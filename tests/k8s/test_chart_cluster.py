@@ -69,9 +69,10 @@ def test_kserve_creates_the_services_the_gateway_calls(cluster):
     env = {e["name"]: e.get("value") for e in gateway["spec"]["template"]["spec"]["containers"][0]["env"]}
     for component, var in (("asr", "GATEWAY_ASR_URL"), ("tts", "GATEWAY_TTS_URL")):
         isvc_name = f"gpu-speech-stack-{component}"
-        cluster.wait(f"{isvc_name} Ready", lambda: any(
-            c["type"] == "Ready" and c["status"] == "True"
-            for c in get(cluster, "isvc", isvc_name, "-n", "gpu").get("status", {}).get("conditions", [])), timeout=60)
+        def ready(name: str = isvc_name) -> bool:
+            conditions = get(cluster, "isvc", name, "-n", "gpu").get("status", {}).get("conditions", [])
+            return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+        cluster.wait(f"{isvc_name} Ready", ready, timeout=60)
         service = get(cluster, "service", f"{isvc_name}-predictor", "-n", "gpu")  # created by KServe
         assert service["metadata"]["ownerReferences"][0]["kind"] == "InferenceService"
         assert [(p["port"], p["targetPort"]) for p in service["spec"]["ports"]] == [(80, 8080)]

@@ -206,8 +206,18 @@ def test_dockerfiles_pass_hadolint():
 def test_dockerfiles_install_from_the_same_pins():
     for path in (ROOT / "services").glob("*/Dockerfile"):
         text = path.read_text()
-        assert "COPY pyproject.toml constraints.txt" in text and "pip install -c constraints.txt" in text
-        assert re.search(r"^USER 10001$", text, re.MULTILINE) and "FROM python:3.11-" in text
+        assert re.search(r"^COPY .*constraints\.txt", text, re.MULTILINE) and "pip install -c constraints.txt" in text
+        assert re.search(r"^USER 10001$", text, re.MULTILINE)
+        assert "ARG BASE_IMAGE=python:3.11-slim-bookworm\nFROM ${BASE_IMAGE}\n" in text
+
+
+def test_predictor_images_share_the_torch_layer():
+    """Builders reuse a layer only when every instruction up to it is the same."""
+    def prefix(component: str) -> list[str]:
+        lines = [ln for ln in (ROOT / "services" / component / "Dockerfile").read_text().splitlines()
+                 if ln and not ln.startswith("#")]
+        return lines[:lines.index(next(ln for ln in lines if "torch torchaudio" in ln)) + 1]
+    assert prefix("asr") == prefix("tts") and len(prefix("asr")) == 6
 
 
 def test_skaffold_yaml_matches_its_schema_and_rewrites_isvc_images(tmp_path):

@@ -30,7 +30,7 @@ def venv_tool(name: str) -> str:
 
 def run(*cmd: str, input: str | None = None, check: bool = True, env: dict | None = None,
         timeout: float = 300) -> subprocess.CompletedProcess:
-    result = subprocess.run(cmd, input=input, capture_output=True, text=True, env=env, timeout=timeout)
+    result = subprocess.run(cmd, input=input, capture_output=True, text=True, env=env, timeout=timeout, check=False)
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(cmd[:4])} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
     return result

@@ -2,9 +2,10 @@
 # Build the Kubernetes test toolchain from the Go module proxy into a cache outside the repository,
 # one directory per tool and version, so a warm run skips every build:
 #   helm (with the ldflags that set its Kubernetes version), kubeconform, kube-apiserver,
-#   kube-controller-manager, kube-scheduler (wrapper module kube/), etcd (wrapper module etcd/), kwok,
-#   KServe's controller manager, KServe's CRDs (config/crd/full of the pinned KServe module) and
-#   prometheus-operator's ServiceMonitor/PodMonitor CRDs.
+#   kube-controller-manager, kube-scheduler, kubelet, kube-proxy (wrapper module kube/), etcd
+#   (wrapper module etcd/), kwok, CoreDNS, KServe's controller manager, KServe's CRDs (config/crd/full
+#   of the pinned KServe module), prometheus-operator's ServiceMonitor/PodMonitor CRDs, and the pause
+#   binary of the node's sandbox image (pause.c of the k8s.io/kubernetes module, static).
 # Prints the bin directory on the last line.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -49,6 +50,14 @@ kube_build() {  # $1: cmd name
     -X k8s.io/component-base/version.buildDate=2026-01-01T00:00:00Z -X k8s.io/client-go/pkg/version.gitVersion=$KUBERNETES_VERSION" \
     -o "$OUT" "k8s.io/kubernetes/cmd/$1")
 }
+coredns_build() {
+  GOBIN=$(dirname "$OUT") go install -trimpath -ldflags "-s -w" "github.com/coredns/coredns@$COREDNS_VERSION"
+}
+pause_build() {  # needs gcc and glibc's static libc (libc6-dev)
+  local dir
+  dir=$(go mod download -json "k8s.io/kubernetes@$KUBERNETES_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
+  gcc -Os -Wall -Werror -static -DVERSION="$KUBERNETES_VERSION" -o "$OUT" "$dir/build/pause/linux/pause.c"
+}
 etcd_build() { (cd "$HERE/etcd" && go build -trimpath -ldflags "-s -w" -o "$OUT" go.etcd.io/etcd/server/v3); }
 kserve_dir() { go mod download -json "github.com/kserve/kserve@$KSERVE_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])'; }
 kserve_build() {
@@ -67,10 +76,12 @@ kserve_build() {
 build helm "$HELM_VERSION" helm_build
 build kubeconform "$KUBECONFORM_VERSION" kubeconform_build
 build etcd "$ETCD_VERSION" etcd_build
-for cmd in kube-apiserver kube-controller-manager kube-scheduler; do
+for cmd in kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy; do
   build "$cmd" "$KUBERNETES_VERSION" kube_build "$cmd"
 done
 build kwok "$KWOK_VERSION" kwok_build
+build coredns "$COREDNS_VERSION" coredns_build
+build pause "$KUBERNETES_VERSION" pause_build
 build kserve-manager "$KSERVE_VERSION-loopback" kserve_build
 
 # KServe CRDs (full schemas) and its webhook manifests, plus kubeconform's CRD-to-JSON-schema converter.

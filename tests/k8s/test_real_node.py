@@ -1,0 +1,218 @@
+"""End to end on a real node: the chart installed with Helm on a single-node cluster of this
+machine (tools/node: containerd + runc, kubelet, kube-proxy, CoreDNS, KServe's controller in
+RawDeployment mode) running the images built by buildah from the Dockerfiles (`make images`).
+KServe turns both InferenceServices into pods that must pass their real probes; the gateway calls
+them by the Services KServe creates; the official openai client talks to the gateway through
+`kubectl port-forward svc/...`. Real Whisper base and a tiny VITS model sit on PersistentVolumes
+the chart mounts through existingClaim. Fails (never skips) when the images or tools are missing."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+import openai
+import pytest
+import yaml
+
+from tests.conftest import SENTENCES, WHISPER
+from tests.k8s.node import NODE_NAME, RealNode, built_images, healthy
+from tests.k8s.tools import CHART
+from tests.support import tiny_models
+from tests.support.speech import speak
+from tests.support.text import normalize, wer
+
+pytestmark = pytest.mark.timeout(3600)
+NS, RELEASE = "speech", "speech"
+WER_BOUND = 0.25  # as tests/test_transcriptions.py (Whisper base int8 on espeak-ng speech: 0.109)
+APP_UID = 10001
+# What a container that cannot write where it wants, or lacks a library, prints on the way.
+LOG_FAULTS = ("Read-only file system", "Permission denied", "cannot open shared object file",
+              "Could not load libtorchcodec")
+
+
+def values(images: dict[str, str]) -> dict:
+    """CPU mode, locally imported images, models on existing claims, one thread per model process,
+    requests that fit a 2-core node."""
+    def image(name: str) -> dict:
+        repository, tag = images[name].rsplit(":", 1)
+        return {"repository": repository, "tag": tag, "pullPolicy": "Never"}
+    one_thread = [{"name": "OMP_NUM_THREADS", "value": "1"}]
+    whisper = "/app/models/faster-whisper-base"
+    return {
+        "gateway": {"image": image("gateway"),
+                    "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "1Gi"}}},
+        "asr": {"image": image("asr"), "gpu": {"enabled": False}, "models": {"whisper-1": whisper, "turbo": whisper},
+                "alignModels": {"en": "/app/models/wav2vec2"}, "threads": 1, "batchSize": 4, "unloadPolicy": "never",
+                "extraEnv": one_thread,
+                "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "4Gi"}},
+                "cache": {"existingClaim": "asr-models"}},
+        "tts": {"image": image("tts"), "gpu": {"enabled": False}, "model": "/app/tts-cache/vits",
+                "defaultSpeakerUrl": "", "threads": 1, "unloadPolicy": "never", "extraEnv": one_thread,
+                "resources": {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"memory": "3Gi"}},
+                "cache": {"existingClaim": "tts-models"}},
+    }
+
+
+def volumes(node: RealNode) -> str:
+    """Local PersistentVolumes on the node holding the models at the chart's cache paths, and the
+    claims the release names; owned by the images' user (local volumes are not chowned)."""
+    asr, tts = node.state / "volumes" / "asr", node.state / "volumes" / "tts"
+    shutil.copytree(WHISPER, asr / "faster-whisper-base")
+    tiny_models.build_wav2vec2(asr / "wav2vec2")
+    tiny_models.build_vits(tts / "vits", ["alloy", "echo", "fable"])
+    for root in (asr, tts):
+        for path in [root, *root.rglob("*")]:
+            shutil.chown(path, APP_UID, APP_UID)
+    docs = []
+    for name, path in (("asr-models", asr), ("tts-models", tts)):
+        docs.append({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": f"{NS}-{name}"},
+                     "spec": {"capacity": {"storage": "5Gi"}, "accessModes": ["ReadWriteOnce"],
+                              "persistentVolumeReclaimPolicy": "Retain", "storageClassName": "local-models",
+                              "local": {"path": str(path)},
+                              "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+                                  {"key": "kubernetes.io/hostname", "operator": "In", "values": [NODE_NAME]}]}]}}}})
+        docs.append({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": name, "namespace": NS},
+                     "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "local-models",
+                              "volumeName": f"{NS}-{name}", "resources": {"requests": {"storage": "5Gi"}}}})
+    return yaml.safe_dump_all(docs)
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory):
+    images = built_images()
+    n = RealNode(tmp_path_factory.mktemp("real-node"))
+    try:
+        n.up()
+        n.kubectl("create", "namespace", NS)
+        n.kubectl("apply", "-f", "-", input=volumes(n))
+        n.images = images
+        yield n
+    finally:
+        try:
+            n.dump(NS)
+        finally:
+            n.down()
+
+
+@pytest.fixture(scope="module")
+def spoken(tmp_path_factory) -> dict[str, object]:
+    out = tmp_path_factory.mktemp("node-audio")
+    return {text: speak(text, out / f"s{i}.wav") for i, text in enumerate(SENTENCES)}
+
+
+def ready(obj: dict) -> bool:
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in obj.get("status", {}).get("conditions", []))
+
+
+def pods(node: RealNode, component: str) -> list[dict]:
+    return node.get("pods", "-n", NS, "-l", f"app.kubernetes.io/component={component}")["items"]
+
+
+def serving(node: RealNode) -> bool:
+    """Both InferenceServices Ready, and exactly one Ready pod per component (a rollout is over)."""
+    isvcs = node.get("isvc", "-n", NS)["items"]
+    return len(isvcs) == 2 and all(map(ready, isvcs)) and all(
+        len(p := pods(node, c)) == 1 and ready(p[0]) for c in ("gateway", "asr", "tts"))
+
+
+def client_through_port_forward(node: RealNode) -> openai.OpenAI:
+    port = node.port_forward(f"svc/{RELEASE}-speech-stack-gateway", NS, 80)
+    node.wait("the gateway through port-forward", lambda: healthy(f"http://127.0.0.1:{port}/healthz"), timeout=60)
+    return openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0, timeout=600)
+
+
+def ffprobe(path) -> dict:
+    entries = "stream=codec_name,sample_rate,channels:format=duration"
+    out = subprocess.run(["ffprobe", "-v", "error", "-show_entries", entries, "-of", "json", str(path)],
+                         capture_output=True, text=True, check=True).stdout
+    info = json.loads(out)
+    return info["streams"][0] | {"duration": float(info["format"]["duration"])}
+
+
+def set_args(vals: dict, prefix: str = "") -> list[str]:
+    return [a for k, v in vals.items() for a in
+            (set_args(v, f"{prefix}{k}.") if isinstance(v, dict) else ["--set-json", f"{prefix}{k}={json.dumps(v)}"])]
+
+
+def test_helm_install_on_the_real_node_becomes_ready_through_real_probes(node):
+    node.helm("install", RELEASE, str(CHART), "-n", NS, *set_args(values(node.images)))
+    node.wait("InferenceServices and pods Ready", lambda: serving(node), timeout=900)
+    gateway = node.get("deployment", f"{RELEASE}-speech-stack-gateway", "-n", NS)["spec"]["template"]["spec"]
+    env = {e["name"]: e.get("value") for e in gateway["containers"][0]["env"]}
+    for component in ("asr", "tts"):
+        service = node.get("service", f"{RELEASE}-speech-stack-{component}-predictor", "-n", NS)
+        assert service["metadata"]["ownerReferences"][0]["kind"] == "InferenceService"  # made by KServe
+        assert env[f"GATEWAY_{component.upper()}_URL"] == f"http://{service['metadata']['name']}.{NS}.svc.cluster.local"
+        pod = pods(node, component)[0]
+        assert pod["spec"]["nodeName"] == NODE_NAME
+        assert pod["spec"]["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+@pytest.mark.parametrize(("component", "cache"), [("asr", "/app/models"), ("tts", "/app/tts-cache"), ("gateway", None)])
+def test_containers_run_as_the_app_user_with_only_scratch_and_cache_writable(node, component, cache):
+    probe = ("import os, sys\n"
+             "def writable(d):\n"
+             "    try:\n"
+             "        open(os.path.join(d, '.probe'), 'w').close(); os.remove(os.path.join(d, '.probe')); return True\n"
+             "    except OSError:\n"
+             "        return False\n"
+             "print(os.getuid(), os.getgid(), *(writable(d) for d in sys.argv[1:]))")
+    dirs = ["/app", "/tmp", *([cache] if cache else [])]
+    out = node.kubectl("exec", "-n", NS, pods(node, component)[0]["metadata"]["name"], "--",
+                       "python", "-c", probe, *dirs).stdout.split()
+    assert out == [str(APP_UID), str(APP_UID), "False", "True", *(["True"] if cache else [])]
+
+
+def test_openai_client_through_port_forward(node, spoken, tmp_path):
+    client = client_through_port_forward(node)
+    texts = list(spoken)
+    hyps = [client.audio.transcriptions.create(model="whisper-1", file=spoken[t].open("rb")).text for t in texts]
+    score = wer(texts, hyps)
+    assert score < WER_BOUND
+    words = client.audio.transcriptions.create(model="whisper-1", file=spoken[texts[0]].open("rb"),
+                                               response_format="verbose_json", timestamp_granularities=["word"])
+    assert words.words and all(0 <= w.start <= w.end <= words.duration + 0.01 for w in words.words)
+    for fmt, codec in (("mp3", "mp3"), ("wav", "pcm_s16le")):
+        out = tmp_path / f"speech.{fmt}"
+        client.audio.speech.create(model="tts-1", voice="alloy", input="Hello from the real node.",
+                                   response_format=fmt).write_to_file(out)
+        info = ffprobe(out)
+        assert info["codec_name"] == codec and info["sample_rate"] == "24000" and info["duration"] > 0.3
+    node.stop_forwards()
+    node.dump(NS)  # pod logs into the tmp dir, also when all is well
+    for component in ("gateway", "asr", "tts"):
+        log = node.kubectl("logs", "-n", NS, "-l", f"app.kubernetes.io/component={component}", "--tail=-1").stdout
+        assert "Uvicorn running" in log
+        assert not [fault for fault in LOG_FAULTS if fault in log], f"{component} log:\n{log[-3000:]}"
+
+
+def test_helm_upgrade_rolls_the_pods_and_the_next_request_succeeds(node, spoken, tmp_path):
+    before = {c: pods(node, c)[0]["metadata"]["uid"] for c in ("gateway", "asr")}
+    changed = values(node.images)
+    changed["gateway"]["speechSampleRate"] = 22050  # the gateway's env: a new ReplicaSet
+    changed["asr"]["batchSize"] = 2  # the predictor's env: KServe rolls its Deployment
+    node.helm("upgrade", RELEASE, str(CHART), "-n", NS, *set_args(changed))
+    node.wait("the rollout", lambda: serving(node) and all(
+        pods(node, c)[0]["metadata"]["uid"] != uid for c, uid in before.items()), timeout=900)
+    client = client_through_port_forward(node)
+    text = next(iter(spoken))
+    result = client.audio.transcriptions.create(model="whisper-1", file=spoken[text].open("rb"))
+    assert "lazy dog" in normalize(result.text)
+    out = tmp_path / "after-upgrade.mp3"
+    client.audio.speech.create(model="tts-1", voice="echo", input="Still here after the upgrade.",
+                               response_format="mp3").write_to_file(out)
+    assert ffprobe(out)["sample_rate"] == "22050"
+    node.stop_forwards()
+
+
+def test_helm_uninstall_leaves_nothing(node):
+    node.helm("uninstall", RELEASE, "-n", NS, "--wait", "--timeout", "300s")
+
+    def leftovers() -> list[str]:
+        names = node.kubectl("get", "isvc,deploy,rs,pods,svc,endpointslices,secret,cm,netpol,hpa,pdb,sa", "-n", NS,
+                             "-o", "name").stdout.split()
+        return [n for n in names if RELEASE in n.split("/", 1)[1] or n.startswith("pod/")]
+    node.wait("the release's objects gone", lambda: not leftovers(), timeout=300)
+    assert {p["metadata"]["name"] for p in node.get("pvc", "-n", NS)["items"]} == {"asr-models", "tts-models"}
