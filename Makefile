@@ -13,7 +13,7 @@ MODELS := .models/faster-whisper-base/model.bin
 
 K8S_TOOLS_BIN := $(HOME)/.cache/speech-stack/k8s-tools/bin
 
-.PHONY: setup system-packages node-packages venv models k8s-tools images cluster-up cluster-down run lint test bench clean
+.PHONY: setup system-packages node-packages venv models k8s-tools images cluster-up cluster-down run lint test bench constraints clean
 
 setup: system-packages venv models
 
@@ -38,6 +38,13 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install -q -c constraints.txt -e ".[asr,tts,local,test]"
 	$(PY) -m pip check
 	@touch $@
+
+# After changing a pin in pyproject.toml and installing: refreeze constraints.txt, then derive
+# constraints-torch.txt (the pins of the images' shared torch layer) from it.
+constraints: venv
+	( head -n 1 constraints.txt; $(PY) -m pip freeze --exclude-editable ) > constraints.txt.new
+	mv constraints.txt.new constraints.txt
+	$(PY) scripts/torch_constraints.py
 
 models: $(MODELS)
 $(MODELS): $(STAMP) scripts/prepare_models.py

@@ -211,6 +211,13 @@ def test_dockerfiles_install_from_the_same_pins():
         assert "ARG BASE_IMAGE=python:3.11-slim-bookworm\nFROM ${BASE_IMAGE}\n" in text
 
 
+def test_the_torch_layer_pins_are_those_of_constraints_txt():
+    run(str(ROOT / ".venv" / "bin" / "python"), str(ROOT / "scripts" / "torch_constraints.py"), "--check")
+    pins = set((ROOT / "constraints.txt").read_text().splitlines())
+    torch = [line for line in (ROOT / "constraints-torch.txt").read_text().splitlines() if "==" in line]
+    assert "torch==2.8.0" in torch and set(torch) <= pins
+
+
 def test_predictor_images_share_the_torch_layer():
     """Builders reuse a layer only when every instruction up to it is the same."""
     def prefix(component: str) -> list[str]:
