@@ -20,7 +20,7 @@ from tests.conftest import SENTENCES, WHISPER
 from tests.k8s.node import NODE_NAME, RealNode, built_images, healthy
 from tests.k8s.tools import CHART
 from tests.support import tiny_models
-from tests.support.speech import speak
+from tests.support.espeak import speak
 from tests.support.text import normalize, wer
 
 pytestmark = pytest.mark.timeout(3600)
