@@ -61,7 +61,7 @@ def test_gpu_mode_places_predictors_on_the_gpu_node(cluster):
     cluster.wait("predictor pods Ready", lambda: predictor_pods_ready(cluster, "gpu"), timeout=90)
     assert nodes_by_component(cluster, "gpu") == {"gateway": {"cpu-node"}, "asr": {"gpu-node"}, "tts": {"gpu-node"}}
     assert get(cluster, "hpa", "gpu-speech-stack-gateway", "-n", "gpu")["spec"]["maxReplicas"] == 4
-    assert get(cluster, "pdb", "gpu-speech-stack-gateway", "-n", "gpu")["spec"]["minAvailable"] == 1
+    assert get(cluster, "pdb", "gpu-speech-stack-gateway", "-n", "gpu")["spec"]["maxUnavailable"] == 1
 
 
 def test_kserve_creates_the_services_the_gateway_calls(cluster):
