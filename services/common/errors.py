@@ -42,6 +42,16 @@ class NotFound(ServiceError):
     status, type = 404, "invalid_request_error"
 
 
+class Forbidden(ServiceError):
+    status, type = 403, "invalid_request_error"
+
+
+class Conflict(ServiceError):
+    """409: the request clashes with what exists (a voice name already taken)."""
+
+    status, type = 409, "invalid_request_error"
+
+
 class PayloadTooLarge(ServiceError):
     status, type = 413, "invalid_request_error"
 

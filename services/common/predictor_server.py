@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import logging
 import secrets
+import threading
 import time
 import warnings
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import uvicorn
 from fastapi import FastAPI, Request, Response
@@ -39,6 +40,8 @@ from services.common.predictor_settings import PredictorSettings
 from services.common.work import ClientGone, ClientWatch, Emit, run_in_worker, stream_from_worker
 
 log = logging.getLogger(__name__)
+J = TypeVar("J")
+T = TypeVar("T")
 OPEN_PATHS = ("/healthz", "/readyz", "/metrics", "/", "/v2/health/live", "/v2/health/ready")
 
 
@@ -87,6 +90,12 @@ class LazyPredictor(Model):
     def stream_body(self, first: Any, items: AsyncIterator[Any]) -> StreamingResponse:
         raise NotImplementedError
 
+    def add_routes(self, app: FastAPI) -> None:
+        """The predictor's own routes besides inference (TTS: the voice library)."""
+
+    def body_limit(self, scope: Scope) -> int:
+        return self.settings.max_body_bytes
+
     # -- shared -----------------------------------------------------------------------------------
     @contextmanager
     def mapped_errors(self) -> Iterator[None]:
@@ -129,13 +138,35 @@ async def _read_body(request: Request) -> bytearray:
     return buffer
 
 
-async def parse(request: Request, predictor: LazyPredictor) -> Any:
+async def read_v2(request: Request, label: str) -> v2wire.InferRequest:
     body = await read_body(request)
     try:
-        payload = v2wire.parse_request(body, request.headers.get(v2wire.HEADER_LENGTH))
+        return v2wire.parse_request(body, request.headers.get(v2wire.HEADER_LENGTH))
     except v2wire.WireError as exc:
-        raise BadRequest(f"{predictor.label} backend: {exc}", code="malformed_request") from exc
-    return predictor.prepare(payload)
+        raise BadRequest(f"{label} backend: {exc}", code="malformed_request") from exc
+
+
+async def parse(request: Request, predictor: LazyPredictor) -> Any:
+    return predictor.prepare(await read_v2(request, predictor.label))
+
+
+async def admitted(request: Request, predictor: LazyPredictor, prepare: Callable[[], Awaitable[J]],
+                   work: Callable[[J, threading.Event], T]) -> T:
+    """A place in the admission queue (429 when full), the request parsed and checked (``prepare``),
+    then ``work`` in a worker thread that is told to stop when the client leaves (``ClientGone``)."""
+    ticket = predictor.admission.admit()
+    watch, handed = None, False
+    try:
+        job = await prepare()
+        watch, handed = ClientWatch(request.receive), True
+        with predictor.mapped_errors():
+            return await run_in_worker(lambda cancel: work(job, cancel), ticket, watch,
+                                       predictor.metrics.work_stopped.inc)
+    finally:
+        if not handed:
+            ticket.done()
+        if watch is not None:
+            watch.close()
 
 
 def add_routes(app: FastAPI, predictor: LazyPredictor, drain: Drain) -> None:
@@ -165,22 +196,11 @@ def add_routes(app: FastAPI, predictor: LazyPredictor, drain: Drain) -> None:
 
     @app.post(f"/v2/models/{name}/infer", include_in_schema=False)
     async def infer(request: Request) -> Response:
-        ticket = predictor.admission.admit()
-        watch, handed = None, False
         try:
-            job = await parse(request, predictor)
-            watch, handed = ClientWatch(request.receive), True
-            with predictor.mapped_errors():
-                outputs = await run_in_worker(lambda cancel: predictor.run(job, cancel), ticket, watch,
-                                              metrics.work_stopped.inc)
+            outputs = await admitted(request, predictor, lambda: parse(request, predictor), predictor.run)
         except ClientGone:
             metrics.cancelled.labels("infer").inc()
             return Response(status_code=499)
-        finally:
-            if not handed:
-                ticket.done()
-            if watch is not None:
-                watch.close()
         body, headers = v2wire.encode_response(request.headers.get("x-request-id", ""), name, outputs)
         return Response(body, headers=headers)
 
@@ -210,6 +230,8 @@ def add_routes(app: FastAPI, predictor: LazyPredictor, drain: Drain) -> None:
             raise
         return predictor.stream_body(first, _closing(items, watch, lambda: metrics.cancelled.labels(
             "infer_stream").inc()))
+
+    predictor.add_routes(app)
 
 
 async def _closing(items: AsyncGenerator[Any, None], watch: ClientWatch,
@@ -268,7 +290,7 @@ def install(app: FastAPI, predictor: LazyPredictor, settings: PredictorSettings,
         if "/infer" in record.route or record.status >= 500:
             log.info("%s %s %d %.3f s", record.method, record.path, record.status, record.seconds)
 
-    app.add_middleware(BodyLimit, limit_for=lambda scope: settings.max_body_bytes)
+    app.add_middleware(BodyLimit, limit_for=predictor.body_limit)
     token = settings.auth_token.get_secret_value() if settings.auth_token else None
     app.add_middleware(TokenAuth, token=token)
     app.add_middleware(DrainGate, drain=drain)

@@ -23,7 +23,7 @@ from services.gateway.cancellation import CancelOnDisconnect
 from services.gateway.catalog import ModelCatalog
 from services.gateway.errors import install_error_handlers
 from services.gateway.metrics import GatewayMetrics
-from services.gateway.routers import health, models, speech, transcriptions
+from services.gateway.routers import health, models, speech, transcriptions, voices
 from services.gateway.settings import GatewaySettings
 
 OPEN_PATHS = ("/healthz", "/readyz", "/metrics")
@@ -68,14 +68,14 @@ def create_app(settings: GatewaySettings, transports: dict[str, httpx.AsyncBaseT
     app.state.settings, app.state.metrics, app.state.drain = settings, metrics, drain
     app.state.started = int(time.time())
     metrics.in_flight.set_function(lambda: drain.in_flight)
-    for router in (health.router, models.router, transcriptions.router, speech.router):
+    for router in (health.router, models.router, transcriptions.router, speech.router, voices.router):
         app.include_router(router)
     install_error_handlers(app)
     openapi.install(app)
     app.add_middleware(CancelOnDisconnect)
     app.add_middleware(BodyLimit, limit_for=body_limit(settings))
     app.add_middleware(ApiKeyMiddleware, keys=[k.get_secret_value() for k in settings.api_keys],
-                       protect_metrics=settings.metrics_need_key)
+                       protect_metrics=settings.metrics_need_key, protect_lists=settings.voices_need_key)
     app.add_middleware(DrainGate, drain=drain)
     app.add_middleware(RequestContext, on_complete=metrics.observe)
     return app

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
+from fastapi import UploadFile
 
 from services.common import v2wire
 from services.common.errors import no_retry
@@ -21,12 +22,18 @@ from services.gateway.errors import (
     BackendTimeout,
     BackendUnavailable,
     BadRequest,
+    Conflict,
+    Forbidden,
+    NotFound,
     PayloadTooLarge,
     ServiceError,
 )
 from services.gateway.settings import GatewaySettings
 
 log = logging.getLogger(__name__)
+CHUNK = 1 << 16  # bytes read from an upload's spool file at a time
+CLIENT_ERRORS: dict[int, type[ServiceError]] = {400: BadRequest, 403: Forbidden, 404: NotFound, 409: Conflict,
+                                                413: PayloadTooLarge}  # the client's to fix: passed on as they are
 Body = Callable[[], Any]  # makes the request body afresh (a retry sends it again)
 
 
@@ -91,7 +98,12 @@ class Backend:
         return response
 
     async def get_json(self, path: str) -> Any:
-        response = await self._send("GET", path, None, {}, stream=False)
+        return await self.json("GET", path)
+
+    async def json(self, method: str, path: str, body: Body | None = None,
+                   headers: dict[str, str] | None = None) -> Any:
+        """A management route's JSON answer (the TTS voice library)."""
+        response = await self._send(method, path, body, headers or {}, stream=False)
         self.raise_for_status(response)
         try:
             return response.json()
@@ -105,11 +117,9 @@ class Backend:
         error = _backend_error(response)
         message = str(error.get("message") or "")
         passed = {k: v for k, v in response.headers.items() if k.lower() in ("retry-after", "x-should-retry")}
-        if status == 400:
-            raise BadRequest(message or f"{self.label} backend refused the request", param=error.get("param"),
-                             code=error.get("code"))
-        if status == 413:
-            raise PayloadTooLarge(message, param=error.get("param"), code=error.get("code"))
+        if status in CLIENT_ERRORS and (status in (400, 413) or "type" in error):  # 404 etc.: ours, not KServe's
+            raise CLIENT_ERRORS[status](message or f"{self.label} backend refused the request",
+                                        param=error.get("param"), code=error.get("code"))
         if status == 429:
             raise BackendBusy(message or f"{self.label} backend is at capacity", code="server_busy",
                               headers=passed or {"Retry-After": str(self.retry_after)})
@@ -164,6 +174,15 @@ class Blob:
                 yield v2wire.element_prefix(len(element))
                 yield element
         return cls(name, [len(e) for e in elements], chunks)
+
+    @classmethod
+    def upload(cls, name: str, file: UploadFile, size: int) -> Blob:
+        """A multipart upload, read from its spool file each time the body is sent."""
+        async def chunks() -> AsyncIterator[bytes]:
+            await file.seek(0)
+            while chunk := await file.read(CHUNK):
+                yield chunk
+        return cls.stream(name, size, chunks)
 
     @classmethod
     def stream(cls, name: str, size: int, source: Callable[[], AsyncIterator[bytes]]) -> Blob:

@@ -11,6 +11,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.common.errors import (
     BadRequest,
+    Conflict,
+    Forbidden,
     NotFound,
     Overloaded,
     PayloadTooLarge,
@@ -20,7 +22,8 @@ from services.common.errors import (
 )
 
 log = logging.getLogger(__name__)
-__all__ = ["BackendBusy", "BackendFailed", "BackendTimeout", "BackendUnavailable", "BadRequest", "NotFound",
+__all__ = ["BackendBusy", "BackendFailed", "BackendTimeout", "BackendUnavailable", "BadRequest", "Conflict",
+           "Forbidden", "NotFound",
            "PayloadTooLarge", "ServiceError", "Unauthorized", "error_response", "install_error_handlers"]
 
 

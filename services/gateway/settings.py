@@ -28,6 +28,9 @@ class GatewaySettings(BaseSettings):
     retry_after_seconds: int = Field(5, ge=1, le=60, description="Retry-After sent with a retryable 503.")
     api_keys: list[SecretStr] = Field([], description="Accepted Bearer keys (JSON list); empty: no auth.")
     metrics_need_key: bool = Field(False, description="Whether GET /metrics needs an API key (when keys are set).")
+    voices_need_key: bool = Field(
+        False, description="Whether GET /v1/audio/voices and GET /v1/audio/models need an API key (when keys are "
+                           "set). Open WebUI asks for both without one and otherwise shows OpenAI's six voices.")
     max_upload_bytes: int = Field(26214400, ge=1, description="Largest accepted audio file (OpenAI: 25 MiB).")
     max_form_overhead_bytes: int = Field(
         4 * 1024 * 1024, ge=0, description="Multipart bytes allowed beyond the file (fields, known-speaker "

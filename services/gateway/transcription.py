@@ -36,7 +36,6 @@ from services.gateway.protocol.transcriptions import TranscriptionRequest, Trans
 from services.gateway.settings import GatewaySettings
 
 log = logging.getLogger(__name__)
-CHUNK = 1 << 16
 DATA_URL = re.compile(r"data:[^,]*;base64,(?P<payload>[A-Za-z0-9+/=\s]+)", re.ASCII)
 
 
@@ -47,13 +46,13 @@ async def check_model(catalog: ModelCatalog, model: str) -> None:
                          f"use one of {served}", param="model", code="model_not_found")
 
 
-def check_upload(file: UploadFile, settings: GatewaySettings) -> int:
+def check_upload(file: UploadFile, settings: GatewaySettings, param: str = "file") -> int:
     size = file.size or 0
     if size > settings.max_upload_bytes:
         raise PayloadTooLarge(f"Maximum content size limit ({settings.max_upload_bytes}) exceeded "
-                              f"({size} bytes read)", param="file", code="file_too_large")
+                              f"({size} bytes read)", param=param, code="file_too_large")
     if size == 0:
-        raise BadRequest("The audio file is empty.", param="file", code="empty_file")
+        raise BadRequest("The audio file is empty.", param=param, code="empty_file")
     return size
 
 
@@ -119,16 +118,9 @@ def translation_parameters(form: TranslationRequest) -> dict:
     return {"model": form.model, "task": "translate", "prompt": form.prompt, "temperature": form.temperature}
 
 
-def _upload(file: UploadFile, size: int) -> Blob:
-    async def chunks() -> AsyncIterator[bytes]:
-        await file.seek(0)
-        while chunk := await file.read(CHUNK):
-            yield chunk
-    return Blob.stream("audio", size, chunks)
-
-
 def _blobs(file: UploadFile, size: int, references: list[bytes]) -> list[Blob]:
-    return [_upload(file, size), *([Blob.of("known_speaker_references", references)] if references else [])]
+    known = [Blob.of("known_speaker_references", references)] if references else []
+    return [Blob.upload("audio", file, size), *known]
 
 
 async def run_asr(backend: Backend, file: UploadFile, size: int, parameters: dict,

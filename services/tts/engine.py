@@ -23,6 +23,8 @@ from services.common.work import Cancelled
 from services.tts import text as texts
 from services.tts.settings import TtsSettings
 from services.tts.tempo import change_speed
+from services.tts.voice_library import VoiceLibrary, VoiceUpload
+from services.tts.voice_store import StoredVoice
 from services.tts.voices import VoiceChoice, choose_voice
 
 log = logging.getLogger(__name__)
@@ -43,6 +45,7 @@ class SpeechJob:
     voice: str | None = None
     speed: float = 1.0
     language: str | None = None
+    clone: StoredVoice | None = None  # a voice uploaded through the API
 
 
 @dataclass
@@ -68,7 +71,9 @@ class TtsEngine:
         self.settings, self.metrics = settings, metrics
         self.device = resolve_device(settings.device)
         self.coqui = ManagedModel(f"coqui:{settings.model}", self._load, settings.unload_policy, observer=metrics)
+        self.voices = VoiceLibrary(settings, settings.voice_store or coqui_cache_dir() / "voice-store")
         self.streams_cancelled = 0
+        self._voice_facts: tuple[bool, str | None] | None = None  # (clones, fallback voice), known once loaded
 
     @property
     def public_models(self) -> list[str]:
@@ -97,6 +102,9 @@ class TtsEngine:
         tts.to(self.device)
         if _clones(tts):
             self._ensure_default_reference()
+        self.voices.builtin = list(tts.speakers or [])
+        fallback = self.voice_for(tts, None)
+        self._voice_facts = _clones(tts), "default reference" if fallback.speaker_wav else fallback.speaker
         return tts
 
     def _ensure_default_reference(self) -> None:
@@ -132,7 +140,27 @@ class TtsEngine:
         if not 0.25 <= speed <= 4.0:
             raise BadSpeechRequest("speed must be between 0.25 and 4.0", param="speed")
         voice, language = params.get("voice"), params.get("language")
-        return SpeechJob(cleaned, str(voice) if voice else None, speed, str(language) if language else None)
+        voice = str(voice) if voice else None
+        return SpeechJob(cleaned, voice, speed, str(language) if language else None, self.voices.clone_for(voice))
+
+    # -- voices ----------------------------------------------------------------------------------
+    def list_voices(self) -> list[dict]:
+        """Every voice a request can name (the model is loaded once, to learn its speakers)."""
+        if self._voice_facts is None:
+            with self.coqui.use():
+                pass
+        clones, fallback = self._voice_facts or (False, None)
+        return self.voices.listing(clones, fallback)
+
+    def create_voice(self, upload: VoiceUpload, cancel: threading.Event | None = None) -> StoredVoice:
+        """Store an uploaded voice with its conditioning latents, computed once here."""
+        with self.coqui.exclusive() as tts:
+            if not _clones(tts):
+                raise BadRequest(f"the speech model '{echo(self.settings.model)}' cannot clone voices (XTTS can)",
+                                 param="audio_sample", code="voice_cloning_unsupported")
+            model = tts.synthesizer.tts_model
+            languages = list(getattr(model.config, "languages", None) or [self.settings.language])
+            return self.voices.create(upload, model, languages, cancel)
 
     def voice_for(self, tts, voice: str | None) -> VoiceChoice:
         return choose_voice(voice, list(tts.speakers or []), self.settings.voices,
@@ -159,6 +187,9 @@ class TtsEngine:
     def _pieces_audio(self, job: SpeechJob, cancel: threading.Event | None, streaming: bool) -> Iterator[Audio]:
         started, produced = time.perf_counter(), 0.0
         with self.coqui.exclusive() as tts:
+            if job.clone is not None and not _clones(tts):
+                raise BadSpeechRequest(f"the speech model '{echo(self.settings.model)}' cannot use uploaded voices",
+                                       param="voice", code="voice_cloning_unsupported")
             pieces = self.plan(tts, job)  # every 400 is decided here, before the first audio
             make = self._xtts_audio if _clones(tts) else self._coqui_audio
             with self.metrics.stage.labels("synthesize").time():
@@ -171,7 +202,7 @@ class TtsEngine:
 
     def plan(self, tts, job: SpeechJob) -> list[Piece]:
         """The pieces to synthesise, each within what the model takes; 400 when nothing is speakable."""
-        default = job.language or self.settings.language
+        default = job.language or (job.clone and job.clone.language) or self.settings.language
         sentences = tts.synthesizer.split_into_sentences(job.text)
         if _clones(tts):
             model = tts.synthesizer.tts_model
@@ -201,7 +232,10 @@ class TtsEngine:
 
     def _xtts_audio(self, tts, pieces: list[Piece], job: SpeechJob, streaming: bool) -> Iterator[Audio]:
         model = tts.synthesizer.tts_model
-        latent, embedding = self._xtts_voice(model, self.voice_for(tts, job.voice))
+        if job.clone is not None:
+            latent, embedding = self.voices.latents(model, job.clone)
+        else:
+            latent, embedding = self._xtts_voice(model, self.voice_for(tts, job.voice))
         rate = int(tts.synthesizer.output_sample_rate)
         cfg = model.config
         sampling = {k: getattr(cfg, k) for k in ("temperature", "length_penalty", "repetition_penalty", "top_k",

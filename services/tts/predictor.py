@@ -1,4 +1,5 @@
-"""The TTS KServe predictor. Request: v2 with the text as one BYTES element, options as parameters.
+"""The TTS KServe predictor (and its voice library routes, ``voice_routes``). Request: v2 with the
+text as one BYTES element, options as parameters.
 Answer: float32 PCM as a binary FP32 output, or on the streaming route raw little-endian float32 PCM
 as it is synthesised (``x-sample-rate`` header)."""
 
@@ -6,13 +7,16 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+from fastapi import FastAPI
 from fastapi.responses import StreamingResponse
+from starlette.types import Scope
 
 from services.common import v2wire
 from services.common.errors import BadRequest
 from services.common.predictor_server import LazyPredictor
 from services.common.work import Emit
 from services.tts.engine import Audio, SpeechJob, TtsEngine
+from services.tts.voice_routes import BODY_OVERHEAD, add_voice_routes
 
 
 class TtsPredictor(LazyPredictor):
@@ -21,6 +25,14 @@ class TtsPredictor(LazyPredictor):
 
     def public_models(self) -> list[str]:
         return self.speech_engine.public_models
+
+    def add_routes(self, app: FastAPI) -> None:
+        add_voice_routes(app, self, self.speech_engine)
+
+    def body_limit(self, scope: Scope) -> int:
+        if scope["path"] == "/voices":  # read an oversized sample whole: its 413 then names the limit
+            return 4 * self.speech_engine.settings.max_sample_bytes + BODY_OVERHEAD
+        return self.settings.max_body_bytes
 
     def models_status(self) -> dict:
         return {"model": self.speech_engine.coqui.status(), "streams_cancelled": self.speech_engine.streams_cancelled}

@@ -34,7 +34,19 @@ class TtsSettings(PredictorSettings):
     voices: dict[str, Path] = Field(
         {}, description="Voice name -> reference recording (e.g. on the model-cache volume).")
     voice_dir: Path | None = Field(
-        None, description="Where conditioning latents are cached; default <Coqui cache>/voices.")
+        None, description="Where conditioning latents of operator voices are cached; default <Coqui cache>/voices.")
+    voice_store: Path | None = Field(
+        None, description="Where voices uploaded through the API live (sample, latents, metadata; one directory "
+                          "each); default <Coqui cache>/voice-store, on the model-cache volume in the chart.")
+    max_voices: int = Field(20, ge=0, le=10_000, description="Uploaded voices kept at most (OpenAI: 20); 0 turns "
+                                                              "uploads off.")
+    max_sample_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="Largest voice sample upload "
+                                                                         "(OpenAI: 10 MiB; 413 above).")
+    min_sample_seconds: float = Field(3.0, ge=0.5, le=60, description="Least speech in a voice sample (after "
+                                                                      "trimming leading and trailing silence).")
+    max_sample_seconds: float = Field(30.0, ge=1, le=300, description="Most speech in a voice sample (OpenAI: 30 s).")
+    require_consent: bool = Field(False, description="Whether a voice upload must name a consent recording "
+                                                     "(OpenAI's 'consent' id; recorded, not verified).")
     stream_chunk_size: int = Field(20, ge=1, le=400,
                                    description="XTTS GPT tokens per streamed chunk (smaller: earlier first audio).")
     max_piece_chars: int = Field(

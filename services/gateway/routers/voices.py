@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Request, UploadFile
+
+from services.common.asgi import annotate
+from services.gateway.openapi import ERROR_RESPONSES
+from services.gateway.protocol.voices import AudioModelList, Voice, VoiceCreateRequest, VoiceDeleted, VoiceList
+from services.gateway.transcription import check_upload
+from services.gateway.voices import audio_models, create_voice, delete_voice, list_voices
+
+router = APIRouter(prefix="/v1/audio", tags=["voices"], responses=ERROR_RESPONSES)
+
+
+@router.get("/voices")
+async def get_voices(request: Request) -> VoiceList:
+    """Every voice `voice` can name: the model's speakers, operator voices, uploaded voices, and OpenAI's
+    names with what they fall back to. Open without an API key unless GATEWAY_VOICES_NEED_KEY is set."""
+    return await list_voices(request.app.state.tts)
+
+
+@router.post("/voices")
+async def post_voice(request: Request, audio_sample: Annotated[UploadFile, File()],
+                     form: Annotated[VoiceCreateRequest, Form()]) -> Voice:
+    """Clone a voice from 3-30 s of speech (any format FFmpeg decodes); use its `voice_...` id as `voice`."""
+    annotate(request.scope, model="voices")
+    size = check_upload(audio_sample, request.app.state.settings, param="audio_sample")
+    return await create_voice(request.app.state.tts, form, audio_sample, size)
+
+
+@router.delete("/voices/{voice_id}")
+async def remove_voice(voice_id: str, request: Request) -> VoiceDeleted:
+    """Delete an uploaded voice (404 when there is none; the server's own voices cannot be deleted)."""
+    return await delete_voice(request.app.state.tts, voice_id)
+
+
+@router.get("/models")
+async def get_audio_models(request: Request) -> AudioModelList:
+    """The speech models, in the shape Open WebUI reads (`models`) and OpenAI's (`data`)."""
+    return audio_models(await request.app.state.catalog.ids("speech") or [])
