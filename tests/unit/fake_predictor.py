@@ -41,17 +41,33 @@ class FakePredictor:
         body = await request.aread()
         path = request.url.path
         parsed = None
-        if path.startswith("/v2/"):
+        if path.startswith("/v2/") or (path == "/voices" and request.method == "POST"):
             parsed = v2wire.parse_request(body, request.headers.get(v2wire.HEADER_LENGTH))
         self.seen.append(Seen(path, request.headers, parsed))
         if path == "/models":
             return httpx.Response(200, json={"object": "list", "data": self.models})
         if self.answer is not None:
             return self.answer(request)
+        if path.startswith("/voices"):
+            return _voices(request, parsed)
         streaming = path.endswith("/infer_stream")
         if self.kind == "asr":
             return _asr_stream() if streaming else _asr_result(parsed)
         return _pcm_stream() if streaming else _pcm_whole(parsed)
+
+
+VOICES = [{"id": "Ana", "name": "Ana", "type": "builtin"},
+          {"id": "alloy", "name": "alloy", "type": "alias", "maps_to": "Ana"}]
+
+
+def _voices(request: httpx.Request, parsed: v2wire.InferRequest | None) -> httpx.Response:
+    """The TTS voice library routes: list, create (echoing the fields), delete."""
+    if request.method == "GET":
+        return httpx.Response(200, json={"object": "list", "data": VOICES})
+    if request.method == "POST" and parsed is not None:
+        return httpx.Response(200, json={"id": "voice_0123456789abcdef01234567", "created_at": 1700000000,
+                                         "name": parsed.parameters["name"], "seconds": 4.0})
+    return httpx.Response(200, json={"id": request.url.path.rsplit("/", 1)[-1], "deleted": True})
 
 
 def _asr_result(request: v2wire.InferRequest | None) -> httpx.Response:

@@ -20,7 +20,7 @@ async def get_voices(request: Request) -> VoiceList:
     return await list_voices(request.app.state.tts)
 
 
-@router.post("/voices")
+@router.post("/voices", response_model_exclude_none=True)
 async def post_voice(request: Request, audio_sample: Annotated[UploadFile, File()],
                      form: Annotated[VoiceCreateRequest, Form()]) -> Voice:
     """Clone a voice from 3-30 s of speech (any format FFmpeg decodes); use its `voice_...` id as `voice`."""
