@@ -6,6 +6,7 @@ its largest request.
 ASR: one espeak-ng recording (about 11 s) through (a) bare WhisperX in this process, (b) the ASR
 predictor over KServe v2, (c) the gateway with the openai client; warm models, median of N runs.
 TTS: the tiny test VITS through the predictor and the gateway, per response format.
+Voices: upload-to-ready time of a clone, first byte per kind of voice (bench/voices.py).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pathlib import Path
 import httpx
 import openai
 
-from bench import load
+from bench import load, voices
 from scripts.devstack import ROOT, base_env, local_stack
 from services.common import v2wire
 from tests.conftest import start, whisper_models
@@ -238,7 +239,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--only", choices=["asr", "tts", "load", "memory"], help="run one benchmark")
+    parser.add_argument("--only", choices=["asr", "tts", "voices", "load", "memory"], help="run one benchmark")
     parser.add_argument("--load-seconds", type=float, default=20, help="duration of each load step")
     parser.add_argument("--long-minutes", type=int, default=60, help="length of the long recording (memory)")
     args = parser.parse_args()
@@ -248,6 +249,8 @@ def main() -> None:
             bench_asr(Path(tmp), args.runs, args.threads, args.batch)
         if args.only in (None, "tts"):
             bench_tts(Path(tmp), args.runs, args.threads)
+        if args.only in (None, "voices"):
+            voices.bench_voices(Path(tmp), args.runs, args.threads, table)
         if args.only in (None, "load"):
             load.bench_load(Path(tmp), args.threads, args.load_seconds, table)
         if args.only in (None, "memory"):
