@@ -25,6 +25,7 @@ TokenLogprobs = list[tuple[int, float]]
 
 
 FALLBACK_TEMPERATURES = (0.2, 0.4, 0.6, 0.8, 1.0)
+FALLBACK_SEED = 0
 
 
 @dataclass
@@ -100,6 +101,7 @@ class DecodeHooks:
                 return
             if self.cancel is not None and self.cancel.is_set():
                 raise Cancelled("client disconnected")
+            _seed()  # the same request re-decodes the same way (no transcript that changes run to run)
             retry = self._at(temperature, features, prompts, kwargs)
             for i in failing:
                 better = _avg_logprob(retry[i], kwargs) > _avg_logprob(results[i], kwargs)
@@ -113,6 +115,12 @@ class DecodeHooks:
             return False  # silence, not a failed decode
         text = self.text_of(list(result.sequences_ids[0]))  # type: ignore[misc]
         return compression_ratio(text) > s.compression_ratio_threshold or avg < s.log_prob_threshold
+
+
+def _seed() -> None:
+    import ctranslate2
+
+    ctranslate2.set_random_seed(FALLBACK_SEED)
 
 
 def _avg_logprob(result, kwargs: dict) -> float:

@@ -4,17 +4,20 @@ binary BYTES output, or on the streaming route NDJSON events as batches are deco
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
 
+from fastapi import FastAPI, Request
 from fastapi.responses import StreamingResponse
 
 from services.asr.engine import AsrEngine
 from services.asr.job import TranscribeJob
+from services.asr.vad import RATE, Vad
 from services.common import v2wire
 from services.common.errors import BadRequest, ServiceError
-from services.common.predictor_server import LazyPredictor
+from services.common.predictor_server import LazyPredictor, read_v2
 from services.common.work import Emit
 
 log = logging.getLogger(__name__)
@@ -30,6 +33,20 @@ class AsrPredictor(LazyPredictor):
 
     def public_models(self) -> list[str]:
         return self.speech_engine.public_models
+
+    def add_routes(self, app: FastAPI) -> None:
+        """``POST /vad``: speech probabilities for the gateway's realtime turn detection. Cheap (about
+        a millisecond per second of audio), so it takes no place in the admission queue."""
+        vad = Vad()
+
+        @app.post("/vad", include_in_schema=False)
+        async def detect(request: Request) -> dict:
+            payload = await read_v2(request, self.label)
+            try:
+                (audio,) = payload.tensor("audio").elements()
+            except (v2wire.WireError, ValueError) as exc:
+                raise BadRequest(f"ASR backend: {exc}", code="malformed_request") from exc
+            return {"sample_rate": RATE, "probabilities": await asyncio.to_thread(vad.probabilities, audio)}
 
     def models_status(self) -> dict:
         """Whisper per public id, aligners per language, diarization: loaded, in use, load count."""

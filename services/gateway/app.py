@@ -23,7 +23,7 @@ from services.gateway.cancellation import CancelOnDisconnect
 from services.gateway.catalog import ModelCatalog
 from services.gateway.errors import install_error_handlers
 from services.gateway.metrics import GatewayMetrics
-from services.gateway.routers import health, models, speech, transcriptions, voices
+from services.gateway.routers import health, models, realtime, speech, transcriptions, voices
 from services.gateway.settings import GatewaySettings
 
 OPEN_PATHS = ("/healthz", "/readyz", "/metrics")
@@ -67,8 +67,10 @@ def create_app(settings: GatewaySettings, transports: dict[str, httpx.AsyncBaseT
                   description="OpenAI-compatible speech API on WhisperX and Coqui TTS.")
     app.state.settings, app.state.metrics, app.state.drain = settings, metrics, drain
     app.state.started = int(time.time())
+    app.state.realtime_sessions = 0
     metrics.in_flight.set_function(lambda: drain.in_flight)
-    for router in (health.router, models.router, transcriptions.router, speech.router, voices.router):
+    for router in (health.router, models.router, transcriptions.router, speech.router, voices.router,
+                   realtime.router):
         app.include_router(router)
     install_error_handlers(app)
     openapi.install(app)

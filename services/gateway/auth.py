@@ -5,18 +5,32 @@ be left open (they show names only, and Open WebUI asks for them without a key).
 from __future__ import annotations
 
 import hashlib
+import json
 import secrets
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.common.asgi import header, send_error
-from services.common.errors import Unauthorized
+from services.common.errors import ServiceError, Unauthorized
 
 OPEN_LISTS = ("/v1/audio/voices", "/v1/audio/models")
+INSECURE_KEY_PROTOCOL = "openai-insecure-api-key."
 
 
 def _digest(value: str) -> bytes:
     return hashlib.sha256(value.encode()).digest()
+
+
+def websocket_key(scope: Scope) -> str | None:
+    """A WebSocket's key: ``Authorization: Bearer``, or for browsers (which cannot set headers) the
+    subprotocol ``openai-insecure-api-key.<key>``, as OpenAI's Realtime API takes it."""
+    given = header(scope, b"authorization")
+    if given:
+        return given
+    for protocol in scope.get("subprotocols", []):
+        if protocol.startswith(INSECURE_KEY_PROTOCOL):
+            return f"Bearer {protocol[len(INSECURE_KEY_PROTOCOL):]}"
+    return None
 
 
 class ApiKeyMiddleware:
@@ -40,8 +54,25 @@ class ApiKeyMiddleware:
         return path.startswith("/v1") or (self.protect_metrics and path == "/metrics")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and self.digests and scope["path"].startswith("/v1") \
+                and not self.allowed(websocket_key(scope)):
+            await deny_websocket(scope, send, Unauthorized("Incorrect API key provided."))
+            return
         if scope["type"] != "http" or not self.digests or not self.protects(scope["method"], scope["path"]) \
                 or self.allowed(header(scope, b"authorization")):
             await self.app(scope, receive, send)
             return
         await send_error(send, Unauthorized("Incorrect API key provided."))
+
+
+async def deny_websocket(scope: Scope, send: Send, exc: ServiceError) -> None:
+    """Refuse a WebSocket handshake with an HTTP error response in OpenAI's envelope (a bare 403
+    where the server cannot send one)."""
+    if "websocket.http.response" not in scope.get("extensions", {}):
+        await send({"type": "websocket.close", "code": 1008})
+        return
+    body = json.dumps(exc.body()).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+               *((k.lower().encode(), v.encode()) for k, v in exc.headers.items())]
+    await send({"type": "websocket.http.response.start", "status": exc.status, "headers": headers})
+    await send({"type": "websocket.http.response.body", "body": body})

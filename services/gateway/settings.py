@@ -40,4 +40,15 @@ class GatewaySettings(BaseSettings):
     speech_sample_rate: int = Field(24000, description="Sample rate of generated audio (OpenAI: 24 kHz).")
     shutdown_grace_seconds: float = Field(
         120.0, ge=0, description="On SIGTERM, how long requests in flight may finish (new ones get 503).")
+    realtime_max_sessions: int = Field(64, ge=0, le=100_000, description="Realtime WebSocket sessions at once "
+                                                                          "(beyond: refused with 429); 0 turns "
+                                                                          "/v1/realtime off.")
+    realtime_idle_seconds: float = Field(300.0, gt=0, description="A realtime session with no client event for this "
+                                                                  "long is closed.")
+    realtime_max_session_seconds: float = Field(3600.0, gt=0, description="Longest realtime session (OpenAI: 60 min).")
+    realtime_max_buffer_seconds: float = Field(
+        300.0, gt=0, le=7200, description="Uncommitted audio a realtime session holds at most; beyond: an error "
+                                          "(client commits) or the turn is cut there (server VAD).")
+    realtime_max_event_bytes: int = Field(16 * 1024 * 1024, ge=65536,
+                                          description="Largest WebSocket message (OpenAI: 15 MiB of audio per append).")
     log_format: LogFormat = Field("text", description="'text' or 'json' (one object per line).")

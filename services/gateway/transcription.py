@@ -11,7 +11,7 @@ import json
 import logging
 import re
 import struct
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 import httpx
 from fastapi import UploadFile
@@ -198,14 +198,23 @@ async def stream_transcription(backend: Backend, file: UploadFile, size: int, fo
     return _sse(response, form, on_result)
 
 
+async def asr_events(response: httpx.Response) -> AsyncGenerator[dict, None]:
+    """The ASR predictor's NDJSON stream (``text``, then ``result`` or ``error``), one event at a time;
+    the response is closed when the caller stops."""
+    try:
+        async for line in response.aiter_lines():
+            if line:
+                yield json.loads(line)
+    finally:
+        await response.aclose()
+
+
 async def _sse(response: httpx.Response, form: TranscriptionRequest,
                on_result) -> AsyncIterator[bytes]:
     started = False
+    events = asr_events(response)
     try:
-        async for line in response.aiter_lines():
-            if not line:
-                continue
-            item = json.loads(line)
+        async for item in events:
             if item["type"] == "text":
                 delta = item["text"] if started else item["text"].lstrip()
                 started = started or bool(delta)
@@ -226,7 +235,7 @@ async def _sse(response: httpx.Response, form: TranscriptionRequest,
         log.warning("ASR backend stream broke off: %s: %s", type(exc).__name__, exc)
         yield sse.error_event("ASR backend stream broke off", "backend_stream_failed")
     finally:
-        await response.aclose()
+        await events.aclose()
 
 
 def final_events(result: dict, form: TranscriptionRequest) -> list[bytes]:

@@ -1,0 +1,42 @@
+"""Voice activity for realtime turn detection: Silero VAD v6, the ONNX model faster-whisper ships in
+its wheel (so it runs offline, on CPU, with onnxruntime, without torch), over 32 ms frames of 16 kHz
+audio. Stateless per call: each frame is scored with the 4 ms of audio before it, so the gateway
+sends only new frames (plus the frame before them)."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from services.common.errors import BadRequest
+
+RATE = 16000
+FRAME = 512  # 32 ms: the frame Silero v6 scores
+MAX_FRAMES = 30 * RATE // FRAME  # 30 s per call bounds the work of one request
+
+
+class Vad:
+    def __init__(self) -> None:
+        self._model = None
+        self._lock = threading.Lock()
+
+    def _loaded(self):
+        with self._lock:
+            if self._model is None:
+                from faster_whisper.vad import get_vad_model
+
+                self._model = get_vad_model()
+            return self._model
+
+    def probabilities(self, audio: memoryview | bytes) -> list[float]:
+        """Speech probability of each 512-sample frame of little-endian float32 16 kHz audio."""
+        if len(audio) % (4 * FRAME) or not audio:
+            raise BadRequest(f"ASR backend: VAD audio must be a whole number of {FRAME}-sample float32 frames",
+                             param="audio", code="malformed_request")
+        samples = np.frombuffer(audio, dtype="<f4")
+        if samples.size // FRAME > MAX_FRAMES:
+            raise BadRequest(f"ASR backend: at most {MAX_FRAMES} VAD frames per call", param="audio",
+                             code="malformed_request")
+        scores = self._loaded()(np.array(samples, dtype=np.float32))  # a writable copy: the model edits it
+        return [round(float(p), 4) for p in np.asarray(scores).reshape(-1)]

@@ -1,0 +1,1 @@
+"""OpenAI's Realtime transcription sessions over WebSocket (``/v1/realtime?intent=transcription``)."""
