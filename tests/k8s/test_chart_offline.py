@@ -115,6 +115,16 @@ def test_secret_values_live_only_in_secrets():
     assert ingress["spec"]["ingressClassName"] == "nginx"
 
 
+def test_ingress_keeps_realtime_websockets_open_as_long_as_a_session():
+    docs = objects(render(values=VALUES_SETS["ingress-tls"]).stdout)
+    annotations = find(docs, "Ingress", "-gateway")["metadata"]["annotations"]
+    gw = find(docs, "Deployment", "-gateway")["spec"]["template"]["spec"]["containers"][0]
+    longest = float(env_of(gw)["GATEWAY_REALTIME_MAX_SESSION_SECONDS"])
+    for key in ("proxy-read-timeout", "proxy-send-timeout"):
+        assert float(annotations[f"nginx.ingress.kubernetes.io/{key}"]) >= longest
+    assert annotations["nginx.ingress.kubernetes.io/proxy-body-size"] == "30m"
+
+
 def test_gateway_points_at_the_services_kserve_creates():
     docs = objects(render(release="rel", namespace="ns1").stdout)
     gw = find(docs, "Deployment", "-gateway")["spec"]["template"]["spec"]["containers"][0]

@@ -41,7 +41,7 @@ class FakePredictor:
         body = await request.aread()
         path = request.url.path
         parsed = None
-        if path.startswith("/v2/") or (path == "/voices" and request.method == "POST"):
+        if path.startswith("/v2/") or (path in ("/voices", "/vad") and request.method == "POST"):
             parsed = v2wire.parse_request(body, request.headers.get(v2wire.HEADER_LENGTH))
         self.seen.append(Seen(path, request.headers, parsed))
         if path == "/models":
@@ -50,6 +50,8 @@ class FakePredictor:
             return self.answer(request)
         if path.startswith("/voices"):
             return _voices(request, parsed)
+        if path == "/vad" and parsed is not None:
+            return _vad(parsed)
         streaming = path.endswith("/infer_stream")
         if self.kind == "asr":
             return _asr_stream() if streaming else _asr_result(parsed)
@@ -68,6 +70,13 @@ def _voices(request: httpx.Request, parsed: v2wire.InferRequest | None) -> httpx
         return httpx.Response(200, json={"id": "voice_0123456789abcdef01234567", "created_at": 1700000000,
                                          "name": parsed.parameters["name"], "seconds": 4.0})
     return httpx.Response(200, json={"id": request.url.path.rsplit("/", 1)[-1], "deleted": True})
+
+
+def _vad(parsed: v2wire.InferRequest) -> httpx.Response:
+    """Speech where a 512-sample frame is louder than -30 dBFS (a stand-in for Silero)."""
+    samples = np.frombuffer(bytes(parsed.tensor("audio").elements()[0]), dtype="<f4").reshape(-1, 512)
+    loud = np.sqrt(np.mean(samples.astype(np.float64) ** 2, axis=1)) > 0.03
+    return httpx.Response(200, json={"sample_rate": 16000, "probabilities": [0.9 if x else 0.05 for x in loud]})
 
 
 def _asr_result(request: v2wire.InferRequest | None) -> httpx.Response:
