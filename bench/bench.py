@@ -7,6 +7,7 @@ ASR: one espeak-ng recording (about 11 s) through (a) bare WhisperX in this proc
 predictor over KServe v2, (c) the gateway with the openai client; warm models, median of N runs.
 TTS: the tiny test VITS through the predictor and the gateway, per response format.
 Voices: upload-to-ready time of a clone, first byte per kind of voice (bench/voices.py).
+Realtime: end of speech to the completed transcript, client commits and server VAD (bench/realtime.py).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pathlib import Path
 import httpx
 import openai
 
-from bench import load, voices
+from bench import load, realtime, voices
 from scripts.devstack import ROOT, base_env, local_stack
 from services.common import v2wire
 from tests.conftest import start, whisper_models
@@ -239,7 +240,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--only", choices=["asr", "tts", "voices", "load", "memory"], help="run one benchmark")
+    parser.add_argument("--only", choices=["asr", "tts", "voices", "realtime", "load", "memory"],
+                        help="run one benchmark")
     parser.add_argument("--load-seconds", type=float, default=20, help="duration of each load step")
     parser.add_argument("--long-minutes", type=int, default=60, help="length of the long recording (memory)")
     args = parser.parse_args()
@@ -251,6 +253,8 @@ def main() -> None:
             bench_tts(Path(tmp), args.runs, args.threads)
         if args.only in (None, "voices"):
             voices.bench_voices(Path(tmp), args.runs, args.threads, table)
+        if args.only in (None, "realtime"):
+            realtime.bench_realtime(Path(tmp), args.runs, args.threads, args.batch, table)
         if args.only in (None, "load"):
             load.bench_load(Path(tmp), args.threads, args.load_seconds, table)
         if args.only in (None, "memory"):
