@@ -23,7 +23,7 @@ from services.gateway.cancellation import CancelOnDisconnect
 from services.gateway.catalog import ModelCatalog
 from services.gateway.errors import install_error_handlers
 from services.gateway.metrics import GatewayMetrics
-from services.gateway.routers import health, models, realtime, speech, transcriptions, voices
+from services.gateway.routers import health, models, playground, realtime, speech, transcriptions, voices
 from services.gateway.settings import GatewaySettings
 
 OPEN_PATHS = ("/healthz", "/readyz", "/metrics")
@@ -72,6 +72,8 @@ def create_app(settings: GatewaySettings, transports: dict[str, httpx.AsyncBaseT
     for router in (health.router, models.router, transcriptions.router, speech.router, voices.router,
                    realtime.router):
         app.include_router(router)
+    if settings.playground:
+        app.include_router(playground.router)
     install_error_handlers(app)
     openapi.install(app)
     app.add_middleware(CancelOnDisconnect)

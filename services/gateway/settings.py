@@ -51,4 +51,6 @@ class GatewaySettings(BaseSettings):
                                           "(client commits) or the turn is cut there (server VAD).")
     realtime_max_event_bytes: int = Field(16 * 1024 * 1024, ge=65536,
                                           description="Largest WebSocket message (OpenAI: 15 MiB of audio per append).")
+    playground: bool = Field(True, description="Serve the playground page at /playground (it calls the API "
+                                               "with the key typed into it).")
     log_format: LogFormat = Field("text", description="'text' or 'json' (one object per line).")

@@ -49,3 +49,12 @@ def test_metrics_can_require_a_key(gateway_with):
 def test_no_keys_configured_means_no_auth(gw):
     assert gw.client.get("/v1/models").status_code == 200
     assert gw.client.get("/v1/models", headers={"Authorization": "Bearer anything"}).status_code == 200
+
+
+def test_the_playground_is_open_and_can_be_turned_off(keyed, gateway_with):
+    page = keyed.client.get("/playground")
+    assert page.status_code == 200 and "<script src=\"/playground/app.js\">" in page.text
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    assert keyed.client.get("/playground/style.css").status_code == 200
+    off = gateway_with(playground=False)
+    assert off.client.get("/playground").status_code == 404
