@@ -41,6 +41,23 @@ class Drain:
         return self.draining and (self.in_flight == 0 or time.monotonic() >= (self.deadline or 0))
 
 
+DISCARD_LIMIT = 64 * 1024 * 1024
+
+
+async def discard_body(receive: Receive, limit: int = DISCARD_LIMIT) -> None:
+    """Read a refused request's body (up to ``limit``) before answering: a server that closes with
+    unread bytes in its socket makes the kernel reset the connection, and the client may then lose
+    the answer (a 503 that becomes a broken connection)."""
+    seen = 0
+    while seen <= limit:
+        message = await receive()
+        if message["type"] != "http.request":
+            return
+        seen += len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return
+
+
 class DrainGate:
     """Counts requests in flight; while draining, refuses new ones (paths in ``exempt`` always pass)."""
 
@@ -52,6 +69,7 @@ class DrainGate:
             await self.app(scope, receive, send)
             return
         if self.drain.draining:
+            await discard_body(receive)
             await send_error(send, Unavailable(f"{self.drain.label} is shutting down; retry shortly",
                                                code="shutting_down",
                                                headers={"Retry-After": "1", "Connection": "close"}))
