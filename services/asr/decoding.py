@@ -4,6 +4,8 @@
   default. A small wrapper around the CTranslate2 model also collects each segment's no-speech
   probability (and, when asked, each token's log-probability) and reports each decoded batch as it
   finishes (streaming text).
+- ``shared``: the same, with the CTranslate2 calls shared between requests by the model's
+  ``SegmentBatcher`` (cross-request batching, ``ASR_CROSS_REQUEST_BATCHING``).
 - ``sequential``: faster-whisper's own ``transcribe`` on the same model object, with Whisper's
   cross-attention word timestamps (``ASR_WORD_TIMESTAMPS=whisper``): segment by segment.
 """
@@ -14,9 +16,11 @@ import functools
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
+from services.asr.batcher import CallKey, SegmentBatcher, wait
 from services.asr.result import compression_ratio, verbose_segment
 from services.common.work import Cancelled
 
@@ -62,6 +66,11 @@ class DecodeHooks:
 
     def __getattr__(self, name: str):
         return getattr(self._model, name)
+
+    @property
+    def raw(self):
+        """The CTranslate2 model itself (the segment batcher applies each call's options)."""
+        return self._model
 
     def reset(self, listener: Callable[[list, list[Decoded]], None] | None = None,
               cancel: threading.Event | None = None, sampling: Sampling | None = None,
@@ -233,3 +242,118 @@ def sequential(pipe, audio: np.ndarray, opts, *, sampling: Sampling, on_text: On
         if on_text is not None:
             on_text(seg.text, None)
     return info.language, segments
+
+
+def vad_chunks(pipe, audio: np.ndarray, chunk_size: int = 30) -> list[dict]:
+    """WhisperX's VAD and chunk merging, as its ``transcribe`` does them (one lock per pipeline: the
+    VAD model is shared by the requests decoding at once)."""
+    from whisperx.audio import SAMPLE_RATE
+    from whisperx.vads import Pyannote, Vad
+
+    vad = pipe.vad_model
+    prepare, merge = (vad.preprocess_audio, vad.merge_chunks) if isinstance(vad, Vad) else \
+        (Pyannote.preprocess_audio, Pyannote.merge_chunks)
+    with _vad_lock(pipe):
+        found = vad({"waveform": prepare(audio), "sample_rate": SAMPLE_RATE})
+    return merge(found, chunk_size, onset=pipe._vad_params["vad_onset"], offset=pipe._vad_params["vad_offset"])
+
+
+def _vad_lock(pipe) -> threading.Lock:
+    lock = getattr(pipe, "speech_stack_vad_lock", None)
+    if lock is None:
+        lock = pipe.speech_stack_vad_lock = threading.Lock()
+    return lock
+
+
+def features_of(pipe, chunk: np.ndarray) -> np.ndarray:
+    """The segment's log-mel features, padded to 30 s, as WhisperX's ``preprocess`` makes them."""
+    from whisperx.audio import N_SAMPLES, log_mel_spectrogram
+
+    n_mels = pipe.model.feat_kwargs.get("feature_size") or 80
+    return np.asarray(log_mel_spectrogram(chunk, n_mels=n_mels, padding=N_SAMPLES - chunk.shape[0]),
+                      dtype=np.float32)
+
+
+def call_key(pipe, options, sampling: Sampling, temperature: float, prompt: list[int]) -> CallKey:
+    return CallKey(beam_size=options.beam_size, patience=options.patience, length_penalty=options.length_penalty,
+                   repetition_penalty=options.repetition_penalty, no_repeat_ngram_size=options.no_repeat_ngram_size,
+                   suppress_blank=options.suppress_blank, suppress_tokens=tuple(options.suppress_tokens),
+                   max_length=pipe.model.max_length, temperature=temperature, logprobs=sampling.logprobs,
+                   prompt_length=len(prompt), timestamps=not options.without_timestamps)
+
+
+class _SharedRequest:
+    """One request's side of cross-request batching: its prompt, decoding options and segments."""
+
+    def __init__(self, pipe, audio: np.ndarray, opts, *, language: str, batcher: SegmentBatcher,
+                 sampling: Sampling, cancel: threading.Event | None) -> None:
+        self.pipe, self.audio, self.batcher, self.sampling, self.cancel = pipe, audio, batcher, sampling, cancel
+        self.tokenizer = tokenizer_for(pipe, language, opts.task)
+        self.hf_tokenizer = pipe.model.hf_tokenizer
+        self.eot = self.hf_tokenizer.token_to_id("<|endoftext|>")
+        self.options = replace(pipe.options, initial_prompt=opts.prompt,
+                               beam_size=1 if opts.logprobs else pipe.options.beam_size)
+        o = self.options
+        previous = self.tokenizer.encode(" " + o.initial_prompt.strip()) if o.initial_prompt is not None else []
+        self.prompt = pipe.model.get_prompt(self.tokenizer, previous, without_timestamps=o.without_timestamps,
+                                            prefix=o.prefix, hotwords=o.hotwords)
+        self.kwargs = {"length_penalty": o.length_penalty}
+
+    def submit(self, chunk: dict, temperature: float, first: bool = False):
+        from whisperx.audio import SAMPLE_RATE
+
+        samples = self.audio[int(chunk["start"] * SAMPLE_RATE):int(chunk["end"] * SAMPLE_RATE)]
+        key = call_key(self.pipe, self.options, self.sampling, temperature, self.prompt)
+        return self.batcher.submit(self, features_of(self.pipe, samples), self.prompt, key, self.cancel, first=first)
+
+    def text_of(self, tokens: list[int]) -> str:
+        return self.hf_tokenizer.decode([t for t in tokens if t < self.eot])
+
+    def fails(self, result) -> bool:
+        s, avg = self.sampling, _avg_logprob(result, self.kwargs)
+        if float(result.no_speech_prob) > s.no_speech_threshold and avg < s.log_prob_threshold:
+            return False  # silence, not a failed decode
+        text = self.text_of(list(result.sequences_ids[0]))
+        return compression_ratio(text) > s.compression_ratio_threshold or avg < s.log_prob_threshold
+
+    def fall_back(self, chunk: dict, result) -> tuple[Any, float]:
+        """OpenAI's fallback for one segment: rising temperatures until a decode does not look failed
+        (each re-decode goes through the batcher, ahead of the queue: this request waits on it)."""
+        best, best_temperature = result, 0.0
+        for temperature in FALLBACK_TEMPERATURES:
+            retry = wait(self.submit(chunk, temperature, first=True), self.cancel)
+            if _avg_logprob(retry, self.kwargs) > _avg_logprob(best, self.kwargs) or not self.fails(retry):
+                best, best_temperature = retry, temperature
+            if not self.fails(best):
+                break
+        return best, best_temperature
+
+    def segment(self, i: int, chunk: dict, result, temperature: float) -> dict:
+        text = self.text_of(list(result.sequences_ids[0]))
+        segment = verbose_segment(i, start=round(chunk["start"], 3), end=round(chunk["end"], 3), text=text,
+                                  tokens=self.tokenizer.encode(text), temperature=temperature,
+                                  avg_logprob=_avg_logprob(result, self.kwargs),
+                                  no_speech_prob=float(result.no_speech_prob))
+        if self.sampling.logprobs:
+            segment["logprobs"] = openai_logprobs(self.hf_tokenizer, token_logprobs(result), self.eot)
+        return segment
+
+
+def shared(pipe, audio: np.ndarray, opts, *, batcher: SegmentBatcher, sampling: Sampling, on_text: OnText | None,
+           cancel: threading.Event | None) -> tuple[str, list[dict]]:
+    """The batched path with the model's segment batcher: this request's VAD segments decode in
+    CTranslate2 calls shared with the other requests waiting for the model. Same steps as
+    ``batched`` (WhisperX's VAD, features and prompt; the same decoding options, fallback and text)."""
+    chunks = vad_chunks(pipe, audio)
+    language = opts.language or (pipe.detect_language(audio) if chunks else "en")
+    request = _SharedRequest(pipe, audio, opts, language=language, batcher=batcher, sampling=sampling, cancel=cancel)
+    pending = [(chunk, request.submit(chunk, sampling.temperature)) for chunk in chunks]
+    segments = []
+    for i, (chunk, future) in enumerate(pending):
+        result, temperature = wait(future, cancel), sampling.temperature
+        if sampling.fallback and sampling.temperature == 0 and request.fails(result):
+            result, temperature = request.fall_back(chunk, result)
+        segments.append(request.segment(i, chunk, result, temperature))
+        if on_text is not None:
+            on_text(segments[-1]["text"], segments[-1].get("logprobs"))
+    return language, segments

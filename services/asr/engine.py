@@ -18,6 +18,7 @@ import numpy as np
 
 from services.asr import alignment, decoding, diarization
 from services.asr.audio import SAMPLE_RATE, BadAudio, decode
+from services.asr.batcher import SegmentBatcher
 from services.asr.decoding import OnText, Sampling
 from services.asr.job import TranscribeJob, UnknownModel, UnsupportedOption, options_from
 from services.asr.result import assemble
@@ -30,6 +31,12 @@ from services.common.predictor_metrics import PredictorMetrics
 from services.common.work import Cancelled
 
 MAX_KNOWN_SPEAKERS = 4
+
+
+def _close_batcher(model) -> None:
+    batcher = getattr(model, "speech_stack_batcher", None)
+    if batcher is not None:
+        batcher.close()
 
 
 def supported_languages() -> set[str]:
@@ -51,7 +58,7 @@ class AsrEngine:
         self._diarizer = self._managed(f"diarization:{settings.diarization_model}", self._load_diarizer)
 
     def _managed(self, name: str, loader) -> ManagedModel:
-        return ManagedModel(name, loader, self.settings.unload_policy, observer=self.metrics)
+        return ManagedModel(name, loader, self.settings.unload_policy, observer=self.metrics, on_unload=_close_batcher)
 
     @property
     def public_models(self) -> list[str]:
@@ -82,7 +89,11 @@ class AsrEngine:
                 download_root=self.settings.download_root, threads=self.settings.threads,
                 vad_method=self.settings.vad_method, use_auth_token=self.token)
             torch.set_num_threads(self.settings.threads)
-            decoding.install_hooks(pipe)
+            hooks = decoding.install_hooks(pipe)
+            pipe.speech_stack_batcher = SegmentBatcher(
+                pipe.model.encode, hooks.raw.generate, batch_size=self.settings.batch_size,
+                max_wait=self.settings.batch_wait_ms / 1000, share=self.settings.batch_share,
+                on_dispatch=getattr(self.metrics, "dispatched", None))
             return pipe
         return load
 
@@ -190,9 +201,15 @@ class AsrEngine:
         return result
 
     def _decode(self, audio, job: TranscribeJob, on_text, cancel) -> tuple[str, list[dict]]:
-        with self._whisper_for(job.options.model).exclusive() as pipe:
+        whisper = self._whisper_for(job.options.model)
+        sequential = job.options.word_timestamps and self.settings.word_timestamps == "whisper"
+        if self.settings.cross_request_batching and not sequential:
+            with whisper.use() as pipe:  # the batcher serialises the model's calls
+                return decoding.shared(pipe, audio, job.options, batcher=pipe.speech_stack_batcher,
+                                       sampling=self.sampling(job, pipe), on_text=on_text, cancel=cancel)
+        with whisper.exclusive() as pipe:
             sampling = self.sampling(job, pipe)
-            if job.options.word_timestamps and self.settings.word_timestamps == "whisper":
+            if sequential:
                 return decoding.sequential(pipe, audio, job.options, sampling=sampling, on_text=on_text, cancel=cancel)
             return decoding.batched(pipe, audio, job.options, batch_size=self.settings.batch_size, sampling=sampling,
                                     on_text=on_text, cancel=cancel)

@@ -20,7 +20,19 @@ class AsrSettings(PredictorSettings):
                     "The keys are the transcription models the gateway lists and accepts.")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     compute_type: str | None = Field(None, description="CTranslate2 compute type; default float16 on GPU, int8 on CPU.")
-    batch_size: int = Field(8, ge=1, le=256, description="WhisperX batched-decoding batch size.")
+    batch_size: int = Field(8, ge=1, le=256, description="Segments decoded per CTranslate2 call (one request's "
+                                                         "segments, or several requests' with batching).")
+    cross_request_batching: bool = Field(
+        True, description="Share CTranslate2 calls between the segments of concurrent requests on one model "
+                          "(needs max_active > 1); false: each request decodes alone under the model's lock.")
+    batch_wait_ms: float = Field(0.0, ge=0, le=1000, description="How long a dispatch waits for more segments "
+                                                                 "when the batch is not full (0: never; the "
+                                                                 "batcher is work-conserving).")
+    batch_share: float = Field(0.5, gt=0, le=1, description="Largest share of one batch one request may take "
+                                                            "(a long file cannot starve short ones).")
+    max_active: int = Field(
+        4, ge=1, le=64, description="Requests worked on at once: their audio decoding, VAD and features overlap, "
+                                    "and with cross-request batching their segments share decodes.")
     vad_method: Literal["pyannote", "silero"] = Field(
         "pyannote", description="pyannote uses the model bundled with WhisperX (works offline); silero downloads.")
     download_root: str | None = Field(None, description="Whisper model cache; default: the Hugging Face cache.")
