@@ -43,7 +43,7 @@ def browser(microphone):
 
 @pytest.fixture
 def page(browser, gateway_url, tmp_path):
-    context = browser.new_context()
+    context = browser.new_context(bypass_csp=True)  # the page forbids eval, which Playwright's waits use
     page = context.new_page()
     page.problems = []  # console errors and uncaught exceptions
     page.on("console", lambda m: m.type == "error" and page.problems.append(m.text))
