@@ -125,7 +125,8 @@ def bench_load(tmp: Path, threads: int, seconds: float, table) -> None:
         for svc in (gw, tts, asr):
             svc.stop()
     table(f"Load: clients sending back to back for {seconds:.0f} s (a 429 waits its Retry-After), one predictor "
-          f"of each with max_active 1 and max_queue 8, {threads} thread(s); transcription: 3-4 s espeak clips "
+          f"of each with max_queue 8 (ASR max_active 4 with cross-request batching, TTS 1), {threads} thread(s); "
+          "transcription: 3-4 s espeak clips "
           "on Whisper base; speech: 2 sentences on the tiny VITS",
           ["kind", "clients", "ok", "429 share", "errors", "req/s", "audio s/s", "p50 s", "p95 s", "queue wait s"],
           rows)
