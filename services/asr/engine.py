@@ -1,8 +1,9 @@
 """WhisperX work, free of KServe: models, decoding, alignment, diarization -> one rich result.
 
 Every model (Whisper per backend, an aligner per language, the diarization pipeline) is a
-``ManagedModel`` with the configured unload policy, and has its own lock: one decode per model at
-a time, while another request may be aligning or diarizing.
+``ManagedModel`` with the configured unload policy. A Whisper model's calls go through its segment
+batcher, shared by the requests decoding at once (or, without cross-request batching, one request
+decodes under the model's lock); aligners and the diarization pipeline serve one request at a time.
 """
 
 from __future__ import annotations
