@@ -35,8 +35,8 @@ class AsrPredictor(LazyPredictor):
         return self.speech_engine.public_models
 
     def add_routes(self, app: FastAPI) -> None:
-        """``POST /vad``: speech probabilities for the gateway's realtime turn detection. Cheap (about
-        a millisecond per second of audio), so it takes no place in the admission queue."""
+        """``POST /vad``: speech probabilities for the gateway's realtime turn detection. Cheap (a few
+        milliseconds per second of audio), so it takes no place in the admission queue."""
         vad = Vad()
 
         @app.post("/vad", include_in_schema=False)
