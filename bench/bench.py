@@ -60,7 +60,7 @@ def bare_whisperx(threads: int, batch: int, aligner_dir: Path):
     beam = pipe.options
 
     def run(wav: Path, mode: str):
-        audio = decode(wav.read_bytes())
+        audio = decode(wav.read_bytes(), 7200)
         pipe.options = replace(beam, beam_size=1) if mode == "logprobs" else beam  # logprobs decode greedily
         result = pipe.transcribe(audio, batch_size=batch, language="en")
         if mode == "words":
