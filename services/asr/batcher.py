@@ -144,6 +144,8 @@ class SegmentBatcher:
                 continue
             counts[owner] = counts.get(owner, 0) + 1
             taken.append(job)
+        while kept and len(taken) < self.batch_size:  # no one else is waiting: the share does not apply
+            taken.append(kept.popleft())
         self._jobs.extendleft(reversed(kept))
         return taken
 

@@ -87,7 +87,7 @@ def test_one_request_takes_at_most_its_share_and_order_is_first_in_first_out():
     assert wait(clip, None) == "result 50"
     [wait(f, None) for f in long_file]
     batches = [ids for ids, _ in model.calls[1:]]
-    assert batches[0] == [0, 1, 50]  # two of the long file's, then the clip, not eight of the file first
+    assert batches[0] == [0, 1, 50, 2]  # two of the file's, the clip, then the room left goes to the file
     assert [n for ids in batches for n in ids if n != 50] == list(range(10))
 
 
