@@ -119,11 +119,17 @@ class DecodeHooks:
             failing = [i for i in failing if self._failed(results[i], kwargs)]
 
     def _failed(self, result, kwargs: dict) -> bool:
-        s, avg = self.sampling, _avg_logprob(result, kwargs)
-        if float(result.no_speech_prob) > s.no_speech_threshold and avg < s.log_prob_threshold:
-            return False  # silence, not a failed decode
-        text = self.text_of(list(result.sequences_ids[0]))  # type: ignore[misc]
-        return compression_ratio(text) > s.compression_ratio_threshold or avg < s.log_prob_threshold
+        return looks_failed(result, self.sampling, self.text_of, kwargs)  # type: ignore[arg-type]
+
+
+def looks_failed(result, sampling: Sampling, text_of: Callable[[list[int]], str], kwargs: dict) -> bool:
+    """OpenAI's rule for a decode worth redoing at a higher temperature: too repetitive (compression
+    ratio) or too unlikely (average log-probability), unless the segment is silence."""
+    avg = _avg_logprob(result, kwargs)
+    if float(result.no_speech_prob) > sampling.no_speech_threshold and avg < sampling.log_prob_threshold:
+        return False  # silence, not a failed decode
+    text = text_of(list(result.sequences_ids[0]))
+    return compression_ratio(text) > sampling.compression_ratio_threshold or avg < sampling.log_prob_threshold
 
 
 def _seed() -> None:
@@ -171,8 +177,10 @@ def openai_logprobs(hf_tokenizer, pairs: TokenLogprobs, eot: int) -> list[dict]:
 
 
 def install_hooks(pipe) -> DecodeHooks:
+    """Wrap the CTranslate2 model, and give the pipeline the lock that serialises its VAD model."""
     if not isinstance(pipe.model.model, DecodeHooks):
         pipe.model.model = DecodeHooks(pipe.model.model)
+        pipe.speech_stack_vad_lock = threading.Lock()
     return pipe.model.model
 
 
@@ -253,16 +261,9 @@ def vad_chunks(pipe, audio: np.ndarray, chunk_size: int = 30) -> list[dict]:
     vad = pipe.vad_model
     prepare, merge = (vad.preprocess_audio, vad.merge_chunks) if isinstance(vad, Vad) else \
         (Pyannote.preprocess_audio, Pyannote.merge_chunks)
-    with _vad_lock(pipe):
+    with pipe.speech_stack_vad_lock:
         found = vad({"waveform": prepare(audio), "sample_rate": SAMPLE_RATE})
     return merge(found, chunk_size, onset=pipe._vad_params["vad_onset"], offset=pipe._vad_params["vad_offset"])
-
-
-def _vad_lock(pipe) -> threading.Lock:
-    lock = getattr(pipe, "speech_stack_vad_lock", None)
-    if lock is None:
-        lock = pipe.speech_stack_vad_lock = threading.Lock()
-    return lock
 
 
 def features_of(pipe, chunk: np.ndarray) -> np.ndarray:
@@ -310,11 +311,7 @@ class _SharedRequest:
         return self.hf_tokenizer.decode([t for t in tokens if t < self.eot])
 
     def fails(self, result) -> bool:
-        s, avg = self.sampling, _avg_logprob(result, self.kwargs)
-        if float(result.no_speech_prob) > s.no_speech_threshold and avg < s.log_prob_threshold:
-            return False  # silence, not a failed decode
-        text = self.text_of(list(result.sequences_ids[0]))
-        return compression_ratio(text) > s.compression_ratio_threshold or avg < s.log_prob_threshold
+        return looks_failed(result, self.sampling, self.text_of, self.kwargs)
 
     def fall_back(self, chunk: dict, result) -> tuple[Any, float]:
         """OpenAI's fallback for one segment: rising temperatures until a decode does not look failed
