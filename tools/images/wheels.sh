@@ -15,10 +15,31 @@ KEY=$(cat "$ROOT/constraints.txt" "$ROOT/pyproject.toml" "$0" | sha256sum | cut 
 WH="$IMAGES_CACHE/wheels-$KEY"
 if [ ! -f "$WH/.complete" ]; then
   rm -rf "$WH" && mkdir -p "$WH"
+  # Start from the previous wheelhouse (hard links: no copy, no download of what is unchanged, and
+  # a torch bump is the only way to need two torches on disk), then let pip fill in the rest; the
+  # wheelhouse is itself a find-links source, so pip takes an unchanged pin from it.
+  for old in "$IMAGES_CACHE"/wheels-*; do
+    [ "$old" != "$WH" ] && [ -f "$old/.complete" ] && cp -al "$old"/*.whl "$WH"/ 2> /dev/null && break
+  done
   # setuptools: the build backend of the project itself (pyproject.toml), installed from here too
-  (cd "$ROOT" && timed "wheelhouse" "$PIP_PYTHON" -m pip wheel --quiet --wheel-dir "$WH" -c constraints.txt \
-    ".[asr,tts]" "setuptools>=68" "wheel")
+  reqs=(".[asr,tts]" "setuptools>=68" "wheel")
+  (cd "$ROOT" && timed "wheelhouse" "$PIP_PYTHON" -m pip wheel --quiet --find-links "$WH" --wheel-dir "$WH" \
+    -c constraints.txt "${reqs[@]}")
   rm -f "$WH"/speech_stack-*.whl  # the images build the project from their copy of the sources
+  # Keep only what the images resolve to now (the previous wheelhouse's leftovers go): an offline
+  # dry run from the wheelhouse alone names every wheel an install takes.
+  (cd "$ROOT" && "$PIP_PYTHON" -m pip install --quiet --dry-run --ignore-installed --no-index --find-links "$WH" \
+    -c constraints.txt --report "$WH/.report.json" "${reqs[@]}")
+  "$PIP_PYTHON" - "$WH" <<'EOP'
+import json, pathlib, sys, urllib.parse
+wh = pathlib.Path(sys.argv[1])
+report = json.loads((wh / ".report.json").read_text())
+used = {pathlib.PurePosixPath(urllib.parse.urlparse(i["download_info"]["url"]).path).name for i in report["install"]}
+for wheel in wh.glob("*.whl"):
+    if wheel.name not in used:
+        wheel.unlink()
+EOP
+  rm -f "$WH/.report.json"
   touch "$WH/.complete"
   for old in "$IMAGES_CACHE"/wheels-*; do [ "$old" = "$WH" ] || rm -rf "$old"; done
 fi
