@@ -3,8 +3,9 @@
 Load: 1, 4, 8 and 16 clients against small queues (bench/load.py); memory: each predictor's peak for
 its largest request.
 
-ASR: one espeak-ng recording (about 11 s) through (a) bare WhisperX in this process, (b) the ASR
-predictor over KServe v2, (c) the gateway with the openai client; warm models, median of N runs.
+ASR: espeak-ng recordings of distinct sentences (10 s and 60 s) through (a) bare WhisperX in this
+process, (b) the ASR predictor over KServe v2, (c) the gateway with the openai client; warm models,
+median of N runs; then what OpenAI's temperature fallback costs on speech that repeats itself.
 TTS: the tiny test VITS through the predictor and the gateway, per response format.
 Voices: upload-to-ready time of a clone, first byte per kind of voice (bench/voices.py).
 Realtime: end of speech to the completed transcript, client commits and server VAD (bench/realtime.py).
@@ -26,12 +27,11 @@ from pathlib import Path
 import httpx
 import openai
 
-from bench import batching, load, realtime, voices
+from bench import batching, load, realtime, speech, voices
 from scripts.devstack import ROOT, base_env, local_stack
 from services.common import v2wire
 from tests.conftest import start, whisper_models
 from tests.support import tiny_models
-from tests.support.espeak import speak
 
 TEXT = ("The quick brown fox jumps over the lazy dog near the river bank. Please schedule a meeting "
         "with the design team on Thursday afternoon.")
@@ -89,19 +89,12 @@ def table(title: str, header: list[str], rows: list[list[str]]) -> None:
         print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=False)))
 
 
-def long_recording(tmp: Path, seconds: float) -> Path:
-    """espeak-ng sentences joined until the recording is at least ``seconds`` long."""
-    import numpy as np
+def long_recording(tmp: Path, seconds: float, *, varied: bool = True) -> Path:
+    """At least ``seconds`` of espeak-ng speech: distinct sentences, or ``TEXT`` over and over."""
     import soundfile as sf
 
-    parts, total, i = [], 0.0, 0
-    while total < seconds:
-        clip, _ = sf.read(speak(f"{TEXT} Sentence number {i}.", tmp / f"part{i}.wav"), dtype="float32")
-        parts += [clip, np.zeros(4000, np.float32)]
-        total += (len(clip) + 4000) / 16000
-        i += 1
-    out = tmp / f"speech-{int(seconds)}s.wav"
-    sf.write(out, np.concatenate(parts), 16000)
+    out = tmp / f"speech-{int(seconds)}s{'' if varied else '-repeating'}.wav"
+    sf.write(out, speech.recording(tmp, seconds, varied=varied, text=TEXT), 16000)
     return out
 
 
@@ -111,6 +104,7 @@ MODES = {"text": {}, "words": {"response_format": "verbose_json", "timestamp_gra
 
 def bench_asr(tmp: Path, runs: int, threads: int, batch: int) -> None:
     inputs = {label: long_recording(tmp, secs) for label, secs in (("10 s", 10), ("60 s", 60))}
+    repeating = long_recording(tmp, 60, varied=False)
     aligner = tiny_models.build_wav2vec2(tmp / "wav2vec2")
     services = local_stack(asr_env={"ASR_MODELS": whisper_models(), "ASR_UNLOAD_POLICY": "never",
                                     "ASR_BATCH_SIZE": str(batch), "ASR_ALIGN_MODELS": json.dumps({"en": str(aligner)})},
@@ -124,6 +118,12 @@ def bench_asr(tmp: Path, runs: int, threads: int, batch: int) -> None:
             for mode, extra in MODES.items():
                 gateway[label, mode] = median_time(lambda wav=wav, extra=extra: client.audio.transcriptions.create(
                     model="whisper-1", file=wav.read_bytes(), language="en", **extra), runs)
+        fallback = []
+        for label, wav in (("distinct sentences", inputs["60 s"]), ("one passage over and over", repeating)):
+            before = load.metric(services[0], "speech_asr_fallback_decodes_total")
+            seconds = median_time(predictor_call(services[0].url, wav), runs)
+            redecodes = (load.metric(services[0], "speech_asr_fallback_decodes_total") - before) / (runs + 1)
+            fallback.append([f"{sf_seconds(wav):.1f} s, {label}", f"{seconds:.3f}", f"{redecodes:.0f}"])
     finally:
         for svc in reversed(services):
             svc.stop()
@@ -140,6 +140,10 @@ def bench_asr(tmp: Path, runs: int, threads: int, batch: int) -> None:
           f"{runs}. words: + alignment (tiny random wav2vec2: the pipeline, not a real aligner); logprobs: "
           "include[]=logprobs, greedy decoding, so (a) decodes greedily too",
           ["audio", "mode", "(a) bare WhisperX s", "(b) predictor s", "(c) gateway s", "RTF (c)", "(c)/(a)"], rows)
+    table("ASR temperature fallback (OpenAI's rule, on by default; bare WhisperX has none): speech that repeats "
+          "itself decodes to text that compresses like a repetition loop, so each 30 s window is re-decoded at up "
+          f"to 5 higher temperatures. Predictor, text, median of {runs}",
+          ["audio", "(b) predictor s", "fallback re-decodes per request"], fallback)
 
 
 def sf_seconds(path: Path) -> float:

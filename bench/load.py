@@ -11,8 +11,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench import speech
 from scripts.devstack import Service, local_stack
 from tests.conftest import start, whisper_models
 from tests.support import tiny_models
@@ -139,14 +141,13 @@ def _duration(path: Path) -> float:
 
 
 def long_opus(tmp: Path, minutes: int) -> Path:
-    """``minutes`` of speech (the sentences over and over) as 24 kbps Opus, under the 25 MiB limit."""
-    import numpy as np
+    """``minutes`` of speech as 24 kbps Opus, under the 25 MiB limit: five minutes of distinct
+    sentences, over and over (no 30 s window repeats itself, so no fallback re-decodes)."""
     import soundfile as sf
 
-    one = np.concatenate([sf.read(str(speak(s, tmp / f"long{i}.wav")), dtype="float32")[0]
-                          for i, s in enumerate(SENTENCES)])
+    block = speech.recording(tmp, min(minutes, 5) * 60)
     wav = tmp / "long.wav"
-    sf.write(wav, np.tile(one, int(np.ceil(minutes * 60 * 16000 / one.size)))[: minutes * 60 * 16000], 16000)
+    sf.write(wav, np.tile(block, int(np.ceil(minutes * 60 * 16000 / block.size)))[: minutes * 60 * 16000], 16000)
     out = tmp / f"long-{minutes}min.ogg"
     subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(wav), "-c:a", "libopus", "-b:a", "24k", str(out)],
                    check=True)

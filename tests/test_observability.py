@@ -14,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from scripts.devstack import local_stack
 from tests.conftest import start, whisper_models
+from tests.support.espeak import speak
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +83,21 @@ def test_predictors_count_requests_stages_and_loads(observed):
     assert value(t, "speech_tts_requests_total", route="infer_stream", status="200") == 1
     assert value(t, "speech_tts_stage_seconds_count", stage="synthesize") == 1
     assert value(t, "speech_tts_audio_seconds_total") > 0.1
+
+
+def test_fallback_redecodes_are_counted(observed, workdir):
+    """A recording that repeats itself decodes to text that compresses too well, OpenAI's sign of a
+    repetition loop: the fallback re-decodes it at rising temperatures, and the metric says so."""
+    asr, _, gw = observed
+    sentence = "Please schedule a meeting with the design team on Thursday afternoon."
+    wav = speak(" ".join([sentence] * 6), workdir / "repeating.wav")
+    before = sum(v for (name, _), v in scrape(asr).items() if name == "speech_asr_fallback_decodes_total")
+    client = openai.OpenAI(base_url=f"{gw.url}/v1", api_key="x", max_retries=0, timeout=300)
+    text = client.audio.transcriptions.create(model="whisper-1", file=wav.open("rb"), response_format="text")
+    assert text.lower().count("design team") >= 3  # still the speech, whichever decode won
+    after = scrape(asr)
+    assert sum(v for (name, _), v in after.items() if name == "speech_asr_fallback_decodes_total") > before
+    assert value(after, "speech_asr_fallback_decodes_total", temperature="0.2") >= 1
 
 
 def whisper_models_path() -> str:

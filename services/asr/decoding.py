@@ -53,6 +53,11 @@ class Sampling:
     compression_ratio_threshold: float = 2.4
     log_prob_threshold: float = -1.0
     no_speech_threshold: float = 0.6
+    redecoded: Callable[[float, int], None] | None = None  # (temperature, segments) per fallback decode
+
+    def count_redecode(self, temperature: float, segments: int) -> None:
+        if self.redecoded is not None:
+            self.redecoded(temperature, segments)
 
 
 class DecodeHooks:
@@ -111,7 +116,8 @@ class DecodeHooks:
             if self.cancel is not None and self.cancel.is_set():
                 raise Cancelled("client disconnected")
             _seed()  # the same request re-decodes the same way (no transcript that changes run to run)
-            retry = self._at(temperature, features, prompts, kwargs)
+            retry = self._at(temperature, features, prompts, kwargs)  # the whole batch: features are encoded
+            self.sampling.count_redecode(temperature, len(results))
             for i in failing:
                 better = _avg_logprob(retry[i], kwargs) > _avg_logprob(results[i], kwargs)
                 if better or not self._failed(retry[i], kwargs):
@@ -319,6 +325,7 @@ class _SharedRequest:
         best, best_temperature = result, 0.0
         for temperature in FALLBACK_TEMPERATURES:
             retry = wait(self.submit(chunk, temperature, first=True), self.cancel)
+            self.sampling.count_redecode(temperature, 1)
             if _avg_logprob(retry, self.kwargs) > _avg_logprob(best, self.kwargs) or not self.fails(retry):
                 best, best_temperature = retry, temperature
             if not self.fails(best):

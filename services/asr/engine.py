@@ -179,7 +179,7 @@ class AsrEngine:
         o = pipe.options
         return Sampling(job.options.temperature, self.settings.temperature_fallback, job.options.logprobs,
                         o.compression_ratio_threshold or 2.4, o.log_prob_threshold or -1.0,
-                        o.no_speech_threshold or 0.6)
+                        o.no_speech_threshold or 0.6, getattr(self.metrics, "redecoded", None))
 
     def run(self, job: TranscribeJob, on_text: OnText | None = None, cancel: threading.Event | None = None) -> dict:
         started = time.perf_counter()

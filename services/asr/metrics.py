@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Histogram
+from prometheus_client import Counter, Histogram
 
 from services.common.predictor_metrics import PredictorMetrics
 
@@ -18,6 +18,12 @@ class AsrMetrics(PredictorMetrics):
         self.segment_wait = Histogram(f"{p}_segment_queue_wait_seconds", "Time a segment waited for the batcher",
                                       buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
                                       registry=r)
+        self.fallback_decodes = Counter(f"{p}_fallback_decodes", "Segment decodes redone at a higher temperature "
+                                        "because the last one looked failed (too repetitive or too unlikely)",
+                                        ["temperature"], registry=r)
+
+    def redecoded(self, temperature: float, segments: int) -> None:
+        self.fallback_decodes.labels(f"{temperature:.1f}").inc(segments)
 
     def dispatched(self, segments: int, groups: int, waits: list[float]) -> None:
         self.batch_segments.observe(segments)

@@ -54,10 +54,11 @@ def test_zero_temperature_decodes_without_sampling():
 
 def test_fallback_redecodes_unlikely_segments_at_rising_temperatures():
     # score -8 over 3 tokens -> avg log-prob -2 (< -1: failed) at 0.0 and 0.2; fine from 0.4
-    fake = FakeCT2({0.0: -8.0, 0.2: -8.0, 0.4: -0.4})
-    hooks = hooks_for(fake, Sampling(temperature=0.0, fallback=True))
+    fake, counted = FakeCT2({0.0: -8.0, 0.2: -8.0, 0.4: -0.4}), []
+    hooks = hooks_for(fake, Sampling(temperature=0.0, fallback=True, redecoded=lambda t, n: counted.append((t, n))))
     results = hooks.generate("f", ["p"], beam_size=5, length_penalty=1.0)
     assert [c.get("sampling_temperature", 0.0) for c in fake.calls] == [0.0, 0.2, 0.4]
+    assert counted == [(0.2, 1), (0.4, 1)]  # what the fallback metric counts
     assert hooks.decoded[0].temperature == 0.4 and results[0].scores == [-0.4]
 
 
