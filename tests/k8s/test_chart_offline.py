@@ -326,7 +326,7 @@ def test_grafana_dashboard_is_valid_json_over_metrics_the_services_export():
     docs = objects(render(values=VALUES_SETS["monitoring"]).stdout)
     dashboard = json.loads(find(docs, "ConfigMap", "-dashboard")["data"]["speech-stack.json"])
     titles = " ".join(p["title"] for p in dashboard["panels"]).lower()
-    for topic in ("requests", "error", "latency", "real-time factor", "queue", "model loads"):
+    for topic in ("requests", "error", "latency", "real-time factor", "queue", "model loads", "batching", "fallback"):
         assert topic in titles, topic
     exprs = " ".join(t["expr"] for p in dashboard["panels"] for t in p["targets"])
     used = set(re.findall(r"speech_[a-z_]+", exprs))
@@ -337,12 +337,12 @@ def test_grafana_dashboard_is_valid_json_over_metrics_the_services_export():
 def _exported_metric_names() -> set[str]:
     """Every series name the services' registries can export (counters as *_total, histograms as
     *_bucket/_count/_sum), read from the registries themselves."""
+    from services.asr.metrics import AsrMetrics
     from services.common.predictor_metrics import PredictorMetrics
     from services.gateway.metrics import GatewayMetrics
 
     registries = [GatewayMetrics().registry]
-    for service in ("asr", "tts"):
-        metrics = PredictorMetrics(service)
+    for metrics in (AsrMetrics("asr"), PredictorMetrics("tts")):
         metrics.watch(lambda: {"waiting": 0, "active": 0, "models": {}})
         registries.append(metrics.registry)
     suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"), "gauge": ("",)}
