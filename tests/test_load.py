@@ -11,8 +11,10 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import openai
 
-from tests.support.text import normalize
+from tests.conftest import SENTENCES
+from tests.support.text import normalize, wer
 
+SENTENCE = SENTENCES[3]  # the weather
 CLIENTS = 16
 SECONDS = 20.0
 
@@ -28,7 +30,7 @@ def probe(urls: list[str], stop: threading.Event, seen: dict[str, list[float]]) 
 
 
 def test_sixteen_clients_get_200_or_429_and_health_stays_fast(stack, gateway_url, spoken):
-    wav = list(spoken.values())[3]
+    wav = spoken[SENTENCE]
     client = openai.OpenAI(base_url=f"{gateway_url}/v1", api_key="x", max_retries=0, timeout=120)
     outcomes: list[tuple[str, int, str]] = []
 
@@ -66,7 +68,8 @@ def test_sixteen_clients_get_200_or_429_and_health_stays_fast(stack, gateway_url
     assert 429 in statuses, "16 clients never filled a queue of 4"
     assert all(detail.isdigit() for _, status, detail in outcomes if status == 429), "429 without Retry-After"
     transcripts = [d for kind, s, d in outcomes if kind == "transcription" and s == 200]
-    assert transcripts and all("weather" in t for t in transcripts), transcripts[:3]
+    # real transcripts of the clip (a batched decode may hear one word differently: "wherever today")
+    assert transcripts and all(wer([SENTENCE], [t]) <= 0.25 for t in transcripts), transcripts[:3]
     assert all(d == "RIFF" for kind, s, d in outcomes if kind == "speech" and s == 200)
     for url, times in seen.items():
         p95 = statistics.quantiles(times, n=20)[-1]

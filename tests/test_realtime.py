@@ -92,7 +92,7 @@ def test_client_commit_flow_with_the_sync_sdk(realtime_client, spoken):
 
 
 def test_async_sdk_with_logprobs(gateway_url, spoken):
-    text = SENTENCES[0]  # logprobs decode greedily (beam size 1)
+    text = SENTENCES[3]  # logprobs decode greedily (beam size 1): a sentence greedy Whisper base hears clearly
 
     async def run() -> list:
         client = openai.AsyncOpenAI(base_url=f"{gateway_url}/v1", api_key="sk-test", max_retries=0)
@@ -112,8 +112,9 @@ def test_async_sdk_with_logprobs(gateway_url, spoken):
     updated = next(e for e in events if e.type == "session.updated")
     assert updated.session.include == ["item.input_audio_transcription.logprobs"]
     completed = events[-1]
-    # greedy Whisper base on espeak-ng speech is rougher than beam search (the file API gives the same words)
-    assert wer([text], [completed.transcript]) <= 0.5, completed.transcript
+    # (greedy decoding of the fox sentence sits on a knife's edge: "so verve laezy" or "so we're gonna
+    # leave it on" from one run or batch size to the next; the weather sentence decodes cleanly)
+    assert wer([text], [completed.transcript]) <= 0.2, completed.transcript
     assert completed.logprobs and all(p.logprob <= 0 for p in completed.logprobs)
     assert all(e.logprobs for e in events if e.type.endswith(".delta"))
 

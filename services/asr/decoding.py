@@ -115,7 +115,6 @@ class DecodeHooks:
                 return
             if self.cancel is not None and self.cancel.is_set():
                 raise Cancelled("client disconnected")
-            _seed()  # the same request re-decodes the same way (no transcript that changes run to run)
             retry = self._at(temperature, features, prompts, kwargs)  # the whole batch: features are encoded
             self.sampling.count_redecode(temperature, len(results))
             for i in failing:
@@ -138,7 +137,10 @@ def looks_failed(result, sampling: Sampling, text_of: Callable[[list[int]], str]
     return compression_ratio(text) > sampling.compression_ratio_threshold or avg < sampling.log_prob_threshold
 
 
-def _seed() -> None:
+def seed_sampling() -> None:
+    """Fix the seed of CTranslate2's sampling (fallback re-decodes, temperature above 0). CTranslate2
+    seeds each of its threads' generators once, when the thread first samples, and offers no reset:
+    set at model load, a fresh process samples the same sequence; requests then draw from it in turn."""
     import ctranslate2
 
     ctranslate2.set_random_seed(FALLBACK_SEED)

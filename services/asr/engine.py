@@ -90,6 +90,7 @@ class AsrEngine:
                 download_root=self.settings.download_root, threads=self.settings.threads,
                 vad_method=self.settings.vad_method, use_auth_token=self.token)
             torch.set_num_threads(self.settings.threads)
+            decoding.seed_sampling()
             hooks = decoding.install_hooks(pipe)
             pipe.speech_stack_batcher = SegmentBatcher(
                 pipe.model.encode, hooks.raw.generate, batch_size=self.settings.batch_size,

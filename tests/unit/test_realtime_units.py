@@ -69,8 +69,15 @@ def test_turns_start_with_prefix_padding_and_stop_after_the_silence():
     detector = TurnDetector(Vad(threshold=0.5, prefix_padding_ms=64, silence_duration_ms=96))
     probabilities = [0.1] * 10 + [0.9] * 5 + [0.4] * 2 + [0.9] + [0.1] * 3 + [0.1] * 4
     events = detector.feed(0, probabilities)
-    assert events == [Started(10 * FRAME - 1024), Stopped(18 * FRAME)]  # 0.4 continues speech (hysteresis)
+    assert events == [Started(10 * FRAME - 1024), Stopped(18 * FRAME, 10 * FRAME - 1024)]  # 0.4: hysteresis
     assert not detector.in_speech
+
+
+def test_one_batch_of_frames_can_end_a_turn_and_start_the_next():
+    detector = TurnDetector(Vad(threshold=0.5, prefix_padding_ms=64, silence_duration_ms=96))
+    events = detector.feed(0, [0.9] * 5 + [0.1] * 6 + [0.9] * 4)
+    assert events == [Started(0), Stopped(5 * FRAME, 0), Started(11 * FRAME - 1024)]
+    assert detector.in_speech and detector.start == 11 * FRAME - 1024
 
 
 # -- the WebSocket route ---------------------------------------------------------------------------

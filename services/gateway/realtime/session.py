@@ -229,7 +229,8 @@ class RealtimeSession:
         cap = int(self.settings.realtime_max_buffer_seconds * RATE)
         if self.buffer.size + samples.size > cap:
             if self.detector is not None and self.detector.in_speech:
-                self._end_turn(self.end)  # a turn as long as the buffer: cut it here
+                self._end_turn(self.detector.start, self.end)  # a turn as long as the buffer: cut it here
+                self.detector.reset()
             else:
                 raise ClientEventError(f"The input audio buffer is full ({self.settings.realtime_max_buffer_seconds:g}"
                                        " s of audio): commit or clear it.", "input_audio_buffer_full", "audio")
@@ -274,8 +275,8 @@ class RealtimeSession:
                         self.speech_item = new_id("item")
                         self.send({"type": "input_audio_buffer.speech_started", "item_id": self.speech_item,
                                    "audio_start_ms": ms(turn.sample)})
-                    else:
-                        self._end_turn(turn.sample)
+                    else:  # (one batch of frames may end a turn and start the next)
+                        self._end_turn(turn.start, turn.sample)
                 if not self.detector.in_speech:  # nothing to keep but the prefix padding (and a context frame)
                     self._drop_before(self.vad_done - self.detector.vad.prefix_padding_ms * RATE // 1000 - FRAME)
         except ServiceError as exc:
@@ -292,15 +293,12 @@ class RealtimeSession:
         except (KeyError, TypeError, ValueError) as exc:
             raise self.asr.malformed(exc) from exc
 
-    def _end_turn(self, end: int) -> None:
+    def _end_turn(self, start: int, end: int) -> None:
         item_id = self.speech_item or new_id("item")
-        start = self.detector.start if self.detector is not None else self.buffer_start
         self.send({"type": "input_audio_buffer.speech_stopped", "item_id": item_id, "audio_end_ms": ms(end)})
         stop = min(self.end, end + TAIL_SAMPLES)
         audio = self.buffer[max(0, start - self.buffer_start): max(0, stop - self.buffer_start)]
         self.speech_item = None
-        if self.detector is not None:
-            self.detector.reset()
         if audio.size >= MIN_COMMIT_SAMPLES:
             self._commit(item_id, audio)
         self._drop_before(stop)

@@ -22,6 +22,7 @@ class Started:
 @dataclass(frozen=True)
 class Stopped:
     sample: int  # the end of the last speech frame
+    start: int  # where this turn began (its Started sample): the detector may be in the next turn already
 
 
 def ms(sample: int) -> int:
@@ -51,5 +52,5 @@ class TurnDetector:
                 self.last_speech = end
             elif self.in_speech and end - self.last_speech >= silence:
                 self.in_speech = False
-                events.append(Stopped(self.last_speech))
+                events.append(Stopped(self.last_speech, self.start))
         return events
