@@ -40,6 +40,5 @@ for image in $wanted; do
   echo "  imported $image in $((SECONDS - start)) s" >&2
 done
 rm -f "$fifo"
-drop_stale
 [ "$(ctr_cri images ls -q | grep -cxF "$wanted")" = "$(wc -w <<< "$wanted")" ] ||
   { echo "images missing in containerd after import" >&2; exit 1; }
