@@ -72,8 +72,9 @@ cluster-down:
 run: setup
 	$(PY) -m scripts.devstack
 
-# The lint and type gate: ruff (rules in pyproject.toml) over all Python, mypy over services/.
+# The lint and type gate: ruff's formatter and linter (rules in pyproject.toml) over all Python, mypy.
 lint: setup
+	$(PY) -m ruff format --check services scripts bench tests
 	$(PY) -m ruff check services scripts bench tests
 	$(PY) -m mypy
 

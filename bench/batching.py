@@ -32,27 +32,43 @@ def bench_batching(tmp: Path, threads: int, seconds: float, batch: int, table) -
     rows, throughput = [], {}
     for batching in (False, True):
         asr, tts, gw = local_stack(
-            asr_env={"ASR_MODELS": whisper_models(), "ASR_UNLOAD_POLICY": "never", "ASR_MAX_ACTIVE": "8",
-                     "ASR_MAX_QUEUE": "16", "ASR_BATCH_SIZE": str(batch),
-                     "ASR_CROSS_REQUEST_BATCHING": str(batching).lower()},
-            tts_env={}, gateway_env={}, threads=threads)
+            asr_env={
+                "ASR_MODELS": whisper_models(),
+                "ASR_UNLOAD_POLICY": "never",
+                "ASR_MAX_ACTIVE": "8",
+                "ASR_MAX_QUEUE": "16",
+                "ASR_BATCH_SIZE": str(batch),
+                "ASR_CROSS_REQUEST_BATCHING": str(batching).lower(),
+            },
+            tts_env={},
+            gateway_env={},
+            threads=threads,
+        )
         start([asr, tts, gw], tmp / f"logs-batching-{batching}")
         try:
             send = transcribe(gw.url, audio)
             Run(send, 1, 0.1).go()  # warm the model
             for clients in CLIENTS:
-                before = (metric(asr, "speech_asr_queue_wait_seconds_sum"),
-                          metric(asr, "speech_asr_queue_wait_seconds_count"))
-                segments = (metric(asr, "speech_asr_batch_segments_sum"),
-                            metric(asr, "speech_asr_batch_segments_count"))
+                before = (
+                    metric(asr, "speech_asr_queue_wait_seconds_sum"),
+                    metric(asr, "speech_asr_queue_wait_seconds_count"),
+                )
+                segments = (
+                    metric(asr, "speech_asr_batch_segments_sum"),
+                    metric(asr, "speech_asr_batch_segments_count"),
+                )
                 run = Run(send, clients, seconds)
                 wall = run.go()
                 throughput[batching, clients] = run.audio / wall
-                cells = row("on" if batching else "off", clients, run, wall, predictor=asr, prefix="speech_asr",
-                            before=before)
+                cells = row(
+                    "on" if batching else "off", clients, run, wall, predictor=asr, prefix="speech_asr", before=before
+                )
                 dispatched = metric(asr, "speech_asr_batch_segments_count") - segments[1]
-                per_call = (metric(asr, "speech_asr_batch_segments_sum") - segments[0]) / dispatched \
-                    if dispatched else float("nan")
+                per_call = (
+                    (metric(asr, "speech_asr_batch_segments_sum") - segments[0]) / dispatched
+                    if dispatched
+                    else float("nan")
+                )
                 rows.append([*cells, f"{per_call:.2f}" if batching else "-"])
         finally:
             for svc in (gw, tts, asr):
@@ -63,8 +79,23 @@ def bench_batching(tmp: Path, threads: int, seconds: float, batch: int, table) -
             r.append(f"{throughput[True, clients] / max(throughput[False, clients], 1e-9):.2f}")
         else:
             r.append("-")
-    table(f"Cross-request batching: clients sending 5-10 s espeak-ng clips back to back for {seconds:.0f} s to Whisper "
-          f"base int8, {threads} thread(s), batch size {batch}, ASR max_active 8, max_queue 16; off = each request "
-          "decodes alone under the model's lock",
-          ["batching", "clients", "ok", "429 share", "errors", "req/s", "audio s/s", "p50 s", "p95 s",
-           "queue wait s", "segments per call", "audio s/s on/off"], rows)
+    table(
+        f"Cross-request batching: clients sending 5-10 s espeak-ng clips back to back for {seconds:.0f} s to Whisper "
+        f"base int8, {threads} thread(s), batch size {batch}, ASR max_active 8, max_queue 16; off = each request "
+        "decodes alone under the model's lock",
+        [
+            "batching",
+            "clients",
+            "ok",
+            "429 share",
+            "errors",
+            "req/s",
+            "audio s/s",
+            "p50 s",
+            "p95 s",
+            "queue wait s",
+            "segments per call",
+            "audio s/s on/off",
+        ],
+        rows,
+    )

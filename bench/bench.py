@@ -33,8 +33,10 @@ from services.common import v2wire
 from tests.conftest import start, whisper_models
 from tests.support import tiny_models
 
-TEXT = ("The quick brown fox jumps over the lazy dog near the river bank. Please schedule a meeting "
-        "with the design team on Thursday afternoon.")
+TEXT = (
+    "The quick brown fox jumps over the lazy dog near the river bank. Please schedule a meeting "
+    "with the design team on Thursday afternoon."
+)
 
 
 def median_time(fn, runs: int) -> float:
@@ -53,8 +55,9 @@ def bare_whisperx(threads: int, batch: int, aligner_dir: Path):
 
     from services.asr.audio import decode
 
-    pipe = whisperx.load_model(str(ROOT / ".models" / "faster-whisper-base"), "cpu", compute_type="int8",
-                               threads=threads)
+    pipe = whisperx.load_model(
+        str(ROOT / ".models" / "faster-whisper-base"), "cpu", compute_type="int8", threads=threads
+    )
     aligner = whisperx.load_align_model("en", "cpu", model_name=str(aligner_dir))
 
     beam = pipe.options
@@ -65,6 +68,7 @@ def bare_whisperx(threads: int, batch: int, aligner_dir: Path):
         result = pipe.transcribe(audio, batch_size=batch, language="en")
         if mode == "words":
             whisperx.align(result["segments"], *aligner, audio, "cpu")
+
     return run
 
 
@@ -73,12 +77,16 @@ def predictor_call(url: str, wav: Path):
     pooled = httpx.Client(base_url=url, timeout=600)  # same pooling as the gateway's client
 
     def call():
-        header = v2wire.InferRequestHeader(str(uuid.uuid4()), {"model": "whisper-1", "language": "en"},
-                                           binary_inputs=[v2wire.BinaryInput.bytes_elements("audio", [len(audio)])])
+        header = v2wire.InferRequestHeader(
+            str(uuid.uuid4()),
+            {"model": "whisper-1", "language": "en"},
+            binary_inputs=[v2wire.BinaryInput.bytes_elements("audio", [len(audio)])],
+        )
         head = header.encode()
         body = head + v2wire.element_prefix(len(audio)) + audio
         r = pooled.post("/v2/models/asr/infer", content=body, headers=v2wire.request_headers(head, len(body)))
         r.raise_for_status()
+
     return call
 
 
@@ -98,17 +106,28 @@ def long_recording(tmp: Path, seconds: float, *, varied: bool = True) -> Path:
     return out
 
 
-MODES = {"text": {}, "words": {"response_format": "verbose_json", "timestamp_granularities": ["word"]},
-         "logprobs": {"include": ["logprobs"]}}
+MODES = {
+    "text": {},
+    "words": {"response_format": "verbose_json", "timestamp_granularities": ["word"]},
+    "logprobs": {"include": ["logprobs"]},
+}
 
 
 def bench_asr(tmp: Path, runs: int, threads: int, batch: int) -> None:
     inputs = {label: long_recording(tmp, secs) for label, secs in (("10 s", 10), ("60 s", 60))}
     repeating = long_recording(tmp, 60, varied=False)
     aligner = tiny_models.build_wav2vec2(tmp / "wav2vec2")
-    services = local_stack(asr_env={"ASR_MODELS": whisper_models(), "ASR_UNLOAD_POLICY": "never",
-                                    "ASR_BATCH_SIZE": str(batch), "ASR_ALIGN_MODELS": json.dumps({"en": str(aligner)})},
-                           tts_env={}, gateway_env={}, threads=threads)
+    services = local_stack(
+        asr_env={
+            "ASR_MODELS": whisper_models(),
+            "ASR_UNLOAD_POLICY": "never",
+            "ASR_BATCH_SIZE": str(batch),
+            "ASR_ALIGN_MODELS": json.dumps({"en": str(aligner)}),
+        },
+        tts_env={},
+        gateway_env={},
+        threads=threads,
+    )
     start(services, tmp / "logs-asr")
     gateway, predictor = {}, {}
     try:
@@ -116,8 +135,12 @@ def bench_asr(tmp: Path, runs: int, threads: int, batch: int) -> None:
         for label, wav in inputs.items():
             predictor[label] = median_time(predictor_call(services[0].url, wav), runs)
             for mode, extra in MODES.items():
-                gateway[label, mode] = median_time(lambda wav=wav, extra=extra: client.audio.transcriptions.create(
-                    model="whisper-1", file=wav.read_bytes(), language="en", **extra), runs)
+                gateway[label, mode] = median_time(
+                    lambda wav=wav, extra=extra: client.audio.transcriptions.create(
+                        model="whisper-1", file=wav.read_bytes(), language="en", **extra
+                    ),
+                    runs,
+                )
         fallback = []
         for label, wav in (("distinct sentences", inputs["60 s"]), ("one passage over and over", repeating)):
             before = load.metric(services[0], "speech_asr_fallback_decodes_total")
@@ -136,14 +159,20 @@ def bench_asr(tmp: Path, runs: int, threads: int, batch: int) -> None:
             c = gateway[label, mode]
             b = f"{predictor[label]:.3f}" if mode == "text" else "-"
             rows.append([f"{seconds:.1f} s", mode, f"{a:.3f}", b, f"{c:.3f}", f"{c / seconds:.3f}", f"{c / a:.2f}"])
-    table(f"ASR: espeak-ng speech, Whisper base int8, {threads} thread(s), batch {batch}, warm models, median of "
-          f"{runs}. words: + alignment (tiny random wav2vec2: the pipeline, not a real aligner); logprobs: "
-          "include[]=logprobs, greedy decoding, so (a) decodes greedily too",
-          ["audio", "mode", "(a) bare WhisperX s", "(b) predictor s", "(c) gateway s", "RTF (c)", "(c)/(a)"], rows)
-    table("ASR temperature fallback (OpenAI's rule, on by default; bare WhisperX has none): speech that repeats "
-          "itself decodes to text that compresses like a repetition loop, so each 30 s window is re-decoded at up "
-          f"to 5 higher temperatures. Predictor, text, median of {runs}",
-          ["audio", "(b) predictor s", "fallback re-decodes per request"], fallback)
+    table(
+        f"ASR: espeak-ng speech, Whisper base int8, {threads} thread(s), batch {batch}, warm models, median of "
+        f"{runs}. words: + alignment (tiny random wav2vec2: the pipeline, not a real aligner); logprobs: "
+        "include[]=logprobs, greedy decoding, so (a) decodes greedily too",
+        ["audio", "mode", "(a) bare WhisperX s", "(b) predictor s", "(c) gateway s", "RTF (c)", "(c)/(a)"],
+        rows,
+    )
+    table(
+        "ASR temperature fallback (OpenAI's rule, on by default; bare WhisperX has none): speech that repeats "
+        "itself decodes to text that compresses like a repetition loop, so each 30 s window is re-decoded at up "
+        f"to 5 higher temperatures. Predictor, text, median of {runs}",
+        ["audio", "(b) predictor s", "fallback re-decodes per request"],
+        fallback,
+    )
 
 
 def sf_seconds(path: Path) -> float:
@@ -171,29 +200,51 @@ def median_pair(fn, runs: int) -> tuple[float, float]:
 
 
 def bench_tts_model(tmp: Path, label: str, model_dir: Path, voice: str, *, runs: int, threads: int) -> list[list[str]]:
-    services = local_stack(asr_env={}, tts_env={"TTS_MODEL": str(model_dir), "TTS_UNLOAD_POLICY": "never",
-                                                "TTS_HOME": str(tmp / f"home-{label}"), "TTS_STREAM_CHUNK_SIZE": "10"},
-                           gateway_env={}, threads=threads)
+    services = local_stack(
+        asr_env={},
+        tts_env={
+            "TTS_MODEL": str(model_dir),
+            "TTS_UNLOAD_POLICY": "never",
+            "TTS_HOME": str(tmp / f"home-{label}"),
+            "TTS_STREAM_CHUNK_SIZE": "10",
+        },
+        gateway_env={},
+        threads=threads,
+    )
     start(services, tmp / f"logs-{label}")
     rows = []
     try:
         tts = httpx.Client(base_url=services[1].url, timeout=600)
         gw = httpx.Client(base_url=services[-1].url, timeout=600)
-        body = {"id": "b", "parameters": {"voice": voice, "binary_data_output": True},
-                "inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": [TEXT]}]}
-        direct = median_pair(lambda: first_byte_and_total(
-            lambda: tts.stream("POST", "/v2/models/tts/infer_stream", json=body)), runs)
+        body = {
+            "id": "b",
+            "parameters": {"voice": voice, "binary_data_output": True},
+            "inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": [TEXT]}],
+        }
+        direct = median_pair(
+            lambda: first_byte_and_total(lambda: tts.stream("POST", "/v2/models/tts/infer_stream", json=body)), runs
+        )
         whole = median_time(lambda: tts.post("/v2/models/tts/infer", json=body).raise_for_status(), runs)
         rows.append([label, "predictor f32 (stream)", f"{direct[0]:.3f}", f"{direct[1]:.3f}", f"{whole:.3f}", "1.00"])
         for fmt in ("pcm", "mp3", "opus", "aac", "wav", "flac"):
             req = {"model": "tts-1", "voice": voice, "input": TEXT, "response_format": fmt, "stream": True}
-            streamed = median_pair(lambda req=req: first_byte_and_total(
-                lambda: gw.stream("POST", "/v1/audio/speech", json=req)), runs)
+            streamed = median_pair(
+                lambda req=req: first_byte_and_total(lambda: gw.stream("POST", "/v1/audio/speech", json=req)), runs
+            )
             whole_req = req | {"stream": False}
-            full = median_time(lambda whole_req=whole_req: gw.post("/v1/audio/speech", json=whole_req)
-                               .raise_for_status(), runs)
-            rows.append([label, f"gateway {fmt}", f"{streamed[0]:.3f}", f"{streamed[1]:.3f}", f"{full:.3f}",
-                         f"{streamed[0] / direct[0]:.2f}"])
+            full = median_time(
+                lambda whole_req=whole_req: gw.post("/v1/audio/speech", json=whole_req).raise_for_status(), runs
+            )
+            rows.append(
+                [
+                    label,
+                    f"gateway {fmt}",
+                    f"{streamed[0]:.3f}",
+                    f"{streamed[1]:.3f}",
+                    f"{full:.3f}",
+                    f"{streamed[0] / direct[0]:.2f}",
+                ]
+            )
     finally:
         for svc in reversed(services):
             svc.stop()
@@ -205,9 +256,12 @@ def bench_tts(tmp: Path, runs: int, threads: int) -> None:
     xtts = tiny_models.build_xtts(tmp / "xtts")
     rows = bench_tts_model(tmp, "VITS", vits, "alloy", runs=runs, threads=threads)
     rows += bench_tts_model(tmp, "XTTS", xtts, "Ana Random", runs=runs, threads=threads)
-    table(f"TTS: {len(TEXT)} characters (2 sentences), tiny random test models (VITS: sentence by sentence; "
-          f"XTTS: inference_stream), {threads} thread(s), median of {runs}",
-          ["model", "path", "first byte s", "streamed total s", "whole file s", "first byte vs predictor"], rows)
+    table(
+        f"TTS: {len(TEXT)} characters (2 sentences), tiny random test models (VITS: sentence by sentence; "
+        f"XTTS: inference_stream), {threads} thread(s), median of {runs}",
+        ["model", "path", "first byte s", "streamed total s", "whole file s", "first byte vs predictor"],
+        rows,
+    )
     bench_encoding(runs)
 
 
@@ -223,6 +277,7 @@ def bench_encoding(runs: int) -> None:
     chunks = np.array_split(audio, int(seconds * 10))
     rows = []
     for fmt in ("pcm", "wav", "mp3", "opus", "aac", "flac"):
+
         def encode(fmt=fmt):
             enc = AudioEncoder(fmt, rate, rate, streaming=True)
             first, size = None, 0
@@ -233,11 +288,15 @@ def bench_encoding(runs: int) -> None:
                     first = time.perf_counter() - started
                 size += len(out)
             return first, size + len(enc.finish())
+
         total = median_time(encode, runs)
         first, size = encode()
         rows.append([fmt, f"{total / seconds * 1000:.2f}", f"{first * 1000:.2f}", f"{size / seconds / 1000:.1f}"])
-    table(f"Encoding (PyAV, streaming, 24 kHz mono, 100 ms chunks), median of {runs}",
-          ["format", "ms per s of audio", "first bytes after ms", "kB per s"], rows)
+    table(
+        f"Encoding (PyAV, streaming, 24 kHz mono, 100 ms chunks), median of {runs}",
+        ["format", "ms per s of audio", "first bytes after ms", "kB per s"],
+        rows,
+    )
 
 
 def main() -> None:
@@ -245,8 +304,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--only", choices=["asr", "tts", "voices", "realtime", "load", "batching", "memory"],
-                        help="run one benchmark")
+    parser.add_argument(
+        "--only", choices=["asr", "tts", "voices", "realtime", "load", "batching", "memory"], help="run one benchmark"
+    )
     parser.add_argument("--load-seconds", type=float, default=20, help="duration of each load step")
     parser.add_argument("--long-minutes", type=int, default=60, help="length of the long recording (memory)")
     args = parser.parse_args()

@@ -21,10 +21,12 @@ from tests.support import tiny_models
 from tests.support.espeak import speak
 
 CLIENTS = (1, 4, 8, 16)
-SENTENCES = ["The quick brown fox jumps over the lazy dog near the river bank.",
-             "Please schedule a meeting with the design team on Thursday afternoon.",
-             "Open source software lets teams build on the work of others.",
-             "The weather today is sunny with a gentle breeze from the west."]
+SENTENCES = [
+    "The quick brown fox jumps over the lazy dog near the river bank.",
+    "Please schedule a meeting with the design team on Thursday afternoon.",
+    "Open source software lets teams build on the work of others.",
+    "The weather today is sunny with a gentle breeze from the west.",
+]
 
 
 def metric(svc: Service, name: str) -> float:
@@ -80,27 +82,48 @@ def transcribe(gateway: str, clips: list[tuple[bytes, float]]):
         data, seconds = clips[next(counter) % len(clips)]
         r = http.post(f"{gateway}/v1/audio/transcriptions", files={"file": data}, data={"model": "whisper-1"})
         return r.status_code, seconds, r.headers.get("retry-after", "")
+
     return send
 
 
 def synthesise(gateway: str):
     def send(http: httpx.Client) -> tuple[int, float, str]:
-        r = http.post(f"{gateway}/v1/audio/speech", json={"model": "tts-1", "voice": "alloy", "response_format": "pcm",
-                                                          "input": " ".join(SENTENCES[:2]), "stream": False})
+        r = http.post(
+            f"{gateway}/v1/audio/speech",
+            json={
+                "model": "tts-1",
+                "voice": "alloy",
+                "response_format": "pcm",
+                "input": " ".join(SENTENCES[:2]),
+                "stream": False,
+            },
+        )
         return r.status_code, len(r.content) / 2 / 24000, r.headers.get("retry-after", "")
+
     return send
 
 
-def row(kind: str, clients: int, run: Run, wall: float, *, predictor: Service, prefix: str,
-        before: tuple[float, float]) -> list[str]:
+def row(
+    kind: str, clients: int, run: Run, wall: float, *, predictor: Service, prefix: str, before: tuple[float, float]
+) -> list[str]:
     waits = metric(predictor, f"{prefix}_queue_wait_seconds_sum") - before[0]
     count = metric(predictor, f"{prefix}_queue_wait_seconds_count") - before[1]
     done = len(run.latencies)
     share = run.refused / max(1, run.refused + done + run.failed)
     p50 = statistics.median(run.latencies) if done else float("nan")
     p95 = statistics.quantiles(run.latencies, n=20)[-1] if done >= 2 else p50
-    return [kind, str(clients), str(done), f"{share:.0%}", str(run.failed), f"{done / wall:.2f}",
-            f"{run.audio / wall:.1f}", f"{p50:.2f}", f"{p95:.2f}", f"{waits / max(count, 1):.2f}"]
+    return [
+        kind,
+        str(clients),
+        str(done),
+        f"{share:.0%}",
+        str(run.failed),
+        f"{done / wall:.2f}",
+        f"{run.audio / wall:.1f}",
+        f"{p50:.2f}",
+        f"{p95:.2f}",
+        f"{waits / max(count, 1):.2f}",
+    ]
 
 
 def bench_load(tmp: Path, threads: int, seconds: float, table) -> None:
@@ -109,29 +132,42 @@ def bench_load(tmp: Path, threads: int, seconds: float, table) -> None:
     vits = tiny_models.build_vits(tmp / "vits-load", ["alloy"])
     asr, tts, gw = local_stack(
         asr_env={"ASR_MODELS": whisper_models(), "ASR_UNLOAD_POLICY": "never", "ASR_MAX_QUEUE": "8"},
-        tts_env={"TTS_MODEL": str(vits), "TTS_UNLOAD_POLICY": "never", "TTS_MAX_QUEUE": "8",
-                 "TTS_HOME": str(tmp / "tts-home-load")}, gateway_env={}, threads=threads)
+        tts_env={
+            "TTS_MODEL": str(vits),
+            "TTS_UNLOAD_POLICY": "never",
+            "TTS_MAX_QUEUE": "8",
+            "TTS_HOME": str(tmp / "tts-home-load"),
+        },
+        gateway_env={},
+        threads=threads,
+    )
     start([asr, tts, gw], tmp / "logs-load")
     rows = []
     try:
-        for kind, send, predictor, prefix in (("transcription", transcribe(gw.url, clips), asr, "speech_asr"),
-                                               ("speech", synthesise(gw.url), tts, "speech_tts")):
+        for kind, send, predictor, prefix in (
+            ("transcription", transcribe(gw.url, clips), asr, "speech_asr"),
+            ("speech", synthesise(gw.url), tts, "speech_tts"),
+        ):
             Run(send, 1, 0.1).go()  # warm the model
             for clients in CLIENTS:
-                before = (metric(predictor, f"{prefix}_queue_wait_seconds_sum"),
-                          metric(predictor, f"{prefix}_queue_wait_seconds_count"))
+                before = (
+                    metric(predictor, f"{prefix}_queue_wait_seconds_sum"),
+                    metric(predictor, f"{prefix}_queue_wait_seconds_count"),
+                )
                 run = Run(send, clients, seconds)
                 wall = run.go()
                 rows.append(row(kind, clients, run, wall, predictor=predictor, prefix=prefix, before=before))
     finally:
         for svc in (gw, tts, asr):
             svc.stop()
-    table(f"Load: clients sending back to back for {seconds:.0f} s (a 429 waits its Retry-After), one predictor "
-          f"of each with max_queue 8 (ASR max_active 4 with cross-request batching, TTS 1), {threads} thread(s); "
-          "transcription: 3-4 s espeak clips "
-          "on Whisper base; speech: 2 sentences on the tiny VITS",
-          ["kind", "clients", "ok", "429 share", "errors", "req/s", "audio s/s", "p50 s", "p95 s", "queue wait s"],
-          rows)
+    table(
+        f"Load: clients sending back to back for {seconds:.0f} s (a 429 waits its Retry-After), one predictor "
+        f"of each with max_queue 8 (ASR max_active 4 with cross-request batching, TTS 1), {threads} thread(s); "
+        "transcription: 3-4 s espeak clips "
+        "on Whisper base; speech: 2 sentences on the tiny VITS",
+        ["kind", "clients", "ok", "429 share", "errors", "req/s", "audio s/s", "p50 s", "p95 s", "queue wait s"],
+        rows,
+    )
 
 
 def _duration(path: Path) -> float:
@@ -149,8 +185,9 @@ def long_opus(tmp: Path, minutes: int) -> Path:
     wav = tmp / "long.wav"
     sf.write(wav, np.tile(block, int(np.ceil(minutes * 60 * 16000 / block.size)))[: minutes * 60 * 16000], 16000)
     out = tmp / f"long-{minutes}min.ogg"
-    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(wav), "-c:a", "libopus", "-b:a", "24k", str(out)],
-                   check=True)
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-y", "-i", str(wav), "-c:a", "libopus", "-b:a", "24k", str(out)], check=True
+    )
     wav.unlink()
     return out
 
@@ -161,31 +198,56 @@ def bench_memory(tmp: Path, threads: int, minutes: int, table) -> None:
     asr, tts, gw = local_stack(
         asr_env={"ASR_MODELS": whisper_models(), "ASR_UNLOAD_POLICY": "never"},
         tts_env={"TTS_MODEL": str(vits), "TTS_UNLOAD_POLICY": "never", "TTS_HOME": str(tmp / "tts-home-mem")},
-        gateway_env={"GATEWAY_READ_TIMEOUT": "3600"}, threads=threads)
+        gateway_env={"GATEWAY_READ_TIMEOUT": "3600"},
+        threads=threads,
+    )
     start([asr, tts, gw], tmp / "logs-mem")
     rows = []
     try:
         short = speak(SENTENCES[0], tmp / "warm.wav").read_bytes()
-        httpx.post(f"{gw.url}/v1/audio/transcriptions", files={"file": short}, data={"model": "whisper-1"},
-                   timeout=600).raise_for_status()
+        httpx.post(
+            f"{gw.url}/v1/audio/transcriptions", files={"file": short}, data={"model": "whisper-1"}, timeout=600
+        ).raise_for_status()
         warm = peak_rss_mb(asr.proc.pid)
         started = time.perf_counter()
-        r = httpx.post(f"{gw.url}/v1/audio/transcriptions", files={"file": audio.read_bytes()},
-                       data={"model": "whisper-1"}, timeout=3600)
+        r = httpx.post(
+            f"{gw.url}/v1/audio/transcriptions",
+            files={"file": audio.read_bytes()},
+            data={"model": "whisper-1"},
+            timeout=3600,
+        )
         took = time.perf_counter() - started
-        rows.append(["ASR", f"{minutes} min of speech, {audio.stat().st_size / 1e6:.1f} MB Opus", str(r.status_code),
-                     f"{warm:.0f}", f"{peak_rss_mb(asr.proc.pid):.0f}", f"{took:.0f}"])
+        rows.append(
+            [
+                "ASR",
+                f"{minutes} min of speech, {audio.stat().st_size / 1e6:.1f} MB Opus",
+                str(r.status_code),
+                f"{warm:.0f}",
+                f"{peak_rss_mb(asr.proc.pid):.0f}",
+                f"{took:.0f}",
+            ]
+        )
         body = {"model": "tts-1", "voice": "alloy", "input": ("word " * 820)[:4096], "response_format": "wav"}
         httpx.post(f"{gw.url}/v1/audio/speech", json=body | {"input": "Hello."}, timeout=600).raise_for_status()
         warm = peak_rss_mb(tts.proc.pid)
         for stream in (False, True):
             started = time.perf_counter()
             r = httpx.post(f"{gw.url}/v1/audio/speech", json=body | {"stream": stream}, timeout=600)
-            rows.append(["TTS", f"4096 unpunctuated characters, {'streamed' if stream else 'whole'}",
-                         str(r.status_code), f"{warm:.0f}", f"{peak_rss_mb(tts.proc.pid):.0f}",
-                         f"{time.perf_counter() - started:.0f}"])
+            rows.append(
+                [
+                    "TTS",
+                    f"4096 unpunctuated characters, {'streamed' if stream else 'whole'}",
+                    str(r.status_code),
+                    f"{warm:.0f}",
+                    f"{peak_rss_mb(tts.proc.pid):.0f}",
+                    f"{time.perf_counter() - started:.0f}",
+                ]
+            )
     finally:
         for svc in (gw, tts, asr):
             svc.stop()
-    table(f"Peak memory (VmHWM) of each predictor for its largest request, {threads} thread(s)",
-          ["predictor", "request", "status", "peak RSS warm MB", "peak RSS after MB", "seconds"], rows)
+    table(
+        f"Peak memory (VmHWM) of each predictor for its largest request, {threads} thread(s)",
+        ["predictor", "request", "status", "peak RSS warm MB", "peak RSS after MB", "seconds"],
+        rows,
+    )

@@ -32,9 +32,14 @@ def free_port() -> int:
 def base_env(threads: int, offline: bool, root: Path = ROOT) -> dict[str, str]:
     """Thread count per model process (1 on 2-core machines), no pyannote telemetry, NLTK data
     from the local model directory, and with ``offline`` no hub look-ups at all (tests)."""
-    env = {"PYANNOTE_METRICS_ENABLED": "false", "NLTK_DATA": str(root / ".models" / "nltk_data"),
-           "OMP_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "false", "COQUI_TOS_AGREED": "1",
-           "PYTHONUNBUFFERED": "1"}
+    env = {
+        "PYANNOTE_METRICS_ENABLED": "false",
+        "NLTK_DATA": str(root / ".models" / "nltk_data"),
+        "OMP_NUM_THREADS": str(threads),
+        "TOKENIZERS_PARALLELISM": "false",
+        "COQUI_TOS_AGREED": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
     if offline:
         env |= {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     return env
@@ -56,15 +61,27 @@ class Service:
     def start(self, log_dir: Path | None = None) -> None:
         env = os.environ | self.env
         if log_dir is None:  # interactive: prefix every line with the service name
-            self.proc = subprocess.Popen([sys.executable, "-m", self.module], cwd=ROOT, env=env,
-                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                         start_new_session=True, text=True)
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", self.module],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                text=True,
+            )
             threading.Thread(target=self._relay, daemon=True).start()
             return
         self.log_path = log_dir / f"{self.name}.log"
         with self.log_path.open("w") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", self.module], cwd=ROOT, env=env,
-                                         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", self.module],
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     def _relay(self) -> None:
         for line in self.proc.stdout:
@@ -100,16 +117,31 @@ class Service:
             self.proc.wait()
 
 
-def local_stack(asr_env: dict[str, str], tts_env: dict[str, str], gateway_env: dict[str, str], *,
-                gateway_port: int | None = None, threads: int = 1, offline: bool = True) -> list[Service]:
+def local_stack(
+    asr_env: dict[str, str],
+    tts_env: dict[str, str],
+    gateway_env: dict[str, str],
+    *,
+    gateway_port: int | None = None,
+    threads: int = 1,
+    offline: bool = True,
+) -> list[Service]:
     base = base_env(threads, offline)
     asr = Service("asr", "services.asr", free_port())
     tts = Service("tts", "services.tts", free_port())
     gw = Service("gateway", "services.gateway", gateway_port or free_port())
     asr.env = base | {"ASR_HOST": "127.0.0.1", "ASR_HTTP_PORT": str(asr.port), "ASR_THREADS": str(threads)} | asr_env
     tts.env = base | {"TTS_HOST": "127.0.0.1", "TTS_HTTP_PORT": str(tts.port), "TTS_THREADS": str(threads)} | tts_env
-    gw.env = base | {"GATEWAY_HOST": "127.0.0.1", "GATEWAY_PORT": str(gw.port), "GATEWAY_ASR_URL": asr.url,
-                     "GATEWAY_TTS_URL": tts.url} | gateway_env
+    gw.env = (
+        base
+        | {
+            "GATEWAY_HOST": "127.0.0.1",
+            "GATEWAY_PORT": str(gw.port),
+            "GATEWAY_ASR_URL": asr.url,
+            "GATEWAY_TTS_URL": tts.url,
+        }
+        | gateway_env
+    )
     return [asr, tts, gw]
 
 
@@ -144,10 +176,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=int(os.environ.get("THREADS", "2")))
     args = parser.parse_args()
     whisper = str(ROOT / ".models" / "faster-whisper-base")
-    asr_env = {"ASR_MODELS": os.environ.get("ASR_MODELS", f'{{"whisper-1": "{whisper}", "turbo": "{whisper}"}}'),
-               "ASR_UNLOAD_POLICY": os.environ.get("ASR_UNLOAD_POLICY", "after_request")}
-    services = local_stack(asr_env, {}, {}, gateway_port=args.port, threads=args.threads,
-                           offline=os.environ.get("HF_HUB_OFFLINE") == "1")
+    asr_env = {
+        "ASR_MODELS": os.environ.get("ASR_MODELS", f'{{"whisper-1": "{whisper}", "turbo": "{whisper}"}}'),
+        "ASR_UNLOAD_POLICY": os.environ.get("ASR_UNLOAD_POLICY", "after_request"),
+    }
+    services = local_stack(
+        asr_env, {}, {}, gateway_port=args.port, threads=args.threads, offline=os.environ.get("HF_HUB_OFFLINE") == "1"
+    )
     run_forever(services)
 
 

@@ -43,8 +43,7 @@ def closure(roots: tuple[str, ...] = ROOTS) -> set[str]:
 
 def render(constraints: str) -> str:
     wanted = closure()
-    lines = [line for line in constraints.splitlines()
-             if "==" in line and canonical(line.split("==")[0]) in wanted]
+    lines = [line for line in constraints.splitlines() if "==" in line and canonical(line.split("==")[0]) in wanted]
     missing = wanted - {canonical(line.split("==")[0]) for line in lines} - UNFROZEN
     if missing:
         raise SystemExit(f"constraints.txt does not pin {sorted(missing)}")

@@ -86,13 +86,23 @@ def stack(workdir, tiny) -> Iterator[list[Service]]:
     """Real Whisper base (kept loaded) with tiny local alignment and diarization models,
     tiny multi-speaker VITS, and the gateway; small queues (4) and a 10-minute audio limit."""
     services = local_stack(
-        asr_env={"ASR_MODELS": whisper_models(), "ASR_UNLOAD_POLICY": "never", "ASR_BATCH_SIZE": "4",
-                 "ASR_MAX_QUEUE": "4", "ASR_MAX_AUDIO_SECONDS": "600",
-                 "ASR_ALIGN_MODELS": json.dumps({"en": str(tiny["wav2vec2"])}),
-                 "ASR_DIARIZATION_MODEL": str(tiny["diarization"])},
-        tts_env={"TTS_MODEL": str(tiny["vits"]), "TTS_UNLOAD_POLICY": "never", "TTS_MAX_QUEUE": "4",
-                 "TTS_HOME": str(workdir / "tts-home")},
-        gateway_env={})
+        asr_env={
+            "ASR_MODELS": whisper_models(),
+            "ASR_UNLOAD_POLICY": "never",
+            "ASR_BATCH_SIZE": "4",
+            "ASR_MAX_QUEUE": "4",
+            "ASR_MAX_AUDIO_SECONDS": "600",
+            "ASR_ALIGN_MODELS": json.dumps({"en": str(tiny["wav2vec2"])}),
+            "ASR_DIARIZATION_MODEL": str(tiny["diarization"]),
+        },
+        tts_env={
+            "TTS_MODEL": str(tiny["vits"]),
+            "TTS_UNLOAD_POLICY": "never",
+            "TTS_MAX_QUEUE": "4",
+            "TTS_HOME": str(workdir / "tts-home"),
+        },
+        gateway_env={},
+    )
     start(services, workdir / "logs" / "main")
     yield services
     for svc in reversed(services):

@@ -17,9 +17,11 @@ HUGE = 300 * 1024 * 1024
 
 def _chunks(total: int, sent: list[int], boundary: str, size: int = 1 << 20):
     """A well-formed multipart body whose file part is ``total`` bytes (never finished: it is refused)."""
-    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nwhisper-1\r\n"
-            f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\n"
-            "Content-Type: audio/wav\r\n\r\n").encode()
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="model"\r\n\r\nwhisper-1\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n'
+        "Content-Type: audio/wav\r\n\r\n"
+    ).encode()
     sent.append(len(head))
     yield head
     while sum(sent) < total:
@@ -36,8 +38,9 @@ def test_300_mb_upload_is_refused_within_a_second(gateway_url, declared):
         headers["content-length"] = str(HUGE)
     started = time.perf_counter()
     try:
-        r = httpx.post(f"{gateway_url}/v1/audio/transcriptions", content=_chunks(HUGE, sent, boundary),
-                       headers=headers, timeout=30)
+        r = httpx.post(
+            f"{gateway_url}/v1/audio/transcriptions", content=_chunks(HUGE, sent, boundary), headers=headers, timeout=30
+        )
         status = r.status_code
         assert r.json()["error"]["code"] == "request_too_large"
     except httpx.TransportError:  # the server may close while the client is still writing
@@ -51,17 +54,46 @@ def test_300_mb_upload_is_refused_within_a_second(gateway_url, declared):
 def test_small_file_with_more_audio_than_the_limit_is_400(client, workdir, stack):
     """20 minutes of low-bitrate Opus (the test stack allows 10 minutes of audio)."""
     path = workdir / "long.ogg"
-    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "sine=frequency=300:duration=1200",
-                    "-ac", "1", "-ar", "16000", "-c:a", "libopus", "-b:a", "6k", str(path)], check=True)
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=300:duration=1200",
+            "-ac",
+            "1",
+            "-ar",
+            "16000",
+            "-c:a",
+            "libopus",
+            "-b:a",
+            "6k",
+            str(path),
+        ],
+        check=True,
+    )
     assert path.stat().st_size < 2_000_000
     asr = stack[0]
     started = time.perf_counter()
-    r = httpx.post(f"{stack[-1].url}/v1/audio/transcriptions", files={"file": path.read_bytes()},
-                   data={"model": "whisper-1"}, timeout=120)
+    r = httpx.post(
+        f"{stack[-1].url}/v1/audio/transcriptions",
+        files={"file": path.read_bytes()},
+        data={"model": "whisper-1"},
+        timeout=120,
+    )
     assert r.status_code == 400 and r.json()["error"]["code"] == "audio_too_long", r.text
     assert time.perf_counter() - started < 30
-    rss_mb = int(subprocess.run(["ps", "-o", "rss=", "-p", str(asr.proc.pid)], capture_output=True,
-                                text=True, check=True).stdout) / 1024
+    rss_mb = (
+        int(
+            subprocess.run(
+                ["ps", "-o", "rss=", "-p", str(asr.proc.pid)], capture_output=True, text=True, check=True
+            ).stdout
+        )
+        / 1024
+    )
     assert rss_mb < 3000, f"ASR RSS {rss_mb:.0f} MB"
 
 
@@ -92,44 +124,68 @@ def test_bad_transcription_fields(gateway_url, spoken, form):
 
 def test_invalid_utf8_in_a_form_field(gateway_url, spoken):
     wav = next(iter(spoken.values())).read_bytes()
-    body = (b"--b\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nwhisper-1\r\n"
-            b"--b\r\nContent-Disposition: form-data; name=\"prompt\"\r\n\r\n\xff\xfe\xed\xa0\x80\r\n"
-            b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\n\r\n" + wav +
-            b"\r\n--b--\r\n")
-    r = httpx.post(f"{gateway_url}/v1/audio/transcriptions", content=body,
-                   headers={"content-type": "multipart/form-data; boundary=b"}, timeout=120)
+    body = (
+        b'--b\r\nContent-Disposition: form-data; name="model"\r\n\r\nwhisper-1\r\n'
+        b'--b\r\nContent-Disposition: form-data; name="prompt"\r\n\r\n\xff\xfe\xed\xa0\x80\r\n'
+        b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n\r\n' + wav + b"\r\n--b--\r\n"
+    )
+    r = httpx.post(
+        f"{gateway_url}/v1/audio/transcriptions",
+        content=body,
+        headers={"content-type": "multipart/form-data; boundary=b"},
+        timeout=120,
+    )
     assert r.status_code in (200, 400), r.text
 
 
-@pytest.mark.parametrize(("container", "codec"), [("mp3", "libmp3lame"), ("flac", "flac"), ("webm", "libopus"),
-                                                  ("wav", "pcm_s16le"), ("ogg", "libopus")])
+@pytest.mark.parametrize(
+    ("container", "codec"),
+    [("mp3", "libmp3lame"), ("flac", "flac"), ("webm", "libopus"), ("wav", "pcm_s16le"), ("ogg", "libopus")],
+)
 @pytest.mark.parametrize("keep", [0.01, 0.3])
 def test_truncated_files_are_a_400_or_a_transcript_of_what_decodes(gateway_url, spoken, container, codec, keep):
     from tests.support.espeak import transcode
 
     data = truncated(transcode(next(iter(spoken.values())), container, codec), keep)
-    r = httpx.post(f"{gateway_url}/v1/audio/transcriptions", files={"file": data}, data={"model": "whisper-1"},
-                   timeout=120)
+    r = httpx.post(
+        f"{gateway_url}/v1/audio/transcriptions", files={"file": data}, data={"model": "whisper-1"}, timeout=120
+    )
     assert r.status_code in (200, 400), r.text
     if r.status_code == 400:
         assert r.json()["error"]["param"] == "file"
 
 
-@pytest.mark.parametrize("data", [
-    b"RIFF\xff\xff\xff\xffWAVEfmt " + b"\x00" * 100,  # a header that lies about its size
-    b"fLaC" + b"\xff" * 5000,
-    b"OggS" + bytes(range(256)) * 20,
-    b"\x1a\x45\xdf\xa3" + b"\x00" * 3000,  # an EBML (webm) magic and nothing else
-    bytes(range(256)) * 100,
-])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"RIFF\xff\xff\xff\xffWAVEfmt " + b"\x00" * 100,  # a header that lies about its size
+        b"fLaC" + b"\xff" * 5000,
+        b"OggS" + bytes(range(256)) * 20,
+        b"\x1a\x45\xdf\xa3" + b"\x00" * 3000,  # an EBML (webm) magic and nothing else
+        bytes(range(256)) * 100,
+    ],
+)
 def test_lying_containers_are_400(gateway_url, data):
-    r = httpx.post(f"{gateway_url}/v1/audio/transcriptions", files={"file": data}, data={"model": "whisper-1"},
-                   timeout=60)
+    r = httpx.post(
+        f"{gateway_url}/v1/audio/transcriptions", files={"file": data}, data={"model": "whisper-1"}, timeout=60
+    )
     assert r.status_code == 400 and r.json()["error"]["param"] == "file", r.text
 
 
-SPEECH_INPUTS = ["😀😀😀", "你好，世界。", "。", "e\u0301\u0302\u0303", "\x90", "a\x90b", "\u200b\u200c",
-                 "١٢٣٤", "Ω≈ç√∫", "\ufeffhello", "line\nbreak\ttab", "<script>alert(1)</script>"]
+SPEECH_INPUTS = [
+    "😀😀😀",
+    "你好，世界。",
+    "。",
+    "e\u0301\u0302\u0303",
+    "\x90",
+    "a\x90b",
+    "\u200b\u200c",
+    "١٢٣٤",
+    "Ω≈ç√∫",
+    "\ufeffhello",
+    "line\nbreak\ttab",
+    "<script>alert(1)</script>",
+]
 
 
 @pytest.mark.parametrize("text", SPEECH_INPUTS)
@@ -146,8 +202,11 @@ def test_any_text_gives_audio_or_a_clean_400(gateway_url, text):
 
 
 def test_invalid_utf8_json_is_400(gateway_url):
-    r = httpx.post(f"{gateway_url}/v1/audio/speech", content=b'{"model":"tts-1","voice":"a","input":"\xff\xfe"}',
-                   headers={"content-type": "application/json"})
+    r = httpx.post(
+        f"{gateway_url}/v1/audio/speech",
+        content=b'{"model":"tts-1","voice":"a","input":"\xff\xfe"}',
+        headers={"content-type": "application/json"},
+    )
     assert r.status_code == 400
 
 
@@ -173,6 +232,7 @@ def _fuzz(op, failures: list[str], calls: list[int]) -> None:
             case.validate_response(response, checks=(not_a_server_error,))
         except Exception as exc:  # noqa: BLE001 - collected, reported together by the test
             failures.append(f"{op.label}: {exc}")
+
     check()
 
 

@@ -24,10 +24,18 @@ GERMAN = "Guten Morgen, wie geht es dir heute? Das Wetter ist schön."
 
 @pytest.fixture(scope="module")
 def batching_stack(workdir):
-    services = local_stack(asr_env={"ASR_MODELS": whisper_models(), "ASR_UNLOAD_POLICY": "never",
-                                    "ASR_BATCH_SIZE": "8", "ASR_MAX_ACTIVE": "8", "ASR_MAX_QUEUE": "16",
-                                    "ASR_TEMPERATURE_FALLBACK": "false"},
-                           tts_env={}, gateway_env={})
+    services = local_stack(
+        asr_env={
+            "ASR_MODELS": whisper_models(),
+            "ASR_UNLOAD_POLICY": "never",
+            "ASR_BATCH_SIZE": "8",
+            "ASR_MAX_ACTIVE": "8",
+            "ASR_MAX_QUEUE": "16",
+            "ASR_TEMPERATURE_FALLBACK": "false",
+        },
+        tts_env={},
+        gateway_env={},
+    )
     start(services, workdir / "logs" / "batching")
     yield services
     for svc in reversed(services):
@@ -54,20 +62,31 @@ REQUESTS = [  # (name, clip, form fields)
 def ask(url: str, clip: bytes, fields: dict) -> str:
     fields = dict(fields)
     route = "translations" if fields.pop("task", None) == "translate" else "transcriptions"
-    r = httpx.post(f"{url}/v1/audio/{route}", files={"file": ("a.wav", clip)}, data={"model": "whisper-1", **fields},
-                   timeout=600)
+    r = httpx.post(
+        f"{url}/v1/audio/{route}", files={"file": ("a.wav", clip)}, data={"model": "whisper-1", **fields}, timeout=600
+    )
     assert r.status_code == 200, r.text
     if r.headers["content-type"].startswith("application/json"):
         doc = r.json()
-        return json.dumps({"text": doc["text"], "segments": [s["text"] for s in doc.get("segments", [])],
-                           "language": doc.get("language"), "logprobs": len(doc.get("logprobs") or [])})
+        return json.dumps(
+            {
+                "text": doc["text"],
+                "segments": [s["text"] for s in doc.get("segments", [])],
+                "language": doc.get("language"),
+                "logprobs": len(doc.get("logprobs") or []),
+            }
+        )
     return r.text
 
 
 def batch_histogram(asr_url: str) -> dict[str, float]:
     text = httpx.get(f"{asr_url}/metrics", timeout=10).text
-    return {s.labels.get("le", s.name): s.value for f in text_string_to_metric_families(text)
-            for s in f.samples if s.name.startswith("speech_asr_batch_segments")}
+    return {
+        s.labels.get("le", s.name): s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+        if s.name.startswith("speech_asr_batch_segments")
+    }
 
 
 def test_concurrent_requests_give_the_texts_they_give_alone(batching_stack, clips):
@@ -102,8 +121,13 @@ def test_a_client_that_leaves_mid_batch_disturbs_no_one(batching_stack, clips, s
     expected = ask(gw.url, clips["en0"], {"response_format": "json"})
 
     def leave() -> None:
-        with httpx.stream("POST", f"{gw.url}/v1/audio/transcriptions", files={"file": long_path.read_bytes()},
-                          data={"model": "whisper-1", "stream": "true"}, timeout=600) as r:
+        with httpx.stream(
+            "POST",
+            f"{gw.url}/v1/audio/transcriptions",
+            files={"file": long_path.read_bytes()},
+            data={"model": "whisper-1", "stream": "true"},
+            timeout=600,
+        ) as r:
             for line in r.iter_lines():
                 if line.startswith("data:"):
                     return  # first delta seen: leave while the rest is queued
@@ -124,8 +148,13 @@ def test_streamed_deltas_of_batched_requests_arrive_in_order(batching_stack, spo
 
     def stream() -> None:
         deltas, done = [], ""
-        with httpx.stream("POST", f"{gw.url}/v1/audio/transcriptions", files={"file": path.read_bytes()},
-                          data={"model": "whisper-1", "stream": "true", "language": "en"}, timeout=600) as r:
+        with httpx.stream(
+            "POST",
+            f"{gw.url}/v1/audio/transcriptions",
+            files={"file": path.read_bytes()},
+            data={"model": "whisper-1", "stream": "true", "language": "en"},
+            timeout=600,
+        ) as r:
             for line in r.iter_lines():
                 if line.startswith("data:"):
                     event = json.loads(line[5:])

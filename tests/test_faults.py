@@ -59,17 +59,21 @@ def faulty(workdir):
 
 
 def speech(svc, fmt="wav"):
-    return client_for(svc).audio.speech.with_raw_response.create(model="tts-1", voice="alloy", input="hi",
-                                                                 response_format=fmt)
+    return client_for(svc).audio.speech.with_raw_response.create(
+        model="tts-1", voice="alloy", input="hi", response_format=fmt
+    )
 
 
-@pytest.mark.parametrize(("mode", "status", "message", "headers"), [
-    ("503", 503, "TTS backend unavailable: could not load model 'coqui:x'", {"retry-after": "2"}),
-    ("503-permanent", 503, "TTS backend unavailable", {"x-should-retry": "false"}),
-    ("429", 429, "TTS is at capacity", {"retry-after": "3"}),
-    ("500", 502, "TTS backend failed (HTTP 500)", {"x-should-retry": "false"}),
-    ("slow", 504, "TTS backend timed out after 1 s", {"x-should-retry": "false"}),
-])
+@pytest.mark.parametrize(
+    ("mode", "status", "message", "headers"),
+    [
+        ("503", 503, "TTS backend unavailable: could not load model 'coqui:x'", {"retry-after": "2"}),
+        ("503-permanent", 503, "TTS backend unavailable", {"x-should-retry": "false"}),
+        ("429", 429, "TTS is at capacity", {"retry-after": "3"}),
+        ("500", 502, "TTS backend failed (HTTP 500)", {"x-should-retry": "false"}),
+        ("slow", 504, "TTS backend timed out after 1 s", {"x-should-retry": "false"}),
+    ],
+)
 def test_backend_failure_mapping(faulty, mode, status, message, headers):
     fake, svc = faulty
     fake.mode = mode
@@ -100,8 +104,10 @@ def test_stream_cut_by_the_backend(faulty):
     assert '"type":"speech.audio.delta"' in events[0] and '"type":"error"' in events[-1]
     audio = body | {"stream_format": "audio"}
     # a cut audio stream is a broken response, never a short file
-    with pytest.raises(httpx.HTTPError), httpx.stream("POST", f"{svc.url}/v1/audio/speech", json=audio,
-                                                      timeout=30) as r:
+    with (
+        pytest.raises(httpx.HTTPError),
+        httpx.stream("POST", f"{svc.url}/v1/audio/speech", json=audio, timeout=30) as r,
+    ):
         r.read()
 
 
@@ -121,8 +127,12 @@ def test_a_crash_never_breaks_the_next_request(faulty, fmt):
 
 def test_api_keys(faulty, workdir):
     fake, _ = faulty
-    svc = gateway(workdir, "auth", GATEWAY_API_KEYS=json.dumps(["sk-good", "sk-other"]),
-                  GATEWAY_TTS_URL=f"http://127.0.0.1:{fake.port}")
+    svc = gateway(
+        workdir,
+        "auth",
+        GATEWAY_API_KEYS=json.dumps(["sk-good", "sk-other"]),
+        GATEWAY_TTS_URL=f"http://127.0.0.1:{fake.port}",
+    )
     try:
         with pytest.raises(openai.AuthenticationError) as err:
             client_for(svc, "sk-bad").models.list()

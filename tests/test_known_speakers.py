@@ -16,7 +16,9 @@ def test_pairs_one_to_one_by_total_similarity():
     centroids = {"SPEAKER_00": unit(25), "SPEAKER_01": unit(-30)}
     references = np.array([unit(0), unit(60)])
     assert match_known_speakers(centroids, references, ["agent", "customer"], 0.0) == {
-        "SPEAKER_00": "customer", "SPEAKER_01": "agent"}
+        "SPEAKER_00": "customer",
+        "SPEAKER_01": "agent",
+    }
 
 
 def test_dissimilar_speakers_stay_unnamed():

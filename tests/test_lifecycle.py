@@ -105,8 +105,12 @@ def test_real_asr_predictor_unloads_after_each_request_by_default(workdir, spoke
         assert status["loaded"] is False and status["loads"] == 0  # lazy: nothing loaded yet
         wav = next(iter(spoken.values()))
         for expected_loads in (1, 2):
-            r = httpx.post(f"{gw.url}/v1/audio/transcriptions", files={"file": wav.read_bytes()},
-                           data={"model": "whisper-1"}, timeout=300)
+            r = httpx.post(
+                f"{gw.url}/v1/audio/transcriptions",
+                files={"file": wav.read_bytes()},
+                data={"model": "whisper-1"},
+                timeout=300,
+            )
             assert r.status_code == 200 and "dog" in r.json()["text"]
             status = httpx.get(f"{asr.url}/status").json()["model:whisper-1"]
             assert status == {"loaded": False, "in_use": 0, "loads": expected_loads, "unload_after": 0.0}

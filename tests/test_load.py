@@ -40,8 +40,9 @@ def test_sixteen_clients_get_200_or_429_and_health_stays_fast(stack, gateway_url
             kind = "speech" if i % 4 == 3 else "transcription"
             try:
                 if kind == "speech":
-                    audio = client.audio.speech.create(model="tts-1", voice="alloy", input="A short sentence.",
-                                                       response_format="wav")
+                    audio = client.audio.speech.create(
+                        model="tts-1", voice="alloy", input="A short sentence.", response_format="wav"
+                    )
                     outcomes.append((kind, 200, "RIFF" if audio.content[:4] == b"RIFF" else "bad audio"))
                 else:
                     text = client.audio.transcriptions.create(model="whisper-1", file=wav.open("rb")).text

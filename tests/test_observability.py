@@ -21,16 +21,24 @@ from tests.support.espeak import speak
 def observed(workdir, tiny, spoken):
     asr, tts, gw = local_stack(
         asr_env={"ASR_MODELS": whisper_models(), "ASR_UNLOAD_POLICY": "never", "ASR_LOG_FORMAT": "json"},
-        tts_env={"TTS_MODEL": str(tiny["vits"]), "TTS_UNLOAD_POLICY": "never", "TTS_LOG_FORMAT": "json",
-                 "TTS_HOME": str(workdir / "tts-home-observed")},
-        gateway_env={"GATEWAY_LOG_FORMAT": "json"})
+        tts_env={
+            "TTS_MODEL": str(tiny["vits"]),
+            "TTS_UNLOAD_POLICY": "never",
+            "TTS_LOG_FORMAT": "json",
+            "TTS_HOME": str(workdir / "tts-home-observed"),
+        },
+        gateway_env={"GATEWAY_LOG_FORMAT": "json"},
+    )
     start([asr, tts, gw], workdir / "logs" / "observed")
     client = openai.OpenAI(base_url=f"{gw.url}/v1", api_key="x", max_retries=0, timeout=300)
     wav = next(iter(spoken.values()))
     for fmt in ("json", "text", "srt"):  # three transcriptions in three formats
         client.audio.transcriptions.with_raw_response.create(
-            model="whisper-1", file=wav.open("rb"), response_format=fmt,
-            extra_headers={"x-request-id": f"obs-transcribe-{fmt}"})
+            model="whisper-1",
+            file=wav.open("rb"),
+            response_format=fmt,
+            extra_headers={"x-request-id": f"obs-transcribe-{fmt}"},
+        )
     with pytest.raises(openai.BadRequestError):  # a bad request: unknown language, refused by the predictor
         client.audio.transcriptions.create(model="whisper-1", file=wav.open("rb"), language="xx")
     speech = {"model": "tts-1", "voice": "alloy", "input": "One. Two. Three.", "response_format": "mp3"}
@@ -44,8 +52,11 @@ def observed(workdir, tiny, spoken):
 
 def scrape(svc) -> dict[tuple[str, tuple], float]:
     text = httpx.get(f"{svc.url}/metrics", timeout=10).text
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 def value(samples, name: str, **labels) -> float:
@@ -57,12 +68,25 @@ def test_gateway_counts_by_route_model_format_and_status(observed):
     m = scrape(gw)
     route = "/v1/audio/transcriptions"
     for fmt in ("json", "text", "srt"):
-        assert value(m, "speech_gateway_requests_total", route=route, model="whisper-1", response_format=fmt,
-                     status="200") == 1
-    assert value(m, "speech_gateway_requests_total", route=route, model="whisper-1", response_format="json",
-                 status="400") == 1
-    assert value(m, "speech_gateway_requests_total", route="/v1/audio/speech", model="tts-1", response_format="mp3",
-                 status="200") == 1
+        assert (
+            value(m, "speech_gateway_requests_total", route=route, model="whisper-1", response_format=fmt, status="200")
+            == 1
+        )
+    assert (
+        value(m, "speech_gateway_requests_total", route=route, model="whisper-1", response_format="json", status="400")
+        == 1
+    )
+    assert (
+        value(
+            m,
+            "speech_gateway_requests_total",
+            route="/v1/audio/speech",
+            model="tts-1",
+            response_format="mp3",
+            status="200",
+        )
+        == 1
+    )
     assert value(m, "speech_gateway_request_duration_seconds_count", route=route) == 4
     assert value(m, "speech_gateway_time_to_first_byte_seconds_count", route="/v1/audio/speech") == 1
     assert value(m, "speech_gateway_audio_seconds_total", route=route) > 3 * 3  # three clips of ~4 s

@@ -16,9 +16,18 @@ from tests.conftest import SENTENCES
 from tests.support.text import wer
 
 CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--autoplay-policy=no-user-gesture-required",
-         "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--autoplay-policy=no-user-gesture-required",
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
+]
 SPOKEN = SENTENCES[3]  # a sentence Whisper base hears cleanly (the fox one flips words run to run)
 
 
@@ -37,8 +46,11 @@ def browser(microphone):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                    args=[*FLAGS, f"--use-file-for-fake-audio-capture={microphone}%noloop"])
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[*FLAGS, f"--use-file-for-fake-audio-capture={microphone}%noloop"],
+        )
         yield browser
         browser.close()
 
@@ -109,8 +121,10 @@ def test_speech_plays_to_the_end(page):
     assert page.get_attribute("#download", "download") == "speech.mp3"
     page.select_option("#tts-format", "wav")
     page.click("#speak-go")
-    page.wait_for_function("document.getElementById('player').ended && "
-                           "document.getElementById('download').download === 'speech.wav'", timeout=120_000)
+    page.wait_for_function(
+        "document.getElementById('player').ended && document.getElementById('download').download === 'speech.wav'",
+        timeout=120_000,
+    )
     assert page.problems == []
 
 

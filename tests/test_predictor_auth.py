@@ -11,8 +11,15 @@ from tests.support.espeak import decode
 
 @pytest.fixture(scope="module")
 def guarded(workdir, tiny):
-    services = local_stack(asr_env={}, gateway_env={"GATEWAY_TTS_TOKEN": "s3cret-token"}, tts_env={
-        "TTS_MODEL": str(tiny["vits"]), "TTS_AUTH_TOKEN": "s3cret-token", "TTS_HOME": str(workdir / "auth-home")})
+    services = local_stack(
+        asr_env={},
+        gateway_env={"GATEWAY_TTS_TOKEN": "s3cret-token"},
+        tts_env={
+            "TTS_MODEL": str(tiny["vits"]),
+            "TTS_AUTH_TOKEN": "s3cret-token",
+            "TTS_HOME": str(workdir / "auth-home"),
+        },
+    )
     _, tts, gw = services
     start([tts, gw], workdir / "logs" / "predictor-auth")
     yield tts, gw
@@ -22,8 +29,11 @@ def guarded(workdir, tiny):
 
 def test_the_gateway_with_the_token_is_served(guarded):
     _, gw = guarded
-    r = httpx.post(f"{gw.url}/v1/audio/speech", json={"model": "tts-1", "voice": "alloy", "input": "Hello.",
-                                                      "response_format": "wav"}, timeout=120)
+    r = httpx.post(
+        f"{gw.url}/v1/audio/speech",
+        json={"model": "tts-1", "voice": "alloy", "input": "Hello.", "response_format": "wav"},
+        timeout=120,
+    )
     assert r.status_code == 200 and decode(r.content)[0].size > 0
 
 
@@ -45,8 +55,9 @@ def test_a_gateway_without_the_token_gets_a_502_that_says_so(guarded, workdir):
     tts, _ = guarded
     svc = gateway(workdir, "no-token", GATEWAY_TTS_URL=tts.url)
     try:
-        r = httpx.post(f"{svc.url}/v1/audio/speech", json={"model": "tts-1", "voice": "alloy", "input": "Hi."},
-                       timeout=60)
+        r = httpx.post(
+            f"{svc.url}/v1/audio/speech", json={"model": "tts-1", "voice": "alloy", "input": "Hi."}, timeout=60
+        )
         assert r.status_code == 502 and r.headers["x-should-retry"] == "false"
         assert "token" in r.json()["error"]["message"]
     finally:

@@ -27,8 +27,11 @@ CHUNK_MS = 100
 
 def raw(wav: Path, fmt: str, rate: int) -> bytes:
     """The recording as headerless audio of one of the realtime formats (ffmpeg, as a phone line would)."""
-    return subprocess.run(["ffmpeg", "-v", "error", "-i", str(wav), "-ac", "1", "-ar", str(rate), "-f", fmt, "-"],
-                          check=True, capture_output=True).stdout
+    return subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(wav), "-ac", "1", "-ar", str(rate), "-f", fmt, "-"],
+        check=True,
+        capture_output=True,
+    ).stdout
 
 
 def pcm24(wav: Path) -> bytes:
@@ -41,13 +44,21 @@ def silence(seconds: float) -> bytes:
 
 def chunks(data: bytes, bytes_per_ms: int) -> list[str]:
     step = CHUNK_MS * bytes_per_ms
-    return [base64.b64encode(data[i:i + step]).decode() for i in range(0, len(data), step)]
+    return [base64.b64encode(data[i : i + step]).decode() for i in range(0, len(data), step)]
 
 
 def session(turn_detection=None, fmt: dict | None = None, **extra) -> dict:
-    return {"type": "transcription", "audio": {"input": {
-        "format": fmt or {"type": "audio/pcm", "rate": 24000},
-        "transcription": {"model": "whisper-1", "language": "en"}, "turn_detection": turn_detection}}, **extra}
+    return {
+        "type": "transcription",
+        "audio": {
+            "input": {
+                "format": fmt or {"type": "audio/pcm", "rate": 24000},
+                "transcription": {"model": "whisper-1", "language": "en"},
+                "turn_detection": turn_detection,
+            }
+        },
+        **extra,
+    }
 
 
 def until(events, kind: str, count: int = 1) -> list:
@@ -174,9 +185,19 @@ def test_beta_transcription_session_update(gateway_url, spoken):
     text = SENTENCES[0]
     with raw_session(gateway_url) as ws:
         assert json.loads(ws.recv(timeout=30))["type"] == "session.created"
-        ws.send(json.dumps({"type": "transcription_session.update", "event_id": "c1", "session": {
-            "input_audio_format": "pcm16", "input_audio_transcription": {"model": "whisper-1", "language": "en"},
-            "turn_detection": None}}))
+        ws.send(
+            json.dumps(
+                {
+                    "type": "transcription_session.update",
+                    "event_id": "c1",
+                    "session": {
+                        "input_audio_format": "pcm16",
+                        "input_audio_transcription": {"model": "whisper-1", "language": "en"},
+                        "turn_detection": None,
+                    },
+                }
+            )
+        )
         updated = next_of(ws, "transcription_session.updated")["session"]
         assert updated["input_audio_format"] == "pcm16" and updated["turn_detection"] is None
         assert updated["input_audio_transcription"]["model"] == "whisper-1"
@@ -190,19 +211,42 @@ def test_beta_transcription_session_update(gateway_url, spoken):
 BAD_EVENTS = [  # (what the client sends, expected error code, expected param)
     ({"type": "response.create"}, "invalid_value", "type"),
     ({"type": "input_audio_buffer.append", "audio": "%%% not base64 %%%"}, "invalid_value", "audio"),
-    ({"type": "input_audio_buffer.append", "audio": base64.b64encode(b"\x01\x02\x03").decode()}, "invalid_value",
-     "audio"),
+    (
+        {"type": "input_audio_buffer.append", "audio": base64.b64encode(b"\x01\x02\x03").decode()},
+        "invalid_value",
+        "audio",
+    ),
     ({"type": "input_audio_buffer.append"}, "invalid_value", "audio"),
-    ({"type": "session.update", "session": session(fmt={"type": "audio/opus"})}, "invalid_value",
-     "session.audio.input.format.type"),
-    ({"type": "session.update", "session": session(fmt={"type": "audio/pcm", "rate": 16000})}, "invalid_value",
-     "session.audio.input.format.rate"),
+    (
+        {"type": "session.update", "session": session(fmt={"type": "audio/opus"})},
+        "invalid_value",
+        "session.audio.input.format.type",
+    ),
+    (
+        {"type": "session.update", "session": session(fmt={"type": "audio/pcm", "rate": 16000})},
+        "invalid_value",
+        "session.audio.input.format.rate",
+    ),
     ({"type": "session.update", "session": {"type": "realtime"}}, "invalid_value", "session.type"),
-    ({"type": "session.update", "session": {"type": "transcription", "audio": {"input": {
-        "transcription": {"model": "nope"}}}}}, "invalid_value", "session.audio.input.transcription.model"),
-    ({"type": "session.update", "session": {"type": "transcription", "audio": {"input": {
-        "turn_detection": {"type": "server_vad", "threshold": 7}}}}}, "invalid_value",
-     "session.audio.input.turn_detection.threshold"),
+    (
+        {
+            "type": "session.update",
+            "session": {"type": "transcription", "audio": {"input": {"transcription": {"model": "nope"}}}},
+        },
+        "invalid_value",
+        "session.audio.input.transcription.model",
+    ),
+    (
+        {
+            "type": "session.update",
+            "session": {
+                "type": "transcription",
+                "audio": {"input": {"turn_detection": {"type": "server_vad", "threshold": 7}}},
+            },
+        },
+        "invalid_value",
+        "session.audio.input.turn_detection.threshold",
+    ),
     ({"type": "input_audio_buffer.commit"}, "input_audio_buffer_commit_empty", None),
 ]
 
@@ -235,10 +279,15 @@ KEY = "sk-realtime"
 @pytest.fixture(scope="module")
 def keyed_gateway(stack, workdir):
     gw = Service("gateway-realtime", "services.gateway", free_port())
-    gw.env = base_env(1, True) | {"GATEWAY_HOST": "127.0.0.1", "GATEWAY_PORT": str(gw.port),
-                                  "GATEWAY_ASR_URL": stack[0].url, "GATEWAY_TTS_URL": stack[1].url,
-                                  "GATEWAY_API_KEYS": json.dumps([KEY]), "GATEWAY_REALTIME_IDLE_SECONDS": "2",
-                                  "GATEWAY_REALTIME_MAX_SESSIONS": "1"}
+    gw.env = base_env(1, True) | {
+        "GATEWAY_HOST": "127.0.0.1",
+        "GATEWAY_PORT": str(gw.port),
+        "GATEWAY_ASR_URL": stack[0].url,
+        "GATEWAY_TTS_URL": stack[1].url,
+        "GATEWAY_API_KEYS": json.dumps([KEY]),
+        "GATEWAY_REALTIME_IDLE_SECONDS": "2",
+        "GATEWAY_REALTIME_MAX_SESSIONS": "1",
+    }
     start([gw], workdir / "logs" / "realtime")
     yield gw.url
     gw.stop()
@@ -272,8 +321,10 @@ def test_auth_limits_and_idle_sessions(keyed_gateway):
         assert ws.subprotocol == "realtime"
         assert json.loads(ws.recv(timeout=30))["type"] == "session.created"
     with pytest.raises(InvalidStatus) as wrong_intent:
-        connect(keyed_gateway.replace("http", "ws") + "/v1/realtime?intent=conversation",
-                additional_headers={"Authorization": f"Bearer {KEY}"}).close()
+        connect(
+            keyed_gateway.replace("http", "ws") + "/v1/realtime?intent=conversation",
+            additional_headers={"Authorization": f"Bearer {KEY}"},
+        ).close()
     assert wrong_intent.value.response.status_code == 400
 
 

@@ -34,12 +34,21 @@ def long_speech(workdir, spoken) -> Path:
 @pytest.fixture(scope="module")
 def rig(workdir, tiny, spoken):
     asr, tts, gw = local_stack(
-        asr_env={"ASR_MODELS": whisper_models(), "ASR_UNLOAD_POLICY": "never", "ASR_BATCH_SIZE": "2",
-                 "ASR_SHUTDOWN_GRACE_SECONDS": "60"},
-        tts_env={"TTS_MODEL": str(tiny["xtts"]), "TTS_UNLOAD_POLICY": "never",
-                 "TTS_HOME": str(workdir / "tts-home-resilience"), "TTS_DEFAULT_SPEAKER_URL": "",
-                 "TTS_STREAM_CHUNK_SIZE": "4"},
-        gateway_env={})
+        asr_env={
+            "ASR_MODELS": whisper_models(),
+            "ASR_UNLOAD_POLICY": "never",
+            "ASR_BATCH_SIZE": "2",
+            "ASR_SHUTDOWN_GRACE_SECONDS": "60",
+        },
+        tts_env={
+            "TTS_MODEL": str(tiny["xtts"]),
+            "TTS_UNLOAD_POLICY": "never",
+            "TTS_HOME": str(workdir / "tts-home-resilience"),
+            "TTS_DEFAULT_SPEAKER_URL": "",
+            "TTS_STREAM_CHUNK_SIZE": "4",
+        },
+        gateway_env={},
+    )
     logs = workdir / "logs" / "resilience"
     start([asr, tts, gw], logs)
     warm(gw, next(iter(spoken.values())))
@@ -50,11 +59,15 @@ def rig(workdir, tiny, spoken):
 
 def warm(gw, wav: Path) -> None:
     """Load both models, so the tests see model work, not model loading."""
-    r = httpx.post(f"{gw.url}/v1/audio/transcriptions", files={"file": wav.read_bytes()},
-                   data={"model": "whisper-1"}, timeout=300)
+    r = httpx.post(
+        f"{gw.url}/v1/audio/transcriptions", files={"file": wav.read_bytes()}, data={"model": "whisper-1"}, timeout=300
+    )
     assert r.status_code == 200, r.text
-    r = httpx.post(f"{gw.url}/v1/audio/speech", json={"model": "tts-1", "voice": "alloy", "input": "Hi.",
-                                                      "response_format": "wav"}, timeout=300)
+    r = httpx.post(
+        f"{gw.url}/v1/audio/speech",
+        json={"model": "tts-1", "voice": "alloy", "input": "Hi.", "response_format": "wav"},
+        timeout=300,
+    )
     assert r.status_code == 200, r.text
 
 
@@ -94,6 +107,7 @@ def in_thread(fn):
             outcome["value"] = fn()
         except Exception as exc:  # noqa: BLE001 - handed to the test
             outcome["error"] = exc
+
     thread = threading.Thread(target=run)
     thread.start()
     return thread, outcome
@@ -106,8 +120,9 @@ def test_a_client_that_leaves_stops_the_transcription(rig, long_speech):
     impatient = openai.OpenAI(base_url=f"{gw.url}/v1", api_key="x", max_retries=0, timeout=2.5)
     with pytest.raises(openai.APITimeoutError):  # gives up long before a minute of speech is transcribed
         impatient.audio.transcriptions.create(model="whisper-1", file=long_speech.open("rb"))
-    wait_for(lambda: counter(asr, "speech_asr_work_stopped_total") > stopped, timeout=30,
-             what="the model work to stop early")
+    wait_for(
+        lambda: counter(asr, "speech_asr_work_stopped_total") > stopped, timeout=30, what="the model work to stop early"
+    )
     wait_for(lambda: not busy(asr), timeout=10, what="the ASR place to be free")
     assert counter(gw, "speech_gateway_requests_cancelled_total") > left
     assert counter(asr, "speech_asr_cancelled_total") >= 1
@@ -126,15 +141,21 @@ def test_a_client_that_leaves_a_speech_stream_stops_synthesis(rig):
 
 def test_sigterm_lets_the_request_in_flight_finish_and_refuses_new_ones(rig, spoken, long_speech):
     asr, _, gw, logs = rig
-    thread, outcome = in_thread(lambda: httpx.post(
-        f"{gw.url}/v1/audio/transcriptions", files={"file": long_speech.read_bytes()},
-        data={"model": "whisper-1"}, timeout=300))
+    thread, outcome = in_thread(
+        lambda: httpx.post(
+            f"{gw.url}/v1/audio/transcriptions",
+            files={"file": long_speech.read_bytes()},
+            data={"model": "whisper-1"},
+            timeout=300,
+        )
+    )
     wait_for(lambda: busy(asr), what="the transcription to start")
     asr.proc.send_signal(signal.SIGTERM)
     wait_for(lambda: httpx.get(f"{asr.url}/readyz").status_code == 503, timeout=10, what="not ready")
     wav = next(iter(spoken.values()))
-    refused = httpx.post(f"{gw.url}/v1/audio/transcriptions", files={"file": wav.read_bytes()},
-                         data={"model": "whisper-1"}, timeout=60)
+    refused = httpx.post(
+        f"{gw.url}/v1/audio/transcriptions", files={"file": wav.read_bytes()}, data={"model": "whisper-1"}, timeout=60
+    )
     assert refused.status_code == 503 and refused.headers["retry-after"], refused.text
     assert "shutting down" in refused.json()["error"]["message"]
     thread.join(300)
@@ -147,8 +168,9 @@ def test_sigterm_lets_the_request_in_flight_finish_and_refuses_new_ones(rig, spo
 def test_killed_asr_mid_request_is_a_clean_502_and_the_next_request_works(rig, spoken, long_speech):
     asr, _, gw, logs = rig
     client = openai.OpenAI(base_url=f"{gw.url}/v1", api_key="x", max_retries=0, timeout=300)
-    thread, outcome = in_thread(lambda: client.audio.transcriptions.create(model="whisper-1",
-                                                                           file=long_speech.open("rb")))
+    thread, outcome = in_thread(
+        lambda: client.audio.transcriptions.create(model="whisper-1", file=long_speech.open("rb"))
+    )
     wait_for(lambda: busy(asr), what="the transcription to start")
     asr.proc.kill()
     thread.join(60)
@@ -163,8 +185,13 @@ def test_killed_asr_mid_request_is_a_clean_502_and_the_next_request_works(rig, s
 def test_killed_asr_mid_stream_ends_the_sse_with_an_error_event(rig, long_speech):
     asr, _, gw, logs = rig
     events = []
-    with httpx.stream("POST", f"{gw.url}/v1/audio/transcriptions", files={"file": long_speech.read_bytes()},
-                      data={"model": "whisper-1", "stream": "true"}, timeout=300) as r:
+    with httpx.stream(
+        "POST",
+        f"{gw.url}/v1/audio/transcriptions",
+        files={"file": long_speech.read_bytes()},
+        data={"model": "whisper-1", "stream": "true"},
+        timeout=300,
+    ) as r:
         for line in r.iter_lines():
             if line.startswith("data: "):
                 events.append(json.loads(line[6:]))
@@ -177,8 +204,13 @@ def test_killed_asr_mid_stream_ends_the_sse_with_an_error_event(rig, long_speech
 
 def test_killed_tts_mid_stream(rig):
     _, tts, gw, logs = rig
-    body = {"model": "tts-1", "voice": "alloy", "input": "This sentence goes on and on. " * 40,
-            "stream_format": "sse", "response_format": "pcm"}
+    body = {
+        "model": "tts-1",
+        "voice": "alloy",
+        "input": "This sentence goes on and on. " * 40,
+        "stream_format": "sse",
+        "response_format": "pcm",
+    }
     events = []
     with httpx.stream("POST", f"{gw.url}/v1/audio/speech", json=body, timeout=120) as r:
         for line in r.iter_lines():
@@ -189,6 +221,7 @@ def test_killed_tts_mid_stream(rig):
     assert events[0]["type"] == "speech.audio.delta"
     assert events[-1]["type"] == "error" and events[-1]["error"]["message"].startswith("TTS backend")
     restart(tts, logs, "tts-after-kill")
-    audio = httpx.post(f"{gw.url}/v1/audio/speech", json=body | {"stream_format": "audio", "input": "Hello."},
-                       timeout=120)
+    audio = httpx.post(
+        f"{gw.url}/v1/audio/speech", json=body | {"stream_format": "audio", "input": "Hello."}, timeout=120
+    )
     assert audio.status_code == 200 and len(audio.content) > 0

@@ -21,8 +21,9 @@ def test_wav_is_decodable_24khz_with_plausible_duration(client):
 
 
 def test_pcm_is_raw_s16le_at_24khz(client):
-    response = client.audio.speech.with_raw_response.create(model="tts-1", voice="alloy", input=TEXT,
-                                                            response_format="pcm")
+    response = client.audio.speech.with_raw_response.create(
+        model="tts-1", voice="alloy", input=TEXT, response_format="pcm"
+    )
     assert response.headers["x-sample-rate"] == "24000"
     pcm = response.content
     assert len(pcm) % 2 == 0
@@ -50,14 +51,17 @@ def test_every_public_model_and_unknown_voice_fall_back(client):
         assert decode(speech(client, model=model, voice="no-such-voice", response_format="wav"))[0].size
 
 
-@pytest.mark.parametrize(("kwargs", "param"), [
-    ({"model": "gpt-nope"}, "model"),
-    ({"input": ""}, "input"),
-    ({"input": "x" * 4097}, "input"),
-    ({"speed": 5.0}, "speed"),
-    ({"speed": 0.1}, "speed"),
-    ({"response_format": "ogg"}, "response_format"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "param"),
+    [
+        ({"model": "gpt-nope"}, "model"),
+        ({"input": ""}, "input"),
+        ({"input": "x" * 4097}, "input"),
+        ({"speed": 5.0}, "speed"),
+        ({"speed": 0.1}, "speed"),
+        ({"response_format": "ogg"}, "response_format"),
+    ],
+)
 def test_bad_requests_are_400_with_param(client, kwargs, param):
     with pytest.raises(openai.BadRequestError) as err:
         speech(client, **kwargs)

@@ -16,15 +16,18 @@ def chunks(client, **kwargs) -> tuple[list[bytes], dict]:
         return [c for c in response.iter_bytes() if c], dict(response.headers)
 
 
-@pytest.mark.parametrize(("fmt", "extra"), [("mp3", {}), ("opus", {}), ("aac", {}), ("pcm", {}),
-                                       ("wav", {"stream": True}), ("flac", {"stream": True})])
+@pytest.mark.parametrize(
+    ("fmt", "extra"),
+    [("mp3", {}), ("opus", {}), ("aac", {}), ("pcm", {}), ("wav", {"stream": True}), ("flac", {"stream": True})],
+)
 def test_streamed_bytes_form_a_valid_file(client, fmt, extra):
     parts, headers = chunks(client, response_format=fmt, extra_body=extra)
     assert len(parts) > 1, "expected audio to arrive in several chunks"
     assert "content-length" not in headers  # chunked: sent as synthesised, not buffered
     data = b"".join(parts)
-    whole = client.audio.speech.create(model="tts-1", voice="alloy", input=TEXT, response_format="wav",
-                                       extra_body={"stream": False}).content
+    whole = client.audio.speech.create(
+        model="tts-1", voice="alloy", input=TEXT, response_format="wav", extra_body={"stream": False}
+    ).content
     if fmt == "pcm":
         streamed_seconds = len(data) / 2 / 24000
     else:
@@ -72,8 +75,12 @@ def test_ffprobe_accepts_every_container(client, fmt, stream, tmp_path):
     data = b"".join(chunks(client, response_format=fmt, extra_body={"stream": stream})[0])
     path = tmp_path / f"speech.{fmt}"
     path.write_bytes(data)
-    probe = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "stream=codec_name,sample_rate,channels",
-                            "-of", "json", str(path)], capture_output=True, text=True, check=True)
+    probe = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_entries", "stream=codec_name,sample_rate,channels", "-of", "json", str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert probe.stderr == ""
     stream_info = json.loads(probe.stdout)["streams"][0]
     expected = {"mp3": "mp3", "opus": "opus", "aac": "aac", "flac": "flac", "wav": "pcm_s16le"}[fmt]

@@ -1,6 +1,5 @@
 """Transcription and translation through the official openai client against the running stack."""
 
-
 import openai
 import pytest
 
@@ -41,8 +40,7 @@ def test_subtitle_and_text_formats(client, spoken, fmt):
 
 def test_verbose_json_segments(client, spoken):
     wav = next(iter(spoken.values()))
-    result = client.audio.transcriptions.create(model="whisper-1", file=wav.open("rb"),
-                                                response_format="verbose_json")
+    result = client.audio.transcriptions.create(model="whisper-1", file=wav.open("rb"), response_format="verbose_json")
     assert result.language == "english" and 3.0 < result.duration < 6.0
     assert result.segments, "no segments"
     for seg in result.segments:
@@ -51,9 +49,19 @@ def test_verbose_json_segments(client, spoken):
         assert seg.compression_ratio > 0 and seg.temperature == 0.0
 
 
-@pytest.mark.parametrize(("container", "codec"), [("mp3", "libmp3lame"), ("ogg", "libopus"),
-                                             ("flac", "flac"), ("adts", "aac"), ("webm", "libopus"),
-                                             ("ipod", "aac"), ("mp4", "aac"), ("wav", "pcm_s16le")])
+@pytest.mark.parametrize(
+    ("container", "codec"),
+    [
+        ("mp3", "libmp3lame"),
+        ("ogg", "libopus"),
+        ("flac", "flac"),
+        ("adts", "aac"),
+        ("webm", "libopus"),
+        ("ipod", "aac"),
+        ("mp4", "aac"),
+        ("wav", "pcm_s16le"),
+    ],
+)
 def test_accepts_containers_by_content_not_name(client, spoken, container, codec):
     wav = next(iter(spoken.values()))
     data = transcode(wav, container, codec, rate=48000 if codec == "libopus" else 16000)
@@ -68,8 +76,10 @@ def test_translation_json(client, spoken):
     assert "fox" in normalize(result.text)
 
 
-@pytest.mark.parametrize(("data", "needle"), [(b"", "empty"), (b"this is not audio at all" * 50, "decode"),
-                                         (b"RIFF\x24\x00\x00\x00WAVEfmt ", "decode")])
+@pytest.mark.parametrize(
+    ("data", "needle"),
+    [(b"", "empty"), (b"this is not audio at all" * 50, "decode"), (b"RIFF\x24\x00\x00\x00WAVEfmt ", "decode")],
+)
 def test_bad_files_are_400(client, data, needle):
     with pytest.raises(openai.BadRequestError) as err:
         client.audio.transcriptions.create(model="whisper-1", file=("a.wav", data, "audio/wav"))
@@ -92,8 +102,11 @@ def test_concurrent_requests_on_one_loaded_model(client, spoken):
 
     texts = list(spoken)
     with ThreadPoolExecutor(3) as pool:
-        hyps = list(pool.map(lambda t: client.audio.transcriptions.create(
-            model="whisper-1", file=spoken[t].read_bytes()).text, texts))
+        hyps = list(
+            pool.map(
+                lambda t: client.audio.transcriptions.create(model="whisper-1", file=spoken[t].read_bytes()).text, texts
+            )
+        )
     assert wer(texts, hyps) < WER_BOUND, hyps
     for text, hyp in zip(texts, hyps, strict=False):  # closest to its own sentence, not to another request's
         assert wer([text], [hyp]) == min(wer([other], [hyp]) for other in texts), (text, hyp)

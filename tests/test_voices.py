@@ -33,8 +33,11 @@ def samples(workdir) -> dict[str, Path]:
     speak("Too short.", out / "short.wav")
     sf.write(out / "silent.wav", np.zeros(rate * 6, np.float32), rate)
     sf.write(out / "long.wav", np.concatenate([speech] * 10), rate)  # ~50 s of speech
-    sf.write(out / "padded.wav", np.concatenate([np.zeros(rate * 20, np.float32), speech,
-                                                 np.zeros(rate * 20, np.float32)]), rate)
+    sf.write(
+        out / "padded.wav",
+        np.concatenate([np.zeros(rate * 20, np.float32), speech, np.zeros(rate * 20, np.float32)]),
+        rate,
+    )
     (out / "not-audio.wav").write_bytes(b"this is a text file, not a recording\n" * 200)
     return {p.stem: p for p in out.iterdir()}
 
@@ -46,11 +49,20 @@ def voices(workdir, tiny):
     default_ref = speak("This is the default reference voice for the tests.", refs / "default.wav")
     operator_ref = speak("An operator's own recording.", refs / "studio.wav", voice="en-us+f2")
     store = workdir / "voice-store"
-    services = local_stack(asr_env={}, gateway_env={}, tts_env={
-        "TTS_MODEL": str(tiny["xtts"]), "TTS_UNLOAD_POLICY": "never", "TTS_HOME": str(workdir / "voices-home"),
-        "TTS_DEFAULT_SPEAKER_WAV": str(default_ref), "TTS_DEFAULT_SPEAKER_URL": "",
-        "TTS_VOICES": json.dumps({"studio": str(operator_ref)}), "TTS_VOICE_STORE": str(store),
-        "TTS_STREAM_CHUNK_SIZE": "5"})
+    services = local_stack(
+        asr_env={},
+        gateway_env={},
+        tts_env={
+            "TTS_MODEL": str(tiny["xtts"]),
+            "TTS_UNLOAD_POLICY": "never",
+            "TTS_HOME": str(workdir / "voices-home"),
+            "TTS_DEFAULT_SPEAKER_WAV": str(default_ref),
+            "TTS_DEFAULT_SPEAKER_URL": "",
+            "TTS_VOICES": json.dumps({"studio": str(operator_ref)}),
+            "TTS_VOICE_STORE": str(store),
+            "TTS_STREAM_CHUNK_SIZE": "5",
+        },
+    )
     start(services, workdir / "logs" / "voices")
     yield services, store
     for svc in reversed(services):
@@ -64,9 +76,12 @@ def sdk(services) -> openai.OpenAI:
 def upload(services, name: str, sample: Path | bytes, **fields) -> httpx.Response:
     """The multipart request the SDK sends, raw, so refusals can be inspected."""
     data = sample.read_bytes() if isinstance(sample, Path) else sample
-    return httpx.post(f"{services[-1].url}/v1/audio/voices", timeout=300,
-                      data={"name": name, "consent": "cons_test", **fields},
-                      files={"audio_sample": ("sample.wav", data, "audio/wav")})
+    return httpx.post(
+        f"{services[-1].url}/v1/audio/voices",
+        timeout=300,
+        data={"name": name, "consent": "cons_test", **fields},
+        files={"audio_sample": ("sample.wav", data, "audio/wav")},
+    )
 
 
 def listed(services) -> dict[str, dict]:
@@ -76,15 +91,22 @@ def listed(services) -> dict[str, dict]:
 
 
 def say(services, voice, fmt: str = "wav", **kw) -> bytes:
-    return sdk(services).audio.speech.create(model="tts-1", voice=voice, input="Hello there.", response_format=fmt,
-                                             **kw).content
+    return (
+        sdk(services)
+        .audio.speech.create(model="tts-1", voice=voice, input="Hello there.", response_format=fmt, **kw)
+        .content
+    )
 
 
 def probe(data: bytes, tmp_path: Path, fmt: str) -> dict:
     path = tmp_path / f"probe.{fmt}"
     path.write_bytes(data)
-    out = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "stream=codec_name,sample_rate,channels",
-                          "-of", "json", str(path)], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_entries", "stream=codec_name,sample_rate,channels", "-of", "json", str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert out.stderr == ""
     return json.loads(out.stdout)["streams"][0]
 
@@ -109,8 +131,15 @@ def test_upload_list_speak_restart_delete(voices, samples, tmp_path):
     entries = listed(services)
     assert entries[voice.id]["name"] == "Test Voice" and entries[voice.id]["type"] == "audio_sample"
     assert {entries["Ana Random"]["type"], entries["studio"]["type"]} == {"builtin", "operator"}
-    assert entries["alloy"] == {"id": "alloy", "name": "alloy", "object": "audio.voice", "type": "alias",
-                                "created_at": None, "language": None, "maps_to": "default reference"}
+    assert entries["alloy"] == {
+        "id": "alloy",
+        "name": "alloy",
+        "object": "audio.voice",
+        "type": "alias",
+        "created_at": None,
+        "language": None,
+        "maps_to": "default reference",
+    }
 
     meta = json.loads((store / voice.id / "meta.json").read_text())
     assert 3 < meta["seconds"] < 10 and meta["consent"] == "cons_1234"
@@ -124,8 +153,9 @@ def test_upload_list_speak_restart_delete(voices, samples, tmp_path):
     assert probe(by_id, tmp_path, "wav")["sample_rate"] == "24000"
     assert probe(by_object, tmp_path, "wav")["codec_name"] == "pcm_s16le"
     assert probe(by_name, tmp_path, "mp3")["codec_name"] == "mp3"
-    with client.audio.speech.with_streaming_response.create(model="tts-1", voice={"id": voice.id},
-                                                            input="Streamed. In pieces.", response_format="pcm") as r:
+    with client.audio.speech.with_streaming_response.create(
+        model="tts-1", voice={"id": voice.id}, input="Streamed. In pieces.", response_format="pcm"
+    ) as r:
         assert sum(len(c) for c in r.iter_bytes()) > 0
     assert latents[0].stat().st_mtime_ns == stamp  # used, never recomputed
 
@@ -199,8 +229,10 @@ def test_duplicate_and_concurrent_names(voices, samples):
     assert again.status_code == 409 and again.json()["error"]["code"] == "voice_name_taken"
 
     results: list[int] = []
-    threads = [threading.Thread(target=lambda: results.append(upload(services, "Racer", samples["good"]).status_code))
-               for _ in range(4)]
+    threads = [
+        threading.Thread(target=lambda: results.append(upload(services, "Racer", samples["good"]).status_code))
+        for _ in range(4)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -235,8 +267,12 @@ def test_unknown_voice_id_is_400_but_unknown_names_fall_back(voices):
 
 
 def test_vits_cannot_clone_but_lists_its_speakers(client, gateway_url, samples):
-    response = httpx.post(f"{gateway_url}/v1/audio/voices", data={"name": "Nope"},
-                          files={"audio_sample": ("s.wav", samples["good"].read_bytes(), "audio/wav")}, timeout=300)
+    response = httpx.post(
+        f"{gateway_url}/v1/audio/voices",
+        data={"name": "Nope"},
+        files={"audio_sample": ("s.wav", samples["good"].read_bytes(), "audio/wav")},
+        timeout=300,
+    )
     assert response.status_code == 400 and response.json()["error"]["code"] == "voice_cloning_unsupported"
     entries = {v["id"]: v for v in httpx.get(f"{gateway_url}/v1/audio/voices").json()["voices"]}
     builtin = [v for v in entries.values() if v["type"] == "builtin"]
@@ -256,10 +292,14 @@ def keyed_gateways(voices, workdir):
     gateways = {}
     for lists_need_key in (False, True):
         gw = Service(f"gateway-keys-{lists_need_key}", "services.gateway", free_port())
-        gw.env = base_env(1, True) | {"GATEWAY_HOST": "127.0.0.1", "GATEWAY_PORT": str(gw.port),
-                                      "GATEWAY_ASR_URL": services[0].url, "GATEWAY_TTS_URL": services[1].url,
-                                      "GATEWAY_API_KEYS": json.dumps([KEY]),
-                                      "GATEWAY_VOICES_NEED_KEY": str(lists_need_key).lower()}
+        gw.env = base_env(1, True) | {
+            "GATEWAY_HOST": "127.0.0.1",
+            "GATEWAY_PORT": str(gw.port),
+            "GATEWAY_ASR_URL": services[0].url,
+            "GATEWAY_TTS_URL": services[1].url,
+            "GATEWAY_API_KEYS": json.dumps([KEY]),
+            "GATEWAY_VOICES_NEED_KEY": str(lists_need_key).lower(),
+        }
         gateways[lists_need_key] = gw
     start(list(gateways.values()), workdir / "logs" / "keyed")
     yield {k: g.url for k, g in gateways.items()}
@@ -273,8 +313,10 @@ def open_webui_lists(base: str) -> tuple[dict[str, str], list[str]]:
     models = httpx.get(f"{base}/audio/models")
     voices.raise_for_status()
     models.raise_for_status()
-    return ({v["id"]: v["name"] for v in voices.json().get("voices", [])},
-            [m["id"] for m in models.json().get("models", [])])
+    return (
+        {v["id"]: v["name"] for v in voices.json().get("voices", [])},
+        [m["id"] for m in models.json().get("models", [])],
+    )
 
 
 def open_webui_speech(base: str, key: str, voice: str) -> httpx.Response:
@@ -285,8 +327,12 @@ def open_webui_speech(base: str, key: str, voice: str) -> httpx.Response:
     url = httpx.URL(f"{base}/audio/speech")
     conn = http.client.HTTPConnection(url.host, url.port, timeout=300)
     try:
-        conn.request("POST", url.raw_path.decode(), body=body,
-                     headers={"Content-Type": "application/json", "Authorization": f"Bearer {key}"})
+        conn.request(
+            "POST",
+            url.raw_path.decode(),
+            body=body,
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {key}"},
+        )
         answer = conn.getresponse()
         return httpx.Response(answer.status, headers=answer.getheaders(), content=answer.read())
     finally:
@@ -296,10 +342,19 @@ def open_webui_speech(base: str, key: str, voice: str) -> httpx.Response:
 def sillytavern_speech(url: str, key: str | None) -> httpx.Response:
     """tts/openai-compatible.js through ST's server: the full speech URL, `Bearer ${key ?? ''}`; fetch
     trims header values, so with no key the wire says `Authorization: Bearer`."""
-    body = {"input": "Hello from SillyTavern.", "response_format": "mp3", "voice": "alloy", "speed": 1,
-            "model": "tts-1"}
-    return httpx.post(url, content=json.dumps(body), timeout=300,
-                      headers={"Content-Type": "application/json", "Authorization": f"Bearer {key or ''}".strip()})
+    body = {
+        "input": "Hello from SillyTavern.",
+        "response_format": "mp3",
+        "voice": "alloy",
+        "speed": 1,
+        "model": "tts-1",
+    }
+    return httpx.post(
+        url,
+        content=json.dumps(body),
+        timeout=300,
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {key or ''}".strip()},
+    )
 
 
 def test_open_webui_lists_and_speaks_with_keys_off_and_on(voices, keyed_gateways, samples, tmp_path):

@@ -20,11 +20,20 @@ def xtts(workdir, tiny):
     default_ref = speak("This is the default reference voice for the tests.", refs / "default.wav")
     alloy_ref = speak("A different recording for the alloy voice.", refs / "alloy.wav", voice="en-gb")
     voice_dir = workdir / "xtts-voices"
-    services = local_stack(asr_env={}, gateway_env={}, tts_env={
-        "TTS_MODEL": str(tiny["xtts"]), "TTS_UNLOAD_POLICY": "never", "TTS_HOME": str(workdir / "xtts-home"),
-        "TTS_DEFAULT_SPEAKER_WAV": str(default_ref), "TTS_DEFAULT_SPEAKER_URL": "",
-        "TTS_VOICES": json.dumps({"alloy": str(alloy_ref)}), "TTS_VOICE_DIR": str(voice_dir),
-        "TTS_STREAM_CHUNK_SIZE": "5"})
+    services = local_stack(
+        asr_env={},
+        gateway_env={},
+        tts_env={
+            "TTS_MODEL": str(tiny["xtts"]),
+            "TTS_UNLOAD_POLICY": "never",
+            "TTS_HOME": str(workdir / "xtts-home"),
+            "TTS_DEFAULT_SPEAKER_WAV": str(default_ref),
+            "TTS_DEFAULT_SPEAKER_URL": "",
+            "TTS_VOICES": json.dumps({"alloy": str(alloy_ref)}),
+            "TTS_VOICE_DIR": str(voice_dir),
+            "TTS_STREAM_CHUNK_SIZE": "5",
+        },
+    )
     start(services, workdir / "logs" / "xtts")
     yield services, voice_dir
     for svc in reversed(services):
@@ -33,8 +42,9 @@ def xtts(workdir, tiny):
 
 def say(services, voice: str) -> bytes:
     client = openai.OpenAI(base_url=f"{services[-1].url}/v1", api_key="x", max_retries=0, timeout=300)
-    return client.audio.speech.create(model="tts-1-hd", voice=voice, input="Hello there.",
-                                      response_format="wav").content
+    return client.audio.speech.create(
+        model="tts-1-hd", voice=voice, input="Hello there.", response_format="wav"
+    ).content
 
 
 def test_builtin_mapped_and_default_voices(xtts):
@@ -50,8 +60,11 @@ def test_builtin_mapped_and_default_voices(xtts):
 
 
 def test_unloadable_model_is_503_naming_it_and_service_stays_up(workdir):
-    services = local_stack(asr_env={}, gateway_env={}, tts_env={
-        "TTS_MODEL": "tts_models/multilingual/multi-dataset/xtts_v2", "TTS_HOME": str(workdir / "empty-home")})
+    services = local_stack(
+        asr_env={},
+        gateway_env={},
+        tts_env={"TTS_MODEL": "tts_models/multilingual/multi-dataset/xtts_v2", "TTS_HOME": str(workdir / "empty-home")},
+    )
     start(services, workdir / "logs" / "unloadable")
     try:
         client = openai.OpenAI(base_url=f"{services[-1].url}/v1", api_key="x", max_retries=0)
@@ -70,8 +83,9 @@ def test_xtts_streams_with_native_streaming_inference(xtts):
     services, _ = xtts
     client = openai.OpenAI(base_url=f"{services[-1].url}/v1", api_key="x", max_retries=0, timeout=300)
     text = "Hello there. This is a second sentence. And a third one."
-    with client.audio.speech.with_streaming_response.create(model="tts-1", voice="Ana Random", input=text,
-                                                            response_format="pcm") as response:
+    with client.audio.speech.with_streaming_response.create(
+        model="tts-1", voice="Ana Random", input=text, response_format="pcm"
+    ) as response:
         parts = [c for c in response.iter_bytes() if c]
     assert len(parts) > 1 and sum(map(len, parts)) % 2 == 0
 
@@ -122,11 +136,14 @@ def test_legacy_xtts_checkpoint_loads_without_being_rewritten(workdir):
     from tests.support.tiny_models import build_xtts
 
     model_dir = build_xtts(workdir / "xtts-legacy", legacy=True)
+
     def digest():
         return hashlib.sha256((model_dir / "model.pth").read_bytes()).hexdigest()
+
     before = digest()
-    services = local_stack(asr_env={}, gateway_env={}, tts_env={"TTS_MODEL": str(model_dir),
-                                                                "TTS_HOME": str(workdir / "legacy-home")})
+    services = local_stack(
+        asr_env={}, gateway_env={}, tts_env={"TTS_MODEL": str(model_dir), "TTS_HOME": str(workdir / "legacy-home")}
+    )
     start(services, workdir / "logs" / "xtts-legacy")
     try:
         assert decode(say(services, "Ana Random"))[0].size > 0

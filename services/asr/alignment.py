@@ -10,8 +10,9 @@ from services.asr.result import attach_words, fill_word_times
 def load_aligner(language: str, device: str, model_name: str | None, model_dir: str | None):
     import whisperx
 
-    model, metadata = whisperx.load_align_model(language_code=language, device=device,
-                                                model_name=model_name, model_dir=model_dir)
+    model, metadata = whisperx.load_align_model(
+        language_code=language, device=device, model_name=model_name, model_dir=model_dir
+    )
     return model, metadata
 
 

@@ -13,6 +13,7 @@ SAMPLE_RATE = 16000
 __all__ = ["SAMPLE_RATE", "AudioTooLong", "BadAudio", "decode"]
 
 
-def decode(data: bytes | memoryview, max_seconds: float, param: str = "file",
-           cancel: threading.Event | None = None) -> np.ndarray:
+def decode(
+    data: bytes | memoryview, max_seconds: float, param: str = "file", cancel: threading.Event | None = None
+) -> np.ndarray:
     return audio.decode(data, max_seconds, SAMPLE_RATE, param, cancel)

@@ -47,13 +47,24 @@ class CallKey:
     timestamps: bool
 
     def generate_kwargs(self) -> dict[str, Any]:
-        kwargs = {k: v for k, v in asdict(self).items() if k not in ("temperature", "logprobs", "prompt_length",
-                                                                     "timestamps", "suppress_tokens")}
-        kwargs |= {"suppress_tokens": list(self.suppress_tokens), "return_scores": True,
-                   "return_no_speech_prob": True, "return_logits_vocab": self.logprobs}
+        kwargs = {
+            k: v
+            for k, v in asdict(self).items()
+            if k not in ("temperature", "logprobs", "prompt_length", "timestamps", "suppress_tokens")
+        }
+        kwargs |= {
+            "suppress_tokens": list(self.suppress_tokens),
+            "return_scores": True,
+            "return_no_speech_prob": True,
+            "return_logits_vocab": self.logprobs,
+        }
         if self.temperature > 0:
-            kwargs |= {"beam_size": 1, "num_hypotheses": 1, "sampling_topk": 0,
-                       "sampling_temperature": self.temperature}
+            kwargs |= {
+                "beam_size": 1,
+                "num_hypotheses": 1,
+                "sampling_topk": 0,
+                "sampling_temperature": self.temperature,
+            }
         return kwargs
 
 
@@ -69,9 +80,16 @@ class SegmentJob:
 
 
 class SegmentBatcher:
-    def __init__(self, encode: Callable[[np.ndarray], Any], generate: Callable[..., list], *, batch_size: int,
-                 max_wait: float = 0.0, share: float = 0.5,
-                 on_dispatch: Callable[[int, int, list[float]], None] | None = None) -> None:
+    def __init__(
+        self,
+        encode: Callable[[np.ndarray], Any],
+        generate: Callable[..., list],
+        *,
+        batch_size: int,
+        max_wait: float = 0.0,
+        share: float = 0.5,
+        on_dispatch: Callable[[int, int, list[float]], None] | None = None,
+    ) -> None:
         self.encode, self.generate = encode, generate
         self.batch_size, self.max_wait = batch_size, max_wait
         self.per_owner = max(1, int(batch_size * share))
@@ -83,8 +101,16 @@ class SegmentBatcher:
         self.dispatches = 0
 
     # -- requests' side ---------------------------------------------------------------------------
-    def submit(self, owner: object, features: np.ndarray, prompt: list[int], key: CallKey,
-               cancel: threading.Event | None = None, *, first: bool = False) -> Future:
+    def submit(
+        self,
+        owner: object,
+        features: np.ndarray,
+        prompt: list[int],
+        key: CallKey,
+        cancel: threading.Event | None = None,
+        *,
+        first: bool = False,
+    ) -> Future:
         """Queue one segment (``first``: ahead of the others, for a re-decode the request waits on)."""
         job = SegmentJob(owner, features, prompt, key, cancel)
         with self._ready:

@@ -77,9 +77,13 @@ class DecodeHooks:
         """The CTranslate2 model itself (the segment batcher applies each call's options)."""
         return self._model
 
-    def reset(self, listener: Callable[[list, list[Decoded]], None] | None = None,
-              cancel: threading.Event | None = None, sampling: Sampling | None = None,
-              text_of: Callable[[list[int]], str] | None = None) -> None:
+    def reset(
+        self,
+        listener: Callable[[list, list[Decoded]], None] | None = None,
+        cancel: threading.Event | None = None,
+        sampling: Sampling | None = None,
+        text_of: Callable[[list[int]], str] | None = None,
+    ) -> None:
         self.decoded: list[Decoded] = []
         self.listener, self.cancel = listener, cancel
         self.sampling, self.text_of = sampling or Sampling(), text_of
@@ -94,8 +98,10 @@ class DecodeHooks:
         temperatures = [sampling.temperature] * len(results)
         if sampling.fallback and sampling.temperature == 0 and self.text_of is not None:
             self._fall_back(features, prompts, kwargs, results, temperatures)
-        decoded = [Decoded(float(r.no_speech_prob), t, token_logprobs(r) if sampling.logprobs else None)
-                   for r, t in zip(results, temperatures, strict=False)]
+        decoded = [
+            Decoded(float(r.no_speech_prob), t, token_logprobs(r) if sampling.logprobs else None)
+            for r, t in zip(results, temperatures, strict=False)
+        ]
         self.decoded.extend(decoded)
         if self.listener is not None:
             self.listener(results, decoded)
@@ -103,8 +109,12 @@ class DecodeHooks:
 
     def _at(self, temperature: float, features, prompts, kwargs: dict) -> list:
         if temperature > 0:
-            kwargs = kwargs | {"beam_size": 1, "num_hypotheses": 1, "sampling_topk": 0,
-                               "sampling_temperature": temperature}
+            kwargs = kwargs | {
+                "beam_size": 1,
+                "num_hypotheses": 1,
+                "sampling_topk": 0,
+                "sampling_temperature": temperature,
+            }
         return self._model.generate(features, prompts, **kwargs)
 
     def _fall_back(self, features, prompts, kwargs: dict, results: list, temperatures: list[float]) -> None:
@@ -150,7 +160,7 @@ def _avg_logprob(result, kwargs: dict) -> float:
     """WhisperX's average log-probability of a result (its score, undoing the length penalty)."""
     length = len(result.sequences_ids[0])
     penalty = kwargs.get("length_penalty", 1.0) or 1.0
-    return float(result.scores[0]) * (length ** penalty) / (length + 1)
+    return float(result.scores[0]) * (length**penalty) / (length + 1)
 
 
 def token_logprobs(result) -> TokenLogprobs:
@@ -179,8 +189,7 @@ def openai_logprobs(hf_tokenizer, pairs: TokenLogprobs, eot: int) -> list[dict]:
         if token >= eot:
             continue
         raw = bytes(byte_of[c] for c in hf_tokenizer.id_to_token(token))
-        out.append({"token": raw.decode("utf-8", errors="replace"), "logprob": round(logprob, 6),
-                    "bytes": list(raw)})
+        out.append({"token": raw.decode("utf-8", errors="replace"), "logprob": round(logprob, 6), "bytes": list(raw)})
     return out
 
 
@@ -198,8 +207,16 @@ def tokenizer_for(pipe, language: str, task: str):
     return Tokenizer(pipe.model.hf_tokenizer, pipe.model.model.is_multilingual, task=task, language=language)
 
 
-def batched(pipe, audio: np.ndarray, opts, *, batch_size: int, sampling: Sampling, on_text: OnText | None,
-            cancel: threading.Event | None) -> tuple[str, list[dict]]:
+def batched(
+    pipe,
+    audio: np.ndarray,
+    opts,
+    *,
+    batch_size: int,
+    sampling: Sampling,
+    on_text: OnText | None,
+    cancel: threading.Event | None,
+) -> tuple[str, list[dict]]:
     hooks = install_hooks(pipe)
     hf_tokenizer = pipe.model.hf_tokenizer
     eot = hf_tokenizer.token_to_id("<|endoftext|>")
@@ -227,33 +244,61 @@ def batched(pipe, audio: np.ndarray, opts, *, batch_size: int, sampling: Samplin
     tokenizer = tokenizer_for(pipe, raw["language"], opts.task)
     segments = []
     for i, s in enumerate(raw["segments"]):  # one generate() result per VAD segment, in order
-        segment = verbose_segment(i, start=s["start"], end=s["end"], text=s["text"],
-                                  tokens=tokenizer.encode(s["text"]), temperature=decoded[i].temperature,
-                                  avg_logprob=s["avg_logprob"], no_speech_prob=decoded[i].no_speech_prob)
+        segment = verbose_segment(
+            i,
+            start=s["start"],
+            end=s["end"],
+            text=s["text"],
+            tokens=tokenizer.encode(s["text"]),
+            temperature=decoded[i].temperature,
+            avg_logprob=s["avg_logprob"],
+            no_speech_prob=decoded[i].no_speech_prob,
+        )
         if opts.logprobs:
             segment["logprobs"] = logprobs[i]
         segments.append(segment)
     return raw["language"], segments
 
 
-def sequential(pipe, audio: np.ndarray, opts, *, sampling: Sampling, on_text: OnText | None,
-               cancel: threading.Event | None) -> tuple[str, list[dict]]:
+def sequential(
+    pipe, audio: np.ndarray, opts, *, sampling: Sampling, on_text: OnText | None, cancel: threading.Event | None
+) -> tuple[str, list[dict]]:
     """faster-whisper's own loop (it applies the same temperature and fallback rules itself)."""
     install_hooks(pipe).reset()
     fallback = sampling.fallback and sampling.temperature == 0
     temperatures = [0.0, *FALLBACK_TEMPERATURES] if fallback else [sampling.temperature]
     pieces, info = pipe.model.transcribe(
-        audio, language=opts.language, task=opts.task, initial_prompt=opts.prompt,
-        temperature=temperatures, word_timestamps=True, vad_filter=True)
+        audio,
+        language=opts.language,
+        task=opts.task,
+        initial_prompt=opts.prompt,
+        temperature=temperatures,
+        word_timestamps=True,
+        vad_filter=True,
+    )
     segments: list[dict] = []
     for seg in pieces:  # a generator: each segment is decoded only when asked for
         if cancel is not None and cancel.is_set():
             raise Cancelled("client disconnected")
-        out = verbose_segment(len(segments), start=seg.start, end=seg.end, text=seg.text, tokens=list(seg.tokens),
-                              temperature=seg.temperature, avg_logprob=seg.avg_logprob,
-                              no_speech_prob=seg.no_speech_prob)
-        out["words"] = [{"word": w.word.strip(), "start": round(w.start, 3), "end": round(w.end, 3),
-                         "score": round(w.probability, 3)} for w in seg.words or []]
+        out = verbose_segment(
+            len(segments),
+            start=seg.start,
+            end=seg.end,
+            text=seg.text,
+            tokens=list(seg.tokens),
+            temperature=seg.temperature,
+            avg_logprob=seg.avg_logprob,
+            no_speech_prob=seg.no_speech_prob,
+        )
+        out["words"] = [
+            {
+                "word": w.word.strip(),
+                "start": round(w.start, 3),
+                "end": round(w.end, 3),
+                "score": round(w.probability, 3),
+            }
+            for w in seg.words or []
+        ]
         segments.append(out)
         if on_text is not None:
             on_text(seg.text, None)
@@ -267,8 +312,11 @@ def vad_chunks(pipe, audio: np.ndarray, chunk_size: int = 30) -> list[dict]:
     from whisperx.vads import Pyannote, Vad
 
     vad = pipe.vad_model
-    prepare, merge = (vad.preprocess_audio, vad.merge_chunks) if isinstance(vad, Vad) else \
-        (Pyannote.preprocess_audio, Pyannote.merge_chunks)
+    prepare, merge = (
+        (vad.preprocess_audio, vad.merge_chunks)
+        if isinstance(vad, Vad)
+        else (Pyannote.preprocess_audio, Pyannote.merge_chunks)
+    )
     with pipe.speech_stack_vad_lock:
         found = vad({"waveform": prepare(audio), "sample_rate": SAMPLE_RATE})
     return merge(found, chunk_size, onset=pipe._vad_params["vad_onset"], offset=pipe._vad_params["vad_offset"])
@@ -279,39 +327,58 @@ def features_of(pipe, chunk: np.ndarray) -> np.ndarray:
     from whisperx.audio import N_SAMPLES, log_mel_spectrogram
 
     n_mels = pipe.model.feat_kwargs.get("feature_size") or 80
-    return np.asarray(log_mel_spectrogram(chunk, n_mels=n_mels, padding=N_SAMPLES - chunk.shape[0]),
-                      dtype=np.float32)
+    return np.asarray(log_mel_spectrogram(chunk, n_mels=n_mels, padding=N_SAMPLES - chunk.shape[0]), dtype=np.float32)
 
 
 def call_key(pipe, options, sampling: Sampling, temperature: float, prompt: list[int]) -> CallKey:
-    return CallKey(beam_size=options.beam_size, patience=options.patience, length_penalty=options.length_penalty,
-                   repetition_penalty=options.repetition_penalty, no_repeat_ngram_size=options.no_repeat_ngram_size,
-                   suppress_blank=options.suppress_blank, suppress_tokens=tuple(options.suppress_tokens),
-                   max_length=pipe.model.max_length, temperature=temperature, logprobs=sampling.logprobs,
-                   prompt_length=len(prompt), timestamps=not options.without_timestamps)
+    return CallKey(
+        beam_size=options.beam_size,
+        patience=options.patience,
+        length_penalty=options.length_penalty,
+        repetition_penalty=options.repetition_penalty,
+        no_repeat_ngram_size=options.no_repeat_ngram_size,
+        suppress_blank=options.suppress_blank,
+        suppress_tokens=tuple(options.suppress_tokens),
+        max_length=pipe.model.max_length,
+        temperature=temperature,
+        logprobs=sampling.logprobs,
+        prompt_length=len(prompt),
+        timestamps=not options.without_timestamps,
+    )
 
 
 class _SharedRequest:
     """One request's side of cross-request batching: its prompt, decoding options and segments."""
 
-    def __init__(self, pipe, audio: np.ndarray, opts, *, language: str, batcher: SegmentBatcher,
-                 sampling: Sampling, cancel: threading.Event | None) -> None:
+    def __init__(
+        self,
+        pipe,
+        audio: np.ndarray,
+        opts,
+        *,
+        language: str,
+        batcher: SegmentBatcher,
+        sampling: Sampling,
+        cancel: threading.Event | None,
+    ) -> None:
         self.pipe, self.audio, self.batcher, self.sampling, self.cancel = pipe, audio, batcher, sampling, cancel
         self.tokenizer = tokenizer_for(pipe, language, opts.task)
         self.hf_tokenizer = pipe.model.hf_tokenizer
         self.eot = self.hf_tokenizer.token_to_id("<|endoftext|>")
-        self.options = replace(pipe.options, initial_prompt=opts.prompt,
-                               beam_size=1 if opts.logprobs else pipe.options.beam_size)
+        self.options = replace(
+            pipe.options, initial_prompt=opts.prompt, beam_size=1 if opts.logprobs else pipe.options.beam_size
+        )
         o = self.options
         previous = self.tokenizer.encode(" " + o.initial_prompt.strip()) if o.initial_prompt is not None else []
-        self.prompt = pipe.model.get_prompt(self.tokenizer, previous, without_timestamps=o.without_timestamps,
-                                            prefix=o.prefix, hotwords=o.hotwords)
+        self.prompt = pipe.model.get_prompt(
+            self.tokenizer, previous, without_timestamps=o.without_timestamps, prefix=o.prefix, hotwords=o.hotwords
+        )
         self.kwargs = {"length_penalty": o.length_penalty}
 
     def submit(self, chunk: dict, temperature: float, first: bool = False):
         from whisperx.audio import SAMPLE_RATE
 
-        samples = self.audio[int(chunk["start"] * SAMPLE_RATE):int(chunk["end"] * SAMPLE_RATE)]
+        samples = self.audio[int(chunk["start"] * SAMPLE_RATE) : int(chunk["end"] * SAMPLE_RATE)]
         key = call_key(self.pipe, self.options, self.sampling, temperature, self.prompt)
         return self.batcher.submit(self, features_of(self.pipe, samples), self.prompt, key, self.cancel, first=first)
 
@@ -336,17 +403,31 @@ class _SharedRequest:
 
     def segment(self, i: int, chunk: dict, result, temperature: float) -> dict:
         text = self.text_of(list(result.sequences_ids[0]))
-        segment = verbose_segment(i, start=round(chunk["start"], 3), end=round(chunk["end"], 3), text=text,
-                                  tokens=self.tokenizer.encode(text), temperature=temperature,
-                                  avg_logprob=_avg_logprob(result, self.kwargs),
-                                  no_speech_prob=float(result.no_speech_prob))
+        segment = verbose_segment(
+            i,
+            start=round(chunk["start"], 3),
+            end=round(chunk["end"], 3),
+            text=text,
+            tokens=self.tokenizer.encode(text),
+            temperature=temperature,
+            avg_logprob=_avg_logprob(result, self.kwargs),
+            no_speech_prob=float(result.no_speech_prob),
+        )
         if self.sampling.logprobs:
             segment["logprobs"] = openai_logprobs(self.hf_tokenizer, token_logprobs(result), self.eot)
         return segment
 
 
-def shared(pipe, audio: np.ndarray, opts, *, batcher: SegmentBatcher, sampling: Sampling, on_text: OnText | None,
-           cancel: threading.Event | None) -> tuple[str, list[dict]]:
+def shared(
+    pipe,
+    audio: np.ndarray,
+    opts,
+    *,
+    batcher: SegmentBatcher,
+    sampling: Sampling,
+    on_text: OnText | None,
+    cancel: threading.Event | None,
+) -> tuple[str, list[dict]]:
     """The batched path with the model's segment batcher: this request's VAD segments decode in
     CTranslate2 calls shared with the other requests waiting for the model. Same steps as
     ``batched`` (WhisperX's VAD, features and prompt; the same decoding options, fallback and text)."""

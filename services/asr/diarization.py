@@ -11,18 +11,29 @@ def load_diarizer(model_name: str, device: str, token: str | None, cache_dir: st
     return DiarizationPipeline(model_name=model_name, token=token, device=device, cache_dir=cache_dir)
 
 
-def diarize(diarizer, segments: list[dict], audio: np.ndarray, *, min_speakers: int | None,
-            max_speakers: int | None, known: list[tuple[str, np.ndarray]], min_similarity: float) -> None:
+def diarize(
+    diarizer,
+    segments: list[dict],
+    audio: np.ndarray,
+    *,
+    min_speakers: int | None,
+    max_speakers: int | None,
+    known: list[tuple[str, np.ndarray]],
+    min_similarity: float,
+) -> None:
     """Label segments and their words with ``speaker`` in place, with the names clients see: a known
     speaker's name where its reference matches a diarized speaker, otherwise OpenAI's A, B, ..."""
     from whisperx.diarize import assign_word_speakers
 
     names: dict[str, str] = {}
     if known:
-        turns, centroids = diarizer(audio, min_speakers=min_speakers, max_speakers=max_speakers,
-                                    return_embeddings=True)
-        names = match_known_speakers(centroids or {}, reference_embeddings(diarizer, [ref for _, ref in known]),
-                                     [name for name, _ in known], min_similarity)
+        turns, centroids = diarizer(audio, min_speakers=min_speakers, max_speakers=max_speakers, return_embeddings=True)
+        names = match_known_speakers(
+            centroids or {},
+            reference_embeddings(diarizer, [ref for _, ref in known]),
+            [name for name, _ in known],
+            min_similarity,
+        )
     else:
         turns = diarizer(audio, min_speakers=min_speakers, max_speakers=max_speakers)
     assign_word_speakers(turns, {"segments": segments}, fill_nearest=True)
@@ -57,8 +68,9 @@ def reference_embeddings(diarizer, references: list[np.ndarray]) -> np.ndarray:
     return np.concatenate([embed(torch.from_numpy(ref[None, None, :])) for ref in references])
 
 
-def match_known_speakers(centroids: dict[str, list[float]], references: np.ndarray, names: list[str],
-                         min_similarity: float) -> dict[str, str]:
+def match_known_speakers(
+    centroids: dict[str, list[float]], references: np.ndarray, names: list[str], min_similarity: float
+) -> dict[str, str]:
     """Pair diarized speakers with known names one to one (the assignment with the highest total
     cosine similarity); pairs below ``min_similarity`` stay unnamed."""
     from scipy.optimize import linear_sum_assignment

@@ -52,8 +52,10 @@ class AsrEngine:
         self.device = resolve_device(settings.device)
         self.compute_type = settings.compute_type or ("float16" if self.device == "cuda" else "int8")
         self.token = settings.hf_token.get_secret_value() if settings.hf_token else None
-        self._whisper = {backend: self._managed(f"whisper:{backend}", self._whisper_loader(backend))
-                         for backend in dict.fromkeys(settings.models.values())}
+        self._whisper = {
+            backend: self._managed(f"whisper:{backend}", self._whisper_loader(backend))
+            for backend in dict.fromkeys(settings.models.values())
+        }
         self._aligners: OrderedDict[str, ManagedModel] = OrderedDict()  # least recently used first
         self._aligners_lock = threading.Lock()
         self._diarizer = self._managed(f"diarization:{settings.diarization_model}", self._load_diarizer)
@@ -86,17 +88,27 @@ class AsrEngine:
 
             logs.adopt("whisperx")
             pipe = whisperx.load_model(
-                backend, self.device, compute_type=self.compute_type,
-                download_root=self.settings.download_root, threads=self.settings.threads,
-                vad_method=self.settings.vad_method, use_auth_token=self.token)
+                backend,
+                self.device,
+                compute_type=self.compute_type,
+                download_root=self.settings.download_root,
+                threads=self.settings.threads,
+                vad_method=self.settings.vad_method,
+                use_auth_token=self.token,
+            )
             torch.set_num_threads(self.settings.threads)
             decoding.seed_sampling()
             hooks = decoding.install_hooks(pipe)
             pipe.speech_stack_batcher = SegmentBatcher(
-                pipe.model.encode, hooks.raw.generate, batch_size=self.settings.batch_size,
-                max_wait=self.settings.batch_wait_ms / 1000, share=self.settings.batch_share,
-                on_dispatch=getattr(self.metrics, "dispatched", None))
+                pipe.model.encode,
+                hooks.raw.generate,
+                batch_size=self.settings.batch_size,
+                max_wait=self.settings.batch_wait_ms / 1000,
+                share=self.settings.batch_share,
+                on_dispatch=getattr(self.metrics, "dispatched", None),
+            )
             return pipe
+
         return load
 
     def _aligner(self, language: str) -> ManagedModel:
@@ -108,6 +120,7 @@ class AsrEngine:
 
                 def loader():
                     return alignment.load_aligner(language, self.device, name, self.settings.align_model_dir)
+
                 self._aligners[language] = self._managed(f"alignment:{name or 'whisperx-default'}:{language}", loader)
             self._aligners.move_to_end(language)
             for lang in list(self._aligners)[:-1]:
@@ -118,8 +131,9 @@ class AsrEngine:
             return self._aligners[language]
 
     def _load_diarizer(self):
-        return diarization.load_diarizer(self.settings.diarization_model, self.device, self.token,
-                                         self.settings.download_root)
+        return diarization.load_diarizer(
+            self.settings.diarization_model, self.device, self.token, self.settings.download_root
+        )
 
     # -- requests --------------------------------------------------------------------------
     def job(self, params: dict[str, Any], audio: memoryview, references: list[memoryview]) -> TranscribeJob:
@@ -129,20 +143,28 @@ class AsrEngine:
         if options.task not in ("transcribe", "translate"):
             raise UnsupportedOption(f"unknown task '{options.task[:32]}'", param="task")
         if options.language is not None and options.language not in supported_languages():
-            raise UnsupportedOption(f"language '{options.language[:32]}' is not supported; "
-                                    "use an ISO-639-1 code such as 'en'", param="language")
+            raise UnsupportedOption(
+                f"language '{options.language[:32]}' is not supported; use an ISO-639-1 code such as 'en'",
+                param="language",
+            )
         if options.logprobs and options.word_timestamps and self.settings.word_timestamps == "whisper":
-            raise UnsupportedOption("logprobs are not available together with Whisper's own word timestamps "
-                                    "(ASR_WORD_TIMESTAMPS=whisper)", param="include[]")
+            raise UnsupportedOption(
+                "logprobs are not available together with Whisper's own word timestamps (ASR_WORD_TIMESTAMPS=whisper)",
+                param="include[]",
+            )
         if not 0.0 <= options.temperature <= 1.0:
             raise UnsupportedOption("temperature must be between 0 and 1", param="temperature")
         lo, hi = options.min_speakers, options.max_speakers
         if (lo is not None and lo < 1) or (hi is not None and hi < 1) or (lo and hi and lo > hi):
-            raise UnsupportedOption("speaker bounds must be >= 1 and min_speakers <= max_speakers",
-                                    param="min_speakers")
+            raise UnsupportedOption(
+                "speaker bounds must be >= 1 and min_speakers <= max_speakers", param="min_speakers"
+            )
         if len(references) != len(options.known_speaker_names) or len(references) > MAX_KNOWN_SPEAKERS:
-            raise UnsupportedOption("known_speaker_names[] and known_speaker_references[] must pair up "
-                                    f"one to one, at most {MAX_KNOWN_SPEAKERS}", param="known_speaker_references[]")
+            raise UnsupportedOption(
+                "known_speaker_names[] and known_speaker_references[] must pair up "
+                f"one to one, at most {MAX_KNOWN_SPEAKERS}",
+                param="known_speaker_references[]",
+            )
         if references and not options.diarize:
             raise UnsupportedOption("known speakers need diarization", param="known_speaker_names[]")
         return TranscribeJob(options, audio, tuple(references))
@@ -165,8 +187,11 @@ class AsrEngine:
                 raise
             seconds = len(audio) / SAMPLE_RATE
             if not 2.0 <= seconds <= 10.0:
-                raise UnsupportedOption(f"known_speaker_references[{i}] ({name[:32]}) is {seconds:.1f} s long; "
-                                        "references must be 2 to 10 seconds", param="known_speaker_references[]")
+                raise UnsupportedOption(
+                    f"known_speaker_references[{i}] ({name[:32]}) is {seconds:.1f} s long; "
+                    "references must be 2 to 10 seconds",
+                    param="known_speaker_references[]",
+                )
             out.append((name, audio))
         return out
 
@@ -178,9 +203,15 @@ class AsrEngine:
 
     def sampling(self, job: TranscribeJob, pipe) -> Sampling:
         o = pipe.options
-        return Sampling(job.options.temperature, self.settings.temperature_fallback, job.options.logprobs,
-                        o.compression_ratio_threshold or 2.4, o.log_prob_threshold or -1.0,
-                        o.no_speech_threshold or 0.6, getattr(self.metrics, "redecoded", None))
+        return Sampling(
+            job.options.temperature,
+            self.settings.temperature_fallback,
+            job.options.logprobs,
+            o.compression_ratio_threshold or 2.4,
+            o.log_prob_threshold or -1.0,
+            o.no_speech_threshold or 0.6,
+            getattr(self.metrics, "redecoded", None),
+        )
 
     def run(self, job: TranscribeJob, on_text: OnText | None = None, cancel: threading.Event | None = None) -> dict:
         started = time.perf_counter()
@@ -195,9 +226,15 @@ class AsrEngine:
                 alignment.align(model, segments, audio, self.device)
         if segments and options.diarize:
             with self._stage("diarize", cancel), self._diarizer.exclusive() as model:
-                diarization.diarize(model, segments, audio, min_speakers=options.min_speakers,
-                                    max_speakers=options.max_speakers, known=known,
-                                    min_similarity=self.settings.known_speaker_min_similarity)
+                diarization.diarize(
+                    model,
+                    segments,
+                    audio,
+                    min_speakers=options.min_speakers,
+                    max_speakers=options.max_speakers,
+                    known=known,
+                    min_similarity=self.settings.known_speaker_min_similarity,
+                )
         result = assemble(language, audio, options.task, segments)
         self.metrics.work_done(result["duration"], time.perf_counter() - started)
         return result
@@ -207,11 +244,25 @@ class AsrEngine:
         sequential = job.options.word_timestamps and self.settings.word_timestamps == "whisper"
         if self.settings.cross_request_batching and not sequential:
             with whisper.use() as pipe:  # the batcher serialises the model's calls
-                return decoding.shared(pipe, audio, job.options, batcher=pipe.speech_stack_batcher,
-                                       sampling=self.sampling(job, pipe), on_text=on_text, cancel=cancel)
+                return decoding.shared(
+                    pipe,
+                    audio,
+                    job.options,
+                    batcher=pipe.speech_stack_batcher,
+                    sampling=self.sampling(job, pipe),
+                    on_text=on_text,
+                    cancel=cancel,
+                )
         with whisper.exclusive() as pipe:
             sampling = self.sampling(job, pipe)
             if sequential:
                 return decoding.sequential(pipe, audio, job.options, sampling=sampling, on_text=on_text, cancel=cancel)
-            return decoding.batched(pipe, audio, job.options, batch_size=self.settings.batch_size, sampling=sampling,
-                                    on_text=on_text, cancel=cancel)
+            return decoding.batched(
+                pipe,
+                audio,
+                job.options,
+                batch_size=self.settings.batch_size,
+                sampling=sampling,
+                on_text=on_text,
+                cancel=cancel,
+            )

@@ -13,8 +13,11 @@ class UnknownModel(BadRequest):
     """The public model id is not configured."""
 
     def __init__(self, model: str, served: list[str]) -> None:
-        super().__init__(f"The model '{echo(model)}' does not exist or is not a transcription model; "
-                         f"use one of {served}", param="model", code="model_not_found")
+        super().__init__(
+            f"The model '{echo(model)}' does not exist or is not a transcription model; use one of {served}",
+            param="model",
+            code="model_not_found",
+        )
 
 
 class UnsupportedOption(BadRequest):
@@ -50,8 +53,9 @@ def _typed(params: dict[str, Any], name: str, kind: type, default: Any = None) -
     value = params.get(name, default)
     if value is None or value == "":
         return default
-    if (kind is bool and isinstance(value, bool)) or (kind is not bool and isinstance(value, kind) \
-            and not isinstance(value, bool)):
+    if (kind is bool and isinstance(value, bool)) or (
+        kind is not bool and isinstance(value, kind) and not isinstance(value, bool)
+    ):
         return value
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
@@ -64,10 +68,15 @@ def options_from(params: dict[str, Any]) -> TranscribeOptions:
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise UnsupportedOption("known_speaker_names must be a list of strings", param="known_speaker_names[]")
     return TranscribeOptions(
-        model=_typed(params, "model", str, ""), task=_typed(params, "task", str, "transcribe"),
-        language=_typed(params, "language", str), prompt=_typed(params, "prompt", str),
+        model=_typed(params, "model", str, ""),
+        task=_typed(params, "task", str, "transcribe"),
+        language=_typed(params, "language", str),
+        prompt=_typed(params, "prompt", str),
         temperature=_typed(params, "temperature", float, 0.0),
         word_timestamps=_typed(params, "word_timestamps", bool, False),
-        diarize=_typed(params, "diarize", bool, False), min_speakers=_typed(params, "min_speakers", int),
-        max_speakers=_typed(params, "max_speakers", int), logprobs=_typed(params, "logprobs", bool, False),
-        known_speaker_names=tuple(names))
+        diarize=_typed(params, "diarize", bool, False),
+        min_speakers=_typed(params, "min_speakers", int),
+        max_speakers=_typed(params, "max_speakers", int),
+        logprobs=_typed(params, "logprobs", bool, False),
+        known_speaker_names=tuple(names),
+    )

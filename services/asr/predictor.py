@@ -63,11 +63,19 @@ class AsrPredictor(LazyPredictor):
 
     def run(self, job: TranscribeJob, cancel) -> list[v2wire.BinaryOutput]:
         result = json.dumps(self.speech_engine.run(job, None, cancel), separators=(",", ":")).encode()
-        return [v2wire.BinaryOutput("result", "BYTES", [1], v2wire.element_prefix(len(result)) + result,
-                                    {"content_type": "application/json"})]
+        return [
+            v2wire.BinaryOutput(
+                "result",
+                "BYTES",
+                [1],
+                v2wire.element_prefix(len(result)) + result,
+                {"content_type": "application/json"},
+            )
+        ]
 
     def produce(self, job: TranscribeJob, emit: Emit, cancel) -> None:
         """``text`` events (with ``logprobs`` when asked) per decoded batch or segment, then ``result``."""
+
         def on_text(text: str, logprobs: list[dict] | None) -> None:
             emit(_event("text", text=text, **({} if logprobs is None else {"logprobs": logprobs})))
 
@@ -84,7 +92,8 @@ class AsrPredictor(LazyPredictor):
                 yield _event("error", message=exc.message, code=exc.code, status=exc.status)
             except Exception:
                 log.exception("transcription failed after the stream started")
-                yield _event("error", message="ASR backend failed while transcribing", code="backend_failed",
-                             status=500)
+                yield _event(
+                    "error", message="ASR backend failed while transcribing", code="backend_failed", status=500
+                )
 
         return StreamingResponse(body(), media_type="application/x-ndjson")

@@ -20,13 +20,30 @@ def language_name(code: str) -> str:
     return LANGUAGES.get(code, code)
 
 
-def verbose_segment(idx: int, *, start: float, end: float, text: str, tokens: list[int], temperature: float,
-                    avg_logprob: float, no_speech_prob: float) -> dict:
+def verbose_segment(
+    idx: int,
+    *,
+    start: float,
+    end: float,
+    text: str,
+    tokens: list[int],
+    temperature: float,
+    avg_logprob: float,
+    no_speech_prob: float,
+) -> dict:
     """A segment with every field of OpenAI's ``TranscriptionSegment``."""
-    return {"id": idx, "seek": round(start * 100),  # Whisper's seek counts 10 ms frames
-            "start": round(float(start), 3), "end": round(float(end), 3), "text": text, "tokens": tokens,
-            "temperature": float(temperature), "avg_logprob": float(avg_logprob),
-            "compression_ratio": compression_ratio(text), "no_speech_prob": float(no_speech_prob)}
+    return {
+        "id": idx,
+        "seek": round(start * 100),  # Whisper's seek counts 10 ms frames
+        "start": round(float(start), 3),
+        "end": round(float(end), 3),
+        "text": text,
+        "tokens": tokens,
+        "temperature": float(temperature),
+        "avg_logprob": float(avg_logprob),
+        "compression_ratio": compression_ratio(text),
+        "no_speech_prob": float(no_speech_prob),
+    }
 
 
 def fill_word_times(words: list[dict], start: float, end: float) -> list[dict]:
@@ -37,7 +54,7 @@ def fill_word_times(words: list[dict], start: float, end: float) -> list[dict]:
         if "start" not in w:
             w["start"] = out[-1]["end"] if out else start
         if "end" not in w:
-            nxt = next((x["start"] for x in words[i + 1:] if "start" in x), end)
+            nxt = next((x["start"] for x in words[i + 1 :] if "start" in x), end)
             w["end"] = max(w["start"], nxt)
         w["start"], w["end"] = round(float(w["start"]), 3), round(float(max(w["end"], w["start"])), 3)
         out.append(w)
@@ -50,8 +67,10 @@ def attach_words(segments: list[dict], words: list[dict]) -> None:
         seg["words"] = []
     for word in words:
         mid = (word["start"] + word["end"]) / 2
-        seg = min(segments, key=lambda s: 0.0 if s["start"] <= mid <= s["end"]
-                  else min(abs(mid - s["start"]), abs(mid - s["end"])))
+        seg = min(
+            segments,
+            key=lambda s: 0.0 if s["start"] <= mid <= s["end"] else min(abs(mid - s["start"]), abs(mid - s["end"])),
+        )
         seg["words"].append(word)
     for seg in segments:  # keep every word inside its segment's span
         for word in seg["words"]:
@@ -61,9 +80,14 @@ def attach_words(segments: list[dict], words: list[dict]) -> None:
 
 def assemble(language: str, audio: np.ndarray, task: str, segments: list[dict]) -> dict:
     words = [w for s in segments for w in s.get("words", [])]
-    result = {"task": task, "language": language, "language_name": language_name(language),
-              "duration": round(len(audio) / SAMPLE_RATE, 3),
-              "text": "".join(s["text"] for s in segments).strip(), "segments": segments}
+    result = {
+        "task": task,
+        "language": language,
+        "language_name": language_name(language),
+        "duration": round(len(audio) / SAMPLE_RATE, 3),
+        "text": "".join(s["text"] for s in segments).strip(),
+        "segments": segments,
+    }
     if any("words" in s for s in segments):
         result["words"] = words
     if any("logprobs" in s for s in segments):

@@ -32,11 +32,15 @@ class Vad:
     def probabilities(self, audio: memoryview | bytes) -> list[float]:
         """Speech probability of each 512-sample frame of little-endian float32 16 kHz audio."""
         if len(audio) % (4 * FRAME) or not audio:
-            raise BadRequest(f"ASR backend: VAD audio must be a whole number of {FRAME}-sample float32 frames",
-                             param="audio", code="malformed_request")
+            raise BadRequest(
+                f"ASR backend: VAD audio must be a whole number of {FRAME}-sample float32 frames",
+                param="audio",
+                code="malformed_request",
+            )
         samples = np.frombuffer(audio, dtype="<f4")
         if samples.size // FRAME > MAX_FRAMES:
-            raise BadRequest(f"ASR backend: at most {MAX_FRAMES} VAD frames per call", param="audio",
-                             code="malformed_request")
+            raise BadRequest(
+                f"ASR backend: at most {MAX_FRAMES} VAD frames per call", param="audio", code="malformed_request"
+            )
         scores = self._loaded()(np.array(samples, dtype=np.float32))  # a writable copy: the model edits it
         return [round(float(p), 4) for p in np.asarray(scores).reshape(-1)]

@@ -18,8 +18,14 @@ from services.common.errors import Overloaded
 
 
 class Admission:
-    def __init__(self, label: str, max_active: int, max_queue: int, retry_after: int,
-                 on_wait: Callable[[float], None] | None = None) -> None:
+    def __init__(
+        self,
+        label: str,
+        max_active: int,
+        max_queue: int,
+        retry_after: int,
+        on_wait: Callable[[float], None] | None = None,
+    ) -> None:
         self.label, self.max_active, self.max_queue, self.retry_after = label, max_active, max_queue, retry_after
         self.on_wait = on_wait  # seconds each admitted request waited for its place
         self.admitted = 0  # waiting + active
@@ -32,15 +38,22 @@ class Admission:
 
     def admit(self) -> Ticket:
         if self.admitted >= self.max_active + self.max_queue:
-            raise Overloaded(f"{self.label} is at capacity ({self.max_active} in progress, {self.max_queue} queued); "
-                             "retry after the indicated time", code="server_busy",
-                             headers={"Retry-After": str(self.retry_after)})
+            raise Overloaded(
+                f"{self.label} is at capacity ({self.max_active} in progress, {self.max_queue} queued); "
+                "retry after the indicated time",
+                code="server_busy",
+                headers={"Retry-After": str(self.retry_after)},
+            )
         self.admitted += 1
         return Ticket(self)
 
     def status(self) -> dict:
-        return {"active": self.active, "waiting": self.waiting, "max_active": self.max_active,
-                "max_queue": self.max_queue}
+        return {
+            "active": self.active,
+            "waiting": self.waiting,
+            "max_active": self.max_active,
+            "max_queue": self.max_queue,
+        }
 
 
 class Ticket:

@@ -47,8 +47,12 @@ def header(scope: Scope, name: bytes) -> str | None:
 
 async def send_error(send: Send, exc: ServiceError, extra_headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
     body = error_bytes(exc)
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-               *((k.lower().encode(), v.encode()) for k, v in exc.headers.items()), *extra_headers]
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        *((k.lower().encode(), v.encode()) for k, v in exc.headers.items()),
+        *extra_headers,
+    ]
     await send({"type": "http.response.start", "status": exc.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
@@ -119,8 +123,9 @@ class BodyLimit:
         if limit is None:
             await self.app(scope, receive, send)
             return
-        too_large = PayloadTooLarge(f"Maximum content size limit ({limit}) exceeded", code="request_too_large",
-                                    headers={"Connection": "close"})
+        too_large = PayloadTooLarge(
+            f"Maximum content size limit ({limit}) exceeded", code="request_too_large", headers={"Connection": "close"}
+        )
         declared = header(scope, b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             await send_error(send, too_large)
@@ -152,4 +157,3 @@ class BodyLimit:
                 raise
         if exceeded and not started:
             await send_error(send, too_large)
-

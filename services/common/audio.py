@@ -30,8 +30,9 @@ class BadAudio(BadRequest):
 
 class AudioTooLong(BadRequest):
     def __init__(self, limit: float, param: str = "file") -> None:
-        super().__init__(f"the audio is longer than the limit of {limit:.0f} seconds", param=param,
-                         code="audio_too_long")
+        super().__init__(
+            f"the audio is longer than the limit of {limit:.0f} seconds", param=param, code="audio_too_long"
+        )
 
 
 class _Reader(io.RawIOBase):
@@ -48,7 +49,7 @@ class _Reader(io.RawIOBase):
 
     def readinto(self, buffer) -> int:
         n = max(0, min(len(buffer), len(self.data) - self.pos))
-        buffer[:n] = self.data[self.pos:self.pos + n]
+        buffer[:n] = self.data[self.pos : self.pos + n]
         self.pos += n
         return n
 
@@ -61,8 +62,9 @@ class _Reader(io.RawIOBase):
         return self.pos
 
 
-def decode(data: bytes | memoryview, max_seconds: float, rate: int, param: str = "file",
-           cancel: threading.Event | None = None) -> np.ndarray:
+def decode(
+    data: bytes | memoryview, max_seconds: float, rate: int, param: str = "file", cancel: threading.Event | None = None
+) -> np.ndarray:
     """Mono float32 samples at ``rate``; ``AudioTooLong`` once more than ``max_seconds`` decoded."""
     view = memoryview(data)
     if len(view) == 0:
@@ -114,8 +116,7 @@ def _decode_stream(container, rate: int, param: str, max_seconds: float, cancel:
     except (av.error.FFmpegError, ValueError) as exc:
         if not chunks:
             raise BadAudio("could not decode the audio file: it holds no decodable audio", param) from exc
-        log.info("the upload ends early (%s): transcribing the %.1f s that decode", type(exc).__name__,
-                 total / rate)
+        log.info("the upload ends early (%s): transcribing the %.1f s that decode", type(exc).__name__, total / rate)
     take(resampler.resample(None))
     if skipped:
         log.info("skipped %d damaged packet(s)", skipped)

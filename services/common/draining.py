@@ -70,9 +70,14 @@ class DrainGate:
             return
         if self.drain.draining:
             await discard_body(receive)
-            await send_error(send, Unavailable(f"{self.drain.label} is shutting down; retry shortly",
-                                               code="shutting_down",
-                                               headers={"Retry-After": "1", "Connection": "close"}))
+            await send_error(
+                send,
+                Unavailable(
+                    f"{self.drain.label} is shutting down; retry shortly",
+                    code="shutting_down",
+                    headers={"Retry-After": "1", "Connection": "close"},
+                ),
+            )
             return
         self.drain.in_flight += 1
         try:

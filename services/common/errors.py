@@ -15,8 +15,9 @@ class ServiceError(Exception):
     status = 500
     type = "server_error"
 
-    def __init__(self, message: str, *, param: str | None = None, code: str | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, message: str, *, param: str | None = None, code: str | None = None, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.message, self.param, self.code = message, param, code
         self.headers = dict(headers or {})

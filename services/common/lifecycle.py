@@ -38,9 +38,7 @@ def parse_unload_policy(value: object) -> float:
         try:
             seconds = float(str(value))
         except ValueError:
-            raise ValueError(
-                f"unload policy must be 'after_request', 'never' or idle seconds, got {value!r}"
-            ) from None
+            raise ValueError(f"unload policy must be 'after_request', 'never' or idle seconds, got {value!r}") from None
     if seconds < 0 and seconds != NEVER:
         raise ValueError("idle seconds must be >= 0 (or -1 for never)")
     return seconds
@@ -86,8 +84,14 @@ class ManagedModel(Generic[T]):
     """One lazily loaded model with reference counting, an idle-unload timer and the lock that
     serialises its use (``exclusive``)."""
 
-    def __init__(self, name: str, loader: Callable[[], T], unload_after: float,
-                 on_unload: Callable[[T], None] | None = None, observer: LifecycleObserver | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        loader: Callable[[], T],
+        unload_after: float,
+        on_unload: Callable[[T], None] | None = None,
+        observer: LifecycleObserver | None = None,
+    ) -> None:
         self.name = name
         self._loader = loader
         self._on_unload = on_unload
@@ -111,8 +115,12 @@ class ManagedModel(Generic[T]):
 
     def status(self) -> dict:
         with self._lock:
-            return {"loaded": self.loaded, "in_use": self._users, "loads": self.loads,
-                    "unload_after": self.unload_after}
+            return {
+                "loaded": self.loaded,
+                "in_use": self._users,
+                "loads": self.loads,
+                "unload_after": self.unload_after,
+            }
 
     def _acquire(self) -> T:
         with self._lock:

@@ -40,11 +40,14 @@ class _RequestIdFilter(logging.Filter):
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        doc = {"time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-               + f".{int(record.msecs):03d}Z",
-               "level": record.levelname, "service": getattr(record, "service", "-"),
-               "logger": record.name, "request_id": getattr(record, "request_id", "-"),
-               "message": record.getMessage()}
+        doc = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "service": getattr(record, "service", "-"),
+            "logger": record.name,
+            "request_id": getattr(record, "request_id", "-"),
+            "message": record.getMessage(),
+        }
         doc |= getattr(record, "fields", {})
         if record.exc_info:
             doc["exception"] = self.formatException(record.exc_info)
@@ -65,8 +68,9 @@ def configure(service: str, fmt: LogFormat = "text", level: str = "INFO") -> Non
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter(
-            "%(asctime)s %(service)s %(levelname)s %(name)s [%(request_id)s] %(message)s"))
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(service)s %(levelname)s %(name)s [%(request_id)s] %(message)s")
+        )
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(level)

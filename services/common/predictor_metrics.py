@@ -29,8 +29,9 @@ class _Live(Collector):
         for name, is_loaded in state["models"].items():
             loaded.add_metric([name], 1.0 if is_loaded else 0.0)
         yield loaded
-        memory = GaugeMetricFamily(f"{self.prefix}_accelerator_memory_bytes", "GPU memory held by torch",
-                                   labels=["device", "kind"])
+        memory = GaugeMetricFamily(
+            f"{self.prefix}_accelerator_memory_bytes", "GPU memory held by torch", labels=["device", "kind"]
+        )
         for key, value in accelerator_memory().items():
             device, kind = key.rsplit(":", 1)
             memory.add_metric([device, kind], value)
@@ -43,26 +44,35 @@ class PredictorMetrics:
         self.registry = CollectorRegistry()
         ProcessCollector(registry=self.registry)
         r = self.registry
-        self.requests = Counter(f"{p}_requests", "Inference requests by route and status", ["route", "status"],
-                                registry=r)
-        self.duration = Histogram(f"{p}_request_duration_seconds", "Inference request time, queue included",
-                                  ["route"], buckets=LATENCY_BUCKETS, registry=r)
-        self.queue_wait = Histogram(f"{p}_queue_wait_seconds", "Time admitted requests waited for a place",
-                                    buckets=LATENCY_BUCKETS, registry=r)
+        self.requests = Counter(
+            f"{p}_requests", "Inference requests by route and status", ["route", "status"], registry=r
+        )
+        self.duration = Histogram(
+            f"{p}_request_duration_seconds",
+            "Inference request time, queue included",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.queue_wait = Histogram(
+            f"{p}_queue_wait_seconds", "Time admitted requests waited for a place", buckets=LATENCY_BUCKETS, registry=r
+        )
         self.rejected = Counter(f"{p}_rejected", "Requests refused before any work", ["reason"], registry=r)
-        self.cancelled = Counter(f"{p}_cancelled", "Requests whose client left before the answer was complete",
-                                 ["route"], registry=r)
-        self.work_stopped = Counter(f"{p}_work_stopped", "Model work stopped early because its client left",
-                                    registry=r)
-        self.stage = Histogram(f"{p}_stage_seconds", "Time per processing stage", ["stage"],
-                               buckets=LATENCY_BUCKETS, registry=r)
-        self.audio_seconds = Counter(f"{p}_audio_seconds", "Seconds of audio transcribed or synthesised",
-                                     registry=r)
-        self.rtf = Histogram(f"{p}_real_time_factor", "Processing time / audio duration per request",
-                             buckets=RTF_BUCKETS, registry=r)
+        self.cancelled = Counter(
+            f"{p}_cancelled", "Requests whose client left before the answer was complete", ["route"], registry=r
+        )
+        self.work_stopped = Counter(f"{p}_work_stopped", "Model work stopped early because its client left", registry=r)
+        self.stage = Histogram(
+            f"{p}_stage_seconds", "Time per processing stage", ["stage"], buckets=LATENCY_BUCKETS, registry=r
+        )
+        self.audio_seconds = Counter(f"{p}_audio_seconds", "Seconds of audio transcribed or synthesised", registry=r)
+        self.rtf = Histogram(
+            f"{p}_real_time_factor", "Processing time / audio duration per request", buckets=RTF_BUCKETS, registry=r
+        )
         self.loads = Counter(f"{p}_model_loads", "Model loads", ["model"], registry=r)
-        self.load_seconds = Histogram(f"{p}_model_load_seconds", "Model load time", ["model"],
-                                      buckets=LATENCY_BUCKETS, registry=r)
+        self.load_seconds = Histogram(
+            f"{p}_model_load_seconds", "Model load time", ["model"], buckets=LATENCY_BUCKETS, registry=r
+        )
         self.unloads = Counter(f"{p}_model_unloads", "Model unloads", ["model"], registry=r)
         self.bytes_in = Counter(f"{p}_request_bytes", "Request body bytes read", registry=r)
         self.bytes_out = Counter(f"{p}_response_bytes", "Response body bytes sent", registry=r)

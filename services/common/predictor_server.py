@@ -56,10 +56,16 @@ class LazyPredictor(Model):
         super().__init__(name)
         # not ``self.engine``: KServe reserves that name for engines it starts itself
         self.speech_engine, self.settings, self.metrics = engine, settings, metrics
-        self.admission = Admission(self.label, settings.max_active, settings.max_queue,
-                                   settings.retry_after_seconds, on_wait=metrics.queue_wait.observe)
-        metrics.watch(lambda: {"waiting": self.admission.waiting, "active": self.admission.active,
-                               "models": self.models_loaded()})
+        self.admission = Admission(
+            self.label,
+            settings.max_active,
+            settings.max_queue,
+            settings.retry_after_seconds,
+            on_wait=metrics.queue_wait.observe,
+        )
+        metrics.watch(
+            lambda: {"waiting": self.admission.waiting, "active": self.admission.active, "models": self.models_loaded()}
+        )
 
     def load(self) -> bool:
         self.ready = True
@@ -74,8 +80,11 @@ class LazyPredictor(Model):
         raise NotImplementedError
 
     def models_loaded(self) -> dict[str, bool]:
-        return {name: bool(state.get("loaded")) for name, state in self.models_status().items()
-                if isinstance(state, dict) and "loaded" in state}
+        return {
+            name: bool(state.get("loaded"))
+            for name, state in self.models_status().items()
+            if isinstance(state, dict) and "loaded" in state
+        }
 
     def prepare(self, request: v2wire.InferRequest) -> Any:
         """A validated job, or ``BadRequest``: everything decided before any model work."""
@@ -104,8 +113,9 @@ class LazyPredictor(Model):
             yield
         except ModelLoadError as exc:
             headers = no_retry() if exc.permanent else {"Retry-After": str(self.settings.retry_after_seconds)}
-            raise Unavailable(f"{self.label} backend unavailable: {exc}", code="model_unavailable",
-                              headers=headers) from exc
+            raise Unavailable(
+                f"{self.label} backend unavailable: {exc}", code="model_unavailable", headers=headers
+            ) from exc
 
     def status(self) -> dict:
         return {**self.models_status(), "admission": self.admission.status()}
@@ -150,8 +160,12 @@ async def parse(request: Request, predictor: LazyPredictor) -> Any:
     return predictor.prepare(await read_v2(request, predictor.label))
 
 
-async def admitted(request: Request, predictor: LazyPredictor, prepare: Callable[[], Awaitable[J]],
-                   work: Callable[[J, threading.Event], T]) -> T:
+async def admitted(
+    request: Request,
+    predictor: LazyPredictor,
+    prepare: Callable[[], Awaitable[J]],
+    work: Callable[[J, threading.Event], T],
+) -> T:
     """A place in the admission queue (429 when full), the request parsed and checked (``prepare``),
     then ``work`` in a worker thread that is told to stop when the client leaves (``ClientGone``)."""
     ticket = predictor.admission.admit()
@@ -160,8 +174,9 @@ async def admitted(request: Request, predictor: LazyPredictor, prepare: Callable
         job = await prepare()
         watch, handed = ClientWatch(request.receive), True
         with predictor.mapped_errors():
-            return await run_in_worker(lambda cancel: work(job, cancel), ticket, watch,
-                                       predictor.metrics.work_stopped.inc)
+            return await run_in_worker(
+                lambda cancel: work(job, cancel), ticket, watch, predictor.metrics.work_stopped.inc
+            )
     finally:
         if not handed:
             ticket.done()
@@ -213,8 +228,9 @@ def add_routes(app: FastAPI, predictor: LazyPredictor, drain: Drain) -> None:
             ticket.done()
             raise
         watch = ClientWatch(request.receive)
-        items = stream_from_worker(lambda emit, cancel: predictor.produce(job, emit, cancel), ticket, watch,
-                                   metrics.work_stopped.inc)
+        items = stream_from_worker(
+            lambda emit, cancel: predictor.produce(job, emit, cancel), ticket, watch, metrics.work_stopped.inc
+        )
         try:
             with predictor.mapped_errors():
                 first = await anext(items)  # a failure before the first item is still an HTTP error
@@ -228,14 +244,16 @@ def add_routes(app: FastAPI, predictor: LazyPredictor, drain: Drain) -> None:
         except BaseException:
             watch.close()
             raise
-        return predictor.stream_body(first, _closing(items, watch, lambda: metrics.cancelled.labels(
-            "infer_stream").inc()))
+        return predictor.stream_body(
+            first, _closing(items, watch, lambda: metrics.cancelled.labels("infer_stream").inc())
+        )
 
     predictor.add_routes(app)
 
 
-async def _closing(items: AsyncGenerator[Any, None], watch: ClientWatch,
-                   on_cancel: Callable[[], None]) -> AsyncIterator[Any]:
+async def _closing(
+    items: AsyncGenerator[Any, None], watch: ClientWatch, on_cancel: Callable[[], None]
+) -> AsyncIterator[Any]:
     finished = False
     try:
         async for item in items:
@@ -306,17 +324,27 @@ class PredictorServer(ModelServer):
         self._register_and_check_atleast_one_model_is_ready([predictor])
         drain = Drain(f"{predictor.label} backend", self.settings.shutdown_grace_seconds, exempt=OPEN_PATHS)
         install(kserve_app, predictor, self.settings, drain)
-        rest = RESTServer(FASTAPI_APP_IMPORT_STRING, self.dataplane, self.model_repository_extension,
-                          self.http_port)
+        rest = RESTServer(FASTAPI_APP_IMPORT_STRING, self.dataplane, self.model_repository_extension, self.http_port)
         rest.create_application()  # KServe's own v1/v2 routes and handlers, after ours
-        config = uvicorn.Config(kserve_app, host=self.settings.host, port=self.http_port, log_config=None,
-                                access_log=False, timeout_graceful_shutdown=1,
-                                timeout_keep_alive=self.settings.keep_alive_seconds)
+        config = uvicorn.Config(
+            kserve_app,
+            host=self.settings.host,
+            port=self.http_port,
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=1,
+            timeout_keep_alive=self.settings.keep_alive_seconds,
+        )
         DrainingServer(config, drain).run()
 
 
-def main(tag: str, settings_class: type[PredictorSettings], engine_class, predictor_class,
-         metrics_class: type[PredictorMetrics] = PredictorMetrics) -> None:
+def main(
+    tag: str,
+    settings_class: type[PredictorSettings],
+    engine_class,
+    predictor_class,
+    metrics_class: type[PredictorMetrics] = PredictorMetrics,
+) -> None:
     """``python -m services.<tag>``: settings -> engine -> predictor -> server."""
     settings = settings_class()
     logs.configure(tag, settings.log_format)
@@ -326,7 +354,13 @@ def main(tag: str, settings_class: type[PredictorSettings], engine_class, predic
     predictor = predictor_class(settings.model_name, engine_class(settings, metrics), settings, metrics)
     predictor.load()
     started = time.perf_counter()
-    log.info("serving %s on %s:%d (max_active=%d, max_queue=%d)", tag, settings.host, settings.http_port,
-             settings.max_active, settings.max_queue)
+    log.info(
+        "serving %s on %s:%d (max_active=%d, max_queue=%d)",
+        tag,
+        settings.host,
+        settings.http_port,
+        settings.max_active,
+        settings.max_queue,
+    )
     PredictorServer(settings).serve(predictor)
     log.info("stopped after %.0f s", time.perf_counter() - started)

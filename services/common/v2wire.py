@@ -50,11 +50,17 @@ class InferRequestHeader:
     binary_inputs: list[BinaryInput] = field(default_factory=list)
 
     def encode(self) -> bytes:
-        inputs = [*self.json_inputs, *({"name": b.name, "datatype": b.datatype, "shape": b.shape,
-                                        "parameters": {"binary_data_size": b.size}} for b in self.binary_inputs)]
+        inputs = [
+            *self.json_inputs,
+            *(
+                {"name": b.name, "datatype": b.datatype, "shape": b.shape, "parameters": {"binary_data_size": b.size}}
+                for b in self.binary_inputs
+            ),
+        ]
         params = {**self.parameters, "binary_data_output": True}
-        return json.dumps({"id": self.request_id, "parameters": params, "inputs": inputs},
-                          separators=(",", ":")).encode()
+        return json.dumps(
+            {"id": self.request_id, "parameters": params, "inputs": inputs}, separators=(",", ":")
+        ).encode()
 
     def body_length(self, head: bytes) -> int:
         return len(head) + sum(b.size for b in self.binary_inputs)
@@ -88,7 +94,7 @@ class Tensor:
             (size,) = struct.unpack_from("<I", self.raw, offset)
             if offset + 4 + size > len(self.raw):
                 raise WireError(f"input '{self.name}' is truncated")
-            out.append(self.raw[offset + 4:offset + 4 + size])
+            out.append(self.raw[offset + 4 : offset + 4 + size])
             offset += 4 + size
         if len(out) != (self.shape[0] if self.shape else 0):
             raise WireError(f"input '{self.name}' holds {len(out)} elements, its shape says {self.shape}")
@@ -118,13 +124,14 @@ def parse_request(body: Buffer, header_length: str | None) -> InferRequest:
         doc = json.loads(bytes(view[:json_len]))
         offset, inputs = json_len, {}
         for spec in doc["inputs"]:
-            tensor = Tensor(str(spec["name"]), str(spec["datatype"]), [int(d) for d in spec["shape"]],
-                            data=spec.get("data"))
+            tensor = Tensor(
+                str(spec["name"]), str(spec["datatype"]), [int(d) for d in spec["shape"]], data=spec.get("data")
+            )
             size = (spec.get("parameters") or {}).get("binary_data_size")
             if size is not None:
                 if int(size) < 0 or offset + int(size) > len(view):
                     raise WireError(f"input '{tensor.name}' is truncated")
-                tensor.raw = view[offset:offset + int(size)]
+                tensor.raw = view[offset : offset + int(size)]
                 offset += int(size)
             inputs[tensor.name] = tensor
         params = doc.get("parameters") or {}
@@ -148,10 +155,22 @@ class BinaryOutput:
 
 
 def encode_response(request_id: str, model_name: str, outputs: list[BinaryOutput]) -> tuple[bytes, dict[str, str]]:
-    head = json.dumps({"model_name": model_name, "id": request_id, "outputs": [
-        {"name": o.name, "datatype": o.datatype, "shape": o.shape,
-         "parameters": {**o.parameters, "binary_data_size": len(o.data)}} for o in outputs]},
-        separators=(",", ":")).encode()
+    head = json.dumps(
+        {
+            "model_name": model_name,
+            "id": request_id,
+            "outputs": [
+                {
+                    "name": o.name,
+                    "datatype": o.datatype,
+                    "shape": o.shape,
+                    "parameters": {**o.parameters, "binary_data_size": len(o.data)},
+                }
+                for o in outputs
+            ],
+        },
+        separators=(",", ":"),
+    ).encode()
     body = b"".join([head, *(bytes(o.data) if not isinstance(o.data, bytes) else o.data for o in outputs)])
     return body, {"content-type": OCTET_STREAM, HEADER_LENGTH: str(len(head))}
 
@@ -180,7 +199,7 @@ def decode_response(body: bytes, headers: Mapping[str, str]) -> dict[str, Decode
         if size is not None:
             if offset + int(size) > len(body):
                 raise WireError(f"output '{decoded.name}' is truncated")
-            decoded.raw = body[offset:offset + int(size)]
+            decoded.raw = body[offset : offset + int(size)]
             offset += int(size)
         outputs[decoded.name] = decoded
     return outputs

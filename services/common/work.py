@@ -73,12 +73,14 @@ def _in_thread(fn: Callable[[], T], ticket: Ticket, on_stopped: Callable[[], Non
         ticket.done()
         if not done.cancelled() and isinstance(done.exception(), Cancelled) and on_stopped is not None:
             on_stopped()  # (the exception is retrieved: a stop for a client that left is not an error)
+
     future.add_done_callback(finished)
     return future
 
 
-async def run_in_worker(fn: Callable[[threading.Event], T], ticket: Ticket, watch: ClientWatch,
-                        on_stopped: Callable[[], None] | None = None) -> T:
+async def run_in_worker(
+    fn: Callable[[threading.Event], T], ticket: Ticket, watch: ClientWatch, on_stopped: Callable[[], None] | None = None
+) -> T:
     """Wait for a place, run ``fn(cancel)`` in a thread. The ticket is always closed."""
     try:
         await watch.race(ticket.start())
@@ -93,8 +95,12 @@ async def run_in_worker(fn: Callable[[threading.Event], T], ticket: Ticket, watc
         raise
 
 
-async def stream_from_worker(produce: Callable[[Emit, threading.Event], None], ticket: Ticket, watch: ClientWatch,
-                             on_stopped: Callable[[], None] | None = None) -> AsyncGenerator[Any, None]:
+async def stream_from_worker(
+    produce: Callable[[Emit, threading.Event], None],
+    ticket: Ticket,
+    watch: ClientWatch,
+    on_stopped: Callable[[], None] | None = None,
+) -> AsyncGenerator[Any, None]:
     """Wait for a place, run ``produce(emit, cancel)`` in a thread and yield what it emits; an
     exception in the producer is raised here, after the items before it. When the consumer stops
     early (the client left), ``cancel`` is set so the producer stops at its next item."""

@@ -31,6 +31,7 @@ OPEN_PATHS = ("/healthz", "/readyz", "/metrics")
 
 def body_limit(settings: GatewaySettings):
     """Multipart bodies: the file limit plus room for the other fields; anything else: the JSON limit."""
+
     def limit_for(scope: Scope) -> int | None:
         if scope["method"] not in ("POST", "PUT", "PATCH"):
             return None
@@ -38,6 +39,7 @@ def body_limit(settings: GatewaySettings):
         if kind.startswith("multipart/"):
             return settings.max_upload_bytes + settings.max_form_overhead_bytes
         return settings.max_json_bytes
+
     return limit_for
 
 
@@ -53,24 +55,42 @@ def create_app(settings: GatewaySettings, transports: dict[str, httpx.AsyncBaseT
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        app.state.asr = Backend("ASR", settings.asr_url, settings.asr_model_name, token=_secret(settings.asr_token),
-                                settings=settings, transport=transports.get("asr"))
-        app.state.tts = Backend("TTS", settings.tts_url, settings.tts_model_name, token=_secret(settings.tts_token),
-                                settings=settings, transport=transports.get("tts"))
-        app.state.catalog = ModelCatalog({"transcription": app.state.asr, "speech": app.state.tts},
-                                         settings.models_ttl_seconds, metrics.known_models.update)
+        app.state.asr = Backend(
+            "ASR",
+            settings.asr_url,
+            settings.asr_model_name,
+            token=_secret(settings.asr_token),
+            settings=settings,
+            transport=transports.get("asr"),
+        )
+        app.state.tts = Backend(
+            "TTS",
+            settings.tts_url,
+            settings.tts_model_name,
+            token=_secret(settings.tts_token),
+            settings=settings,
+            transport=transports.get("tts"),
+        )
+        app.state.catalog = ModelCatalog(
+            {"transcription": app.state.asr, "speech": app.state.tts},
+            settings.models_ttl_seconds,
+            metrics.known_models.update,
+        )
         yield
         await app.state.asr.close()
         await app.state.tts.close()
 
-    app = FastAPI(title="speech-stack", version="0.1.0", lifespan=lifespan,
-                  description="OpenAI-compatible speech API on WhisperX and Coqui TTS.")
+    app = FastAPI(
+        title="speech-stack",
+        version="0.1.0",
+        lifespan=lifespan,
+        description="OpenAI-compatible speech API on WhisperX and Coqui TTS.",
+    )
     app.state.settings, app.state.metrics, app.state.drain = settings, metrics, drain
     app.state.started = int(time.time())
     app.state.realtime_sessions = 0
     metrics.in_flight.set_function(lambda: drain.in_flight)
-    for router in (health.router, models.router, transcriptions.router, speech.router, voices.router,
-                   realtime.router):
+    for router in (health.router, models.router, transcriptions.router, speech.router, voices.router, realtime.router):
         app.include_router(router)
     if settings.playground:
         app.include_router(playground.router)
@@ -78,8 +98,12 @@ def create_app(settings: GatewaySettings, transports: dict[str, httpx.AsyncBaseT
     openapi.install(app)
     app.add_middleware(CancelOnDisconnect)
     app.add_middleware(BodyLimit, limit_for=body_limit(settings))
-    app.add_middleware(ApiKeyMiddleware, keys=[k.get_secret_value() for k in settings.api_keys],
-                       protect_metrics=settings.metrics_need_key, protect_lists=settings.voices_need_key)
+    app.add_middleware(
+        ApiKeyMiddleware,
+        keys=[k.get_secret_value() for k in settings.api_keys],
+        protect_metrics=settings.metrics_need_key,
+        protect_lists=settings.voices_need_key,
+    )
     app.add_middleware(DrainGate, drain=drain)
     app.add_middleware(RequestContext, on_complete=metrics.observe)
     return app

@@ -85,7 +85,8 @@ class AudioEncoder:
         if samples is None:
             return self._resampler.resample(None)
         frame = av.AudioFrame.from_ndarray(
-            np.ascontiguousarray(samples, dtype=np.float32).reshape(1, -1), format="flt", layout="mono")
+            np.ascontiguousarray(samples, dtype=np.float32).reshape(1, -1), format="flt", layout="mono"
+        )
         frame.sample_rate = self.in_rate
         return self._resampler.resample(frame)
 

@@ -29,13 +29,14 @@ def websocket_key(scope: Scope) -> str | None:
         return given
     for protocol in scope.get("subprotocols", []):
         if protocol.startswith(INSECURE_KEY_PROTOCOL):
-            return f"Bearer {protocol[len(INSECURE_KEY_PROTOCOL):]}"
+            return f"Bearer {protocol[len(INSECURE_KEY_PROTOCOL) :]}"
     return None
 
 
 class ApiKeyMiddleware:
-    def __init__(self, app: ASGIApp, keys: list[str], protect_metrics: bool = False,
-                 protect_lists: bool = True) -> None:
+    def __init__(
+        self, app: ASGIApp, keys: list[str], protect_metrics: bool = False, protect_lists: bool = True
+    ) -> None:
         self.app = app
         self.digests = [_digest(k) for k in keys if k]
         self.protect_metrics, self.protect_lists = protect_metrics, protect_lists
@@ -54,12 +55,20 @@ class ApiKeyMiddleware:
         return path.startswith("/v1") or (self.protect_metrics and path == "/metrics")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "websocket" and self.digests and scope["path"].startswith("/v1") \
-                and not self.allowed(websocket_key(scope)):
+        if (
+            scope["type"] == "websocket"
+            and self.digests
+            and scope["path"].startswith("/v1")
+            and not self.allowed(websocket_key(scope))
+        ):
             await deny_websocket(scope, send, Unauthorized("Incorrect API key provided."))
             return
-        if scope["type"] != "http" or not self.digests or not self.protects(scope["method"], scope["path"]) \
-                or self.allowed(header(scope, b"authorization")):
+        if (
+            scope["type"] != "http"
+            or not self.digests
+            or not self.protects(scope["method"], scope["path"])
+            or self.allowed(header(scope, b"authorization"))
+        ):
             await self.app(scope, receive, send)
             return
         await send_error(send, Unauthorized("Incorrect API key provided."))
@@ -72,7 +81,10 @@ async def deny_websocket(scope: Scope, send: Send, exc: ServiceError) -> None:
         await send({"type": "websocket.close", "code": 1008})
         return
     body = json.dumps(exc.body()).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-               *((k.lower().encode(), v.encode()) for k, v in exc.headers.items())]
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        *((k.lower().encode(), v.encode()) for k, v in exc.headers.items()),
+    ]
     await send({"type": "websocket.http.response.start", "status": exc.status, "headers": headers})
     await send({"type": "websocket.http.response.body", "body": body})

@@ -32,22 +32,36 @@ from services.gateway.settings import GatewaySettings
 
 log = logging.getLogger(__name__)
 CHUNK = 1 << 16  # bytes read from an upload's spool file at a time
-CLIENT_ERRORS: dict[int, type[ServiceError]] = {400: BadRequest, 403: Forbidden, 404: NotFound, 409: Conflict,
-                                                413: PayloadTooLarge}  # the client's to fix: passed on as they are
+CLIENT_ERRORS: dict[int, type[ServiceError]] = {
+    400: BadRequest,
+    403: Forbidden,
+    404: NotFound,
+    409: Conflict,
+    413: PayloadTooLarge,
+}  # the client's to fix: passed on as they are
 Body = Callable[[], Any]  # makes the request body afresh (a retry sends it again)
 
 
 class Backend:
-    def __init__(self, label: str, base_url: str, model_name: str, *, token: str | None, settings: GatewaySettings,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        label: str,
+        base_url: str,
+        model_name: str,
+        *,
+        token: str | None,
+        settings: GatewaySettings,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         self.label, self.model_name = label, model_name
         self.retry_after = settings.retry_after_seconds
         self.read_timeout = settings.read_timeout
         timeout = httpx.Timeout(settings.read_timeout, connect=settings.connect_timeout)
         limits = httpx.Limits(max_connections=settings.max_connections, keepalive_expiry=settings.keepalive_expiry)
         headers = {"authorization": f"Bearer {token}"} if token else {}
-        self.client = httpx.AsyncClient(base_url=base_url, timeout=timeout, limits=limits, headers=headers,
-                                        transport=transport)
+        self.client = httpx.AsyncClient(
+            base_url=base_url, timeout=timeout, limits=limits, headers=headers, transport=transport
+        )
 
     @property
     def infer_path(self) -> str:
@@ -61,8 +75,9 @@ class Backend:
     async def close(self) -> None:
         await self.client.aclose()
 
-    async def _send(self, method: str, path: str, body: Body | None, headers: dict[str, str],
-                    stream: bool) -> httpx.Response:
+    async def _send(
+        self, method: str, path: str, body: Body | None, headers: dict[str, str], stream: bool
+    ) -> httpx.Response:
         headers = {**headers, "x-request-id": REQUEST_ID.get()}
         for attempt in (1, 2):
             request = self.client.build_request(method, path, content=body() if body else None, headers=headers)
@@ -72,8 +87,11 @@ class Backend:
                 # a pooled connection the predictor closed just before we used it: nothing reached it
                 if attempt == 2:
                     raise self._transport_error(exc) from exc
-                log.info("%s backend: %s before any answer; retrying once on a new connection",
-                         self.label, type(exc).__name__)
+                log.info(
+                    "%s backend: %s before any answer; retrying once on a new connection",
+                    self.label,
+                    type(exc).__name__,
+                )
             except httpx.HTTPError as exc:
                 raise self._transport_error(exc) from exc
         raise AssertionError("unreachable")
@@ -81,16 +99,22 @@ class Backend:
     def _transport_error(self, exc: httpx.HTTPError) -> ServiceError:
         log.warning("%s backend transport error: %s: %s", self.label, type(exc).__name__, exc)
         if isinstance(exc, httpx.ConnectTimeout):
-            return BackendUnavailable(f"{self.label} backend unavailable: connecting timed out",
-                                      code="backend_unavailable", headers={"Retry-After": str(self.retry_after)})
+            return BackendUnavailable(
+                f"{self.label} backend unavailable: connecting timed out",
+                code="backend_unavailable",
+                headers={"Retry-After": str(self.retry_after)},
+            )
         if isinstance(exc, httpx.TimeoutException):
-            return BackendTimeout(f"{self.label} backend timed out after {self.read_timeout:.0f} s",
-                                  code="backend_timeout", headers=no_retry())
+            return BackendTimeout(
+                f"{self.label} backend timed out after {self.read_timeout:.0f} s",
+                code="backend_timeout",
+                headers=no_retry(),
+            )
         if isinstance(exc, httpx.ConnectError):
-            return BackendFailed(f"{self.label} backend request failed: could not connect",
-                                 code="backend_unreachable")
-        return BackendFailed(f"{self.label} backend request failed: the connection broke off",
-                             code="backend_connection_failed")
+            return BackendFailed(f"{self.label} backend request failed: could not connect", code="backend_unreachable")
+        return BackendFailed(
+            f"{self.label} backend request failed: the connection broke off", code="backend_connection_failed"
+        )
 
     async def post(self, path: str, body: Body, headers: dict[str, str]) -> httpx.Response:
         response = await self._send("POST", path, body, headers, stream=False)
@@ -100,8 +124,9 @@ class Backend:
     async def get_json(self, path: str) -> Any:
         return await self.json("GET", path)
 
-    async def json(self, method: str, path: str, body: Body | None = None,
-                   headers: dict[str, str] | None = None) -> Any:
+    async def json(
+        self, method: str, path: str, body: Body | None = None, headers: dict[str, str] | None = None
+    ) -> Any:
         """A management route's JSON answer (the TTS voice library)."""
         response = await self._send(method, path, body, headers or {}, stream=False)
         self.raise_for_status(response)
@@ -118,24 +143,35 @@ class Backend:
         message = str(error.get("message") or "")
         passed = {k: v for k, v in response.headers.items() if k.lower() in ("retry-after", "x-should-retry")}
         if status in CLIENT_ERRORS and (status in (400, 413) or "type" in error):  # 404 etc.: ours, not KServe's
-            raise CLIENT_ERRORS[status](message or f"{self.label} backend refused the request",
-                                        param=error.get("param"), code=error.get("code"))
+            raise CLIENT_ERRORS[status](
+                message or f"{self.label} backend refused the request", param=error.get("param"), code=error.get("code")
+            )
         if status == 429:
-            raise BackendBusy(message or f"{self.label} backend is at capacity", code="server_busy",
-                              headers=passed or {"Retry-After": str(self.retry_after)})
+            raise BackendBusy(
+                message or f"{self.label} backend is at capacity",
+                code="server_busy",
+                headers=passed or {"Retry-After": str(self.retry_after)},
+            )
         if status == 503:
-            raise BackendUnavailable(message or f"{self.label} backend unavailable", code=error.get("code"),
-                                     headers=passed or {"Retry-After": str(self.retry_after)})
+            raise BackendUnavailable(
+                message or f"{self.label} backend unavailable",
+                code=error.get("code"),
+                headers=passed or {"Retry-After": str(self.retry_after)},
+            )
         log.warning("%s backend answered %d: %s", self.label, status, message[:500])
         if status == 401:
-            raise BackendFailed(f"{self.label} backend refused the gateway's token (check *_AUTH_TOKEN and "
-                                f"GATEWAY_{self.label}_TOKEN)", code="backend_auth_failed", headers=no_retry())
+            raise BackendFailed(
+                f"{self.label} backend refused the gateway's token (check *_AUTH_TOKEN and GATEWAY_{self.label}_TOKEN)",
+                code="backend_auth_failed",
+                headers=no_retry(),
+            )
         raise BackendFailed(f"{self.label} backend failed (HTTP {status})", code="backend_failed", headers=no_retry())
 
     def malformed(self, exc: Exception) -> BackendFailed:
         log.warning("%s backend returned a malformed response: %s: %s", self.label, type(exc).__name__, exc)
-        return BackendFailed(f"{self.label} backend returned a malformed response", code="backend_failed",
-                             headers=no_retry())
+        return BackendFailed(
+            f"{self.label} backend returned a malformed response", code="backend_failed", headers=no_retry()
+        )
 
     def output(self, response: httpx.Response, name: str) -> v2wire.DecodedOutput:
         try:
@@ -173,15 +209,18 @@ class Blob:
             for element in elements:
                 yield v2wire.element_prefix(len(element))
                 yield element
+
         return cls(name, [len(e) for e in elements], chunks)
 
     @classmethod
     def upload(cls, name: str, file: UploadFile, size: int) -> Blob:
         """A multipart upload, read from its spool file each time the body is sent."""
+
         async def chunks() -> AsyncIterator[bytes]:
             await file.seek(0)
             while chunk := await file.read(CHUNK):
                 yield chunk
+
         return cls.stream(name, size, chunks)
 
     @classmethod
@@ -190,6 +229,7 @@ class Blob:
             yield v2wire.element_prefix(size)
             async for chunk in source():
                 yield chunk
+
         return cls(name, [size], chunks)
 
 
@@ -206,6 +246,7 @@ def request_body(header: v2wire.InferRequestHeader, blobs: list[Blob]) -> tuple[
             for blob in blobs:
                 async for chunk in blob.chunks():
                     yield chunk
+
         return parts()
 
     return body, v2wire.request_headers(head, header.body_length(head))

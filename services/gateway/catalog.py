@@ -19,8 +19,9 @@ log = logging.getLogger(__name__)
 
 
 class ModelCatalog:
-    def __init__(self, backends: dict[str, Backend], ttl: float,
-                 on_update: Callable[[list[str]], None] | None = None) -> None:
+    def __init__(
+        self, backends: dict[str, Backend], ttl: float, on_update: Callable[[list[str]], None] | None = None
+    ) -> None:
         self.backends, self.ttl = backends, ttl  # kind ("transcription", "speech") -> its predictor
         self.on_update = on_update  # told every list fetched (the metrics' allowed label values)
         self._known: dict[str, list[str]] = {}

@@ -22,9 +22,21 @@ from services.common.errors import (
 )
 
 log = logging.getLogger(__name__)
-__all__ = ["BackendBusy", "BackendFailed", "BackendTimeout", "BackendUnavailable", "BadRequest", "Conflict",
-           "Forbidden", "NotFound",
-           "PayloadTooLarge", "ServiceError", "Unauthorized", "error_response", "install_error_handlers"]
+__all__ = [
+    "BackendBusy",
+    "BackendFailed",
+    "BackendTimeout",
+    "BackendUnavailable",
+    "BadRequest",
+    "Conflict",
+    "Forbidden",
+    "NotFound",
+    "PayloadTooLarge",
+    "ServiceError",
+    "Unauthorized",
+    "error_response",
+    "install_error_handlers",
+]
 
 
 class BackendFailed(ServiceError):
@@ -52,8 +64,9 @@ def error_response(exc: ServiceError) -> JSONResponse:
 def _validation_error(exc: RequestValidationError) -> BadRequest:
     first = exc.errors()[0] if exc.errors() else {}
     if first.get("type") == "json_invalid":
-        return BadRequest("We could not parse the JSON body of your request: it is not valid JSON.",
-                          code="invalid_json")
+        return BadRequest(
+            "We could not parse the JSON body of your request: it is not valid JSON.", code="invalid_json"
+        )
     loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path", "form")]
     param = loc[0] if loc else None  # the request field, as OpenAI names it
     msg = first.get("msg", "invalid request")
@@ -76,7 +89,8 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         cls: type[ServiceError] = {401: Unauthorized, 404: NotFound, 413: PayloadTooLarge}.get(
-            exc.status_code, BadRequest)
+            exc.status_code, BadRequest
+        )
         err = cls(str(exc.detail))
         err.status = exc.status_code
         return error_response(err)

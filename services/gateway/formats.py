@@ -18,8 +18,10 @@ def _cue_text(segment: dict) -> str:
 
 
 def to_srt(segments: list[dict]) -> str:
-    blocks = [f"{i}\n{_clock(s['start'], ',')} --> {_clock(s['end'], ',')}\n{_cue_text(s)}\n"
-              for i, s in enumerate(segments, start=1)]
+    blocks = [
+        f"{i}\n{_clock(s['start'], ',')} --> {_clock(s['end'], ',')}\n{_cue_text(s)}\n"
+        for i, s in enumerate(segments, start=1)
+    ]
     return "\n".join(blocks) + ("\n" if blocks else "")
 
 

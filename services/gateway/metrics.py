@@ -21,17 +21,28 @@ class GatewayMetrics:
         r = self.registry = CollectorRegistry()
         ProcessCollector(registry=r)
         labels = ["route", "model", "response_format", "status"]
-        self.requests = Counter("speech_gateway_requests", "Requests by route, model, format and status", labels,
-                                registry=r)
-        self.duration = Histogram("speech_gateway_request_duration_seconds", "Total request time", ["route"],
-                                  buckets=BUCKETS, registry=r)
-        self.first_byte = Histogram("speech_gateway_time_to_first_byte_seconds",
-                                    "Time to the first body byte of streamed responses", ["route"],
-                                    buckets=BUCKETS, registry=r)
-        self.audio_seconds = Counter("speech_gateway_audio_seconds", "Audio transcribed or synthesised, in seconds",
-                                     ["route"], registry=r)
-        self.cancelled = Counter("speech_gateway_requests_cancelled",
-                                 "Requests and streams whose client left before the end", ["route"], registry=r)
+        self.requests = Counter(
+            "speech_gateway_requests", "Requests by route, model, format and status", labels, registry=r
+        )
+        self.duration = Histogram(
+            "speech_gateway_request_duration_seconds", "Total request time", ["route"], buckets=BUCKETS, registry=r
+        )
+        self.first_byte = Histogram(
+            "speech_gateway_time_to_first_byte_seconds",
+            "Time to the first body byte of streamed responses",
+            ["route"],
+            buckets=BUCKETS,
+            registry=r,
+        )
+        self.audio_seconds = Counter(
+            "speech_gateway_audio_seconds", "Audio transcribed or synthesised, in seconds", ["route"], registry=r
+        )
+        self.cancelled = Counter(
+            "speech_gateway_requests_cancelled",
+            "Requests and streams whose client left before the end",
+            ["route"],
+            registry=r,
+        )
         self.bytes_in = Counter("speech_gateway_request_bytes", "Request body bytes", ["route"], registry=r)
         self.bytes_out = Counter("speech_gateway_response_bytes", "Response body bytes", ["route"], registry=r)
         self.in_flight = Gauge("speech_gateway_requests_in_flight", "Requests being served", registry=r)
@@ -57,7 +68,23 @@ class GatewayMetrics:
             if fields.get("cancelled"):
                 self.cancelled.labels(route).inc()
         level = logging.DEBUG if route in QUIET and record.status < 400 else logging.INFO
-        log.log(level, "%s %s %s model=%s format=%s %.3f s%s", record.method, record.path, status, model_label,
-                fmt_label, record.seconds, " (client left)" if fields.get("cancelled") else "",
-                extra={"fields": {"method": record.method, "route": route, "status": int(status),
-                                  "model": model_label, "duration_s": round(record.seconds, 4)}})
+        log.log(
+            level,
+            "%s %s %s model=%s format=%s %.3f s%s",
+            record.method,
+            record.path,
+            status,
+            model_label,
+            fmt_label,
+            record.seconds,
+            " (client left)" if fields.get("cancelled") else "",
+            extra={
+                "fields": {
+                    "method": record.method,
+                    "route": route,
+                    "status": int(status),
+                    "model": model_label,
+                    "duration_s": round(record.seconds, 4),
+                }
+            },
+        )

@@ -36,17 +36,26 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     503: _error("The backend cannot serve now (shutting down, or its model cannot load)"),
     504: _error("The backend did not answer in time"),
 }
-AUDIO_RESPONSE: dict[int | str, dict[str, Any]] = {200: {"description": "Audio in the requested format, or "
-                                                                        "server-sent events", "content": {
-    "audio/mpeg": {}, "audio/ogg": {}, "audio/aac": {}, "audio/flac": {}, "audio/wav": {}, "audio/pcm": {},
-    "text/event-stream": {}}}}
+AUDIO_RESPONSE: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "Audio in the requested format, or server-sent events",
+        "content": {
+            "audio/mpeg": {},
+            "audio/ogg": {},
+            "audio/aac": {},
+            "audio/flac": {},
+            "audio/wav": {},
+            "audio/pcm": {},
+            "text/event-stream": {},
+        },
+    }
+}
 
 
 def install(app: FastAPI) -> None:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            schema = get_openapi(title=app.title, version=app.version, description=app.description,
-                                 routes=app.routes)
+            schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
             for operations in schema.get("paths", {}).values():
                 for operation in operations.values():
                     operation.get("responses", {}).pop("422", None)

@@ -20,37 +20,57 @@ class GatewaySettings(BaseSettings):
     asr_token: SecretStr | None = Field(None, description="Bearer token the ASR predictor requires (ASR_AUTH_TOKEN).")
     tts_token: SecretStr | None = Field(None, description="Bearer token the TTS predictor requires (TTS_AUTH_TOKEN).")
     connect_timeout: float = Field(5.0, gt=0, description="Seconds to connect to a backend.")
-    read_timeout: float = Field(600.0, gt=0, description="Seconds to wait for a backend's answer; the backend's "
-                                                         "work is cancelled when it runs out.")
+    read_timeout: float = Field(
+        600.0,
+        gt=0,
+        description="Seconds to wait for a backend's answer; the backend's work is cancelled when it runs out.",
+    )
     max_connections: int = Field(64, ge=1, description="Pooled connections per backend.")
-    keepalive_expiry: float = Field(30.0, gt=0, description="Seconds an idle pooled connection is kept "
-                                                            "(shorter than the predictors' keep-alive).")
+    keepalive_expiry: float = Field(
+        30.0, gt=0, description="Seconds an idle pooled connection is kept (shorter than the predictors' keep-alive)."
+    )
     retry_after_seconds: int = Field(5, ge=1, le=60, description="Retry-After sent with a retryable 503.")
     api_keys: list[SecretStr] = Field([], description="Accepted Bearer keys (JSON list); empty: no auth.")
     metrics_need_key: bool = Field(False, description="Whether GET /metrics needs an API key (when keys are set).")
     voices_need_key: bool = Field(
-        False, description="Whether GET /v1/audio/voices and GET /v1/audio/models need an API key (when keys are "
-                           "set). Open WebUI asks for both without one and otherwise shows OpenAI's six voices.")
+        False,
+        description="Whether GET /v1/audio/voices and GET /v1/audio/models need an API key (when keys are "
+        "set). Open WebUI asks for both without one and otherwise shows OpenAI's six voices.",
+    )
     max_upload_bytes: int = Field(26214400, ge=1, description="Largest accepted audio file (OpenAI: 25 MiB).")
     max_form_overhead_bytes: int = Field(
-        4 * 1024 * 1024, ge=0, description="Multipart bytes allowed beyond the file (fields, known-speaker "
-                                           "references): the whole body is refused (413) above the sum.")
+        4 * 1024 * 1024,
+        ge=0,
+        description="Multipart bytes allowed beyond the file (fields, known-speaker "
+        "references): the whole body is refused (413) above the sum.",
+    )
     max_json_bytes: int = Field(256 * 1024, ge=1024, description="Largest JSON request body (413 above).")
     models_ttl_seconds: float = Field(30.0, ge=0, description="How long the predictors' model lists are cached.")
     speech_sample_rate: int = Field(24000, description="Sample rate of generated audio (OpenAI: 24 kHz).")
     shutdown_grace_seconds: float = Field(
-        120.0, ge=0, description="On SIGTERM, how long requests in flight may finish (new ones get 503).")
-    realtime_max_sessions: int = Field(64, ge=0, le=100_000, description="Realtime WebSocket sessions at once "
-                                                                          "(beyond: refused with 429); 0 turns "
-                                                                          "/v1/realtime off.")
-    realtime_idle_seconds: float = Field(300.0, gt=0, description="A realtime session with no client event for this "
-                                                                  "long is closed.")
+        120.0, ge=0, description="On SIGTERM, how long requests in flight may finish (new ones get 503)."
+    )
+    realtime_max_sessions: int = Field(
+        64,
+        ge=0,
+        le=100_000,
+        description="Realtime WebSocket sessions at once (beyond: refused with 429); 0 turns /v1/realtime off.",
+    )
+    realtime_idle_seconds: float = Field(
+        300.0, gt=0, description="A realtime session with no client event for this long is closed."
+    )
     realtime_max_session_seconds: float = Field(3600.0, gt=0, description="Longest realtime session (OpenAI: 60 min).")
     realtime_max_buffer_seconds: float = Field(
-        300.0, gt=0, le=7200, description="Uncommitted audio a realtime session holds at most; beyond: an error "
-                                          "(client commits) or the turn is cut there (server VAD).")
-    realtime_max_event_bytes: int = Field(16 * 1024 * 1024, ge=65536,
-                                          description="Largest WebSocket message (OpenAI: 15 MiB of audio per append).")
-    playground: bool = Field(True, description="Serve the playground page at /playground (it calls the API "
-                                               "with the key typed into it).")
+        300.0,
+        gt=0,
+        le=7200,
+        description="Uncommitted audio a realtime session holds at most; beyond: an error "
+        "(client commits) or the turn is cut there (server VAD).",
+    )
+    realtime_max_event_bytes: int = Field(
+        16 * 1024 * 1024, ge=65536, description="Largest WebSocket message (OpenAI: 15 MiB of audio per append)."
+    )
+    playground: bool = Field(
+        True, description="Serve the playground page at /playground (it calls the API with the key typed into it)."
+    )
     log_format: LogFormat = Field("text", description="'text' or 'json' (one object per line).")

@@ -29,8 +29,11 @@ async def check_request(req: SpeechRequest, catalog: ModelCatalog) -> None:
     """Everything that can be a 4xx and needs no model, decided before any audio is made."""
     if await catalog.knows("speech", req.model) is False:
         served = await catalog.ids("speech")
-        raise BadRequest(f"The model '{echo(req.model)}' does not exist or is not a speech model; "
-                         f"use one of {served}", param="model", code="model_not_found")
+        raise BadRequest(
+            f"The model '{echo(req.model)}' does not exist or is not a speech model; use one of {served}",
+            param="model",
+            code="model_not_found",
+        )
     if not req.input.strip():
         raise BadRequest("input must contain text", param="input", code="invalid_value")
 
@@ -102,8 +105,9 @@ async def open_stream(backend: Backend, req: SpeechRequest) -> PcmStream:
         raise
 
 
-async def encoded(pcm: PcmStream, req: SpeechRequest, settings: GatewaySettings,
-                  on_end: Callable[[float], None]) -> AsyncIterator[bytes]:
+async def encoded(
+    pcm: PcmStream, req: SpeechRequest, settings: GatewaySettings, on_end: Callable[[float], None]
+) -> AsyncIterator[bytes]:
     """Encoded audio bytes as soon as the muxer writes them. A backend failure after the first byte
     cuts the response off (the HTTP client sees an incomplete body, never a short file that looks whole)."""
     encoder = AudioEncoder(req.response_format, pcm.rate, settings.speech_sample_rate, streaming=True)
@@ -115,8 +119,9 @@ async def encoded(pcm: PcmStream, req: SpeechRequest, settings: GatewaySettings,
     on_end(pcm.seconds)
 
 
-async def sse_events(pcm: PcmStream, req: SpeechRequest, settings: GatewaySettings,
-                     on_end: Callable[[float], None]) -> AsyncIterator[bytes]:
+async def sse_events(
+    pcm: PcmStream, req: SpeechRequest, settings: GatewaySettings, on_end: Callable[[float], None]
+) -> AsyncIterator[bytes]:
     """OpenAI's ``speech.audio.delta`` events (base64 audio), then ``speech.audio.done``; a backend
     failure after the 200 is an ``error`` event. Coqui models have no tokens: usage counts input
     characters and output audio in 20 ms frames."""

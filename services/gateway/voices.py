@@ -39,15 +39,23 @@ def audio_models(ids: list[str]) -> AudioModelList:
 
 async def create_voice(backend: Backend, form: VoiceCreateRequest, sample: UploadFile, size: int) -> Voice:
     if form.type == "prompt":
-        raise BadRequest("voices from a text prompt are not supported: upload an audio_sample to clone",
-                         param="type", code="unsupported_value")
+        raise BadRequest(
+            "voices from a text prompt are not supported: upload an audio_sample to clone",
+            param="type",
+            code="unsupported_value",
+        )
 
     header = new_request({"name": form.name, "consent": form.consent, "language": form.language})
     body, headers = request_body(header, [Blob.upload("audio_sample", sample, size)])
     stored = await backend.json("POST", "/voices", body, headers)
     try:
-        return Voice(id=stored["id"], created_at=stored["created_at"], name=stored["name"], object="audio.voice",
-                     type="audio_sample")
+        return Voice(
+            id=stored["id"],
+            created_at=stored["created_at"],
+            name=stored["name"],
+            object="audio.voice",
+            type="audio_sample",
+        )
     except (KeyError, TypeError, ValidationError) as exc:
         raise backend.malformed(exc) from exc
 

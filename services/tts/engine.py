@@ -95,8 +95,9 @@ class TtsEngine:
         allow_trusted_xtts_classes()
         source = Path(self.settings.model)
         if source.is_dir():
-            tts = TTS(model_path=str(_checkpoint_path(source)), config_path=str(source / "config.json"),
-                      progress_bar=False)
+            tts = TTS(
+                model_path=str(_checkpoint_path(source)), config_path=str(source / "config.json"), progress_bar=False
+            )
         else:
             tts = TTS(self.settings.model, progress_bar=False)
         tts.to(self.device)
@@ -126,8 +127,11 @@ class TtsEngine:
         """The request checked once, before any model work."""
         model = params.get("model")
         if model is not None and model not in self.settings.public_models:
-            raise BadSpeechRequest(f"The model '{echo(model)}' does not exist or is not a speech model; "
-                                   f"use one of {self.public_models}", param="model", code="model_not_found")
+            raise BadSpeechRequest(
+                f"The model '{echo(model)}' does not exist or is not a speech model; use one of {self.public_models}",
+                param="model",
+                code="model_not_found",
+            )
         if len(text) > MAX_INPUT_CHARS:
             raise BadSpeechRequest(f"input is longer than {MAX_INPUT_CHARS} characters")
         cleaned = texts.clean(text)
@@ -156,15 +160,17 @@ class TtsEngine:
         """Store an uploaded voice with its conditioning latents, computed once here."""
         with self.coqui.exclusive() as tts:
             if not _clones(tts):
-                raise BadRequest(f"the speech model '{echo(self.settings.model)}' cannot clone voices (XTTS can)",
-                                 param="audio_sample", code="voice_cloning_unsupported")
+                raise BadRequest(
+                    f"the speech model '{echo(self.settings.model)}' cannot clone voices (XTTS can)",
+                    param="audio_sample",
+                    code="voice_cloning_unsupported",
+                )
             model = tts.synthesizer.tts_model
             languages = list(getattr(model.config, "languages", None) or [self.settings.language])
             return self.voices.create(upload, model, languages, cancel)
 
     def voice_for(self, tts, voice: str | None) -> VoiceChoice:
-        return choose_voice(voice, list(tts.speakers or []), self.settings.voices,
-                            self.default_reference, _clones(tts))
+        return choose_voice(voice, list(tts.speakers or []), self.settings.voices, self.default_reference, _clones(tts))
 
     def synthesize(self, job: SpeechJob, cancel: threading.Event | None = None) -> Audio:
         """The whole utterance, made piece by piece."""
@@ -188,8 +194,11 @@ class TtsEngine:
         started, produced = time.perf_counter(), 0.0
         with self.coqui.exclusive() as tts:
             if job.clone is not None and not _clones(tts):
-                raise BadSpeechRequest(f"the speech model '{echo(self.settings.model)}' cannot use uploaded voices",
-                                       param="voice", code="voice_cloning_unsupported")
+                raise BadSpeechRequest(
+                    f"the speech model '{echo(self.settings.model)}' cannot use uploaded voices",
+                    param="voice",
+                    code="voice_cloning_unsupported",
+                )
             pieces = self.plan(tts, job)  # every 400 is decided here, before the first audio
             make = self._xtts_audio if _clones(tts) else self._coqui_audio
             with self.metrics.stage.labels("synthesize").time():
@@ -210,16 +219,23 @@ class TtsEngine:
             pieces = []
             for sentence in sentences:
                 language = texts.script_language(sentence, default, languages)
-                pieces += [Piece(p, language) for p in texts.split_to_fit([sentence], _xtts_fits(model, language))
-                           if _xtts_fits(model, language)(p)]
+                pieces += [
+                    Piece(p, language)
+                    for p in texts.split_to_fit([sentence], _xtts_fits(model, language))
+                    if _xtts_fits(model, language)(p)
+                ]
         else:
             language = default if tts.is_multi_lingual else ""
             limit = self.settings.max_piece_chars
-            pieces = [Piece(p, language) for p in texts.split_to_fit(sentences, lambda p: len(p) <= limit)
-                      if _speakable(tts, p)]
+            pieces = [
+                Piece(p, language)
+                for p in texts.split_to_fit(sentences, lambda p: len(p) <= limit)
+                if _speakable(tts, p)
+            ]
         if not pieces:
-            raise BadSpeechRequest(f"the model cannot speak this input{_unknown_characters(tts, job.text)}",
-                                   code="unsupported_characters")
+            raise BadSpeechRequest(
+                f"the model cannot speak this input{_unknown_characters(tts, job.text)}", code="unsupported_characters"
+            )
         return pieces
 
     def _coqui_audio(self, tts, pieces: list[Piece], job: SpeechJob, streaming: bool) -> Iterator[Audio]:
@@ -238,17 +254,34 @@ class TtsEngine:
             latent, embedding = self._xtts_voice(model, self.voice_for(tts, job.voice))
         rate = int(tts.synthesizer.output_sample_rate)
         cfg = model.config
-        sampling = {k: getattr(cfg, k) for k in ("temperature", "length_penalty", "repetition_penalty", "top_k",
-                                                 "top_p") if getattr(cfg, k, None) is not None}
+        sampling = {
+            k: getattr(cfg, k)
+            for k in ("temperature", "length_penalty", "repetition_penalty", "top_k", "top_p")
+            if getattr(cfg, k, None) is not None
+        }
         for piece in pieces:
             if streaming:
-                for chunk in model.inference_stream(piece.text, piece.language, latent, embedding,
-                                                    stream_chunk_size=self.settings.stream_chunk_size,
-                                                    speed=job.speed, enable_text_splitting=False, **sampling):
+                for chunk in model.inference_stream(
+                    piece.text,
+                    piece.language,
+                    latent,
+                    embedding,
+                    stream_chunk_size=self.settings.stream_chunk_size,
+                    speed=job.speed,
+                    enable_text_splitting=False,
+                    **sampling,
+                ):
                     yield Audio(chunk.detach().cpu().numpy().astype(np.float32).reshape(-1), rate)
             else:
-                out = model.inference(piece.text, piece.language, latent, embedding, speed=job.speed,
-                                      enable_text_splitting=False, **sampling)
+                out = model.inference(
+                    piece.text,
+                    piece.language,
+                    latent,
+                    embedding,
+                    speed=job.speed,
+                    enable_text_splitting=False,
+                    **sampling,
+                )
                 yield Audio(np.asarray(out["wav"], dtype=np.float32).reshape(-1), rate)
 
     def _xtts_voice(self, model, choice: VoiceChoice):
@@ -257,14 +290,19 @@ class TtsEngine:
         if choice.speaker_wav is None and choice.speaker in speakers:
             return tuple(speakers[choice.speaker].values())
         if choice.speaker_wav is None:
-            raise BadSpeechRequest("this XTTS model has no built-in speakers and no default reference",
-                                   param="voice")
+            raise BadSpeechRequest("this XTTS model has no built-in speakers and no default reference", param="voice")
         self.voice_dir.mkdir(parents=True, exist_ok=True)
         cached = (self.voice_dir / f"{choice.speaker}.pth").exists()
         cfg = model.config
-        voice = model.clone_voice(None if cached else str(choice.speaker_wav), choice.speaker, str(self.voice_dir),
-                                  gpt_cond_len=cfg.gpt_cond_len, gpt_cond_chunk_len=cfg.gpt_cond_chunk_len,
-                                  max_ref_length=cfg.max_ref_len, sound_norm_refs=cfg.sound_norm_refs)
+        voice = model.clone_voice(
+            None if cached else str(choice.speaker_wav),
+            choice.speaker,
+            str(self.voice_dir),
+            gpt_cond_len=cfg.gpt_cond_len,
+            gpt_cond_chunk_len=cfg.gpt_cond_chunk_len,
+            max_ref_length=cfg.max_ref_len,
+            sound_norm_refs=cfg.sound_norm_refs,
+        )
         return voice["gpt_conditioning_latents"], voice["speaker_embedding"]
 
     def _voice_kwargs(self, tts, choice: VoiceChoice) -> dict:
@@ -290,13 +328,18 @@ def _xtts_fits(model, language: str):
             return len(tokenizer.encode(piece, language)) < token_limit
         except Exception:  # noqa: BLE001 - a number too long to spell out, a missing language package
             return False
+
     return fits
 
 
 def _special_ids(tokenizer) -> set[int]:
     chars = tokenizer.characters
-    names = (getattr(chars, "pad", None), getattr(chars, "blank", None), getattr(chars, "bos", None),
-             getattr(chars, "eos", None))
+    names = (
+        getattr(chars, "pad", None),
+        getattr(chars, "blank", None),
+        getattr(chars, "bos", None),
+        getattr(chars, "eos", None),
+    )
     return {chars.char_to_id(n) for n in names if n and n in chars.vocab}
 
 

@@ -42,15 +42,19 @@ class TtsPredictor(LazyPredictor):
             (raw,) = request.tensor("text").elements()
             text = bytes(raw).decode("utf-8")
         except (v2wire.WireError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
-            raise BadRequest("TTS backend: input 'text' must be one UTF-8 BYTES element", param="input",
-                             code="malformed_request") from exc
+            raise BadRequest(
+                "TTS backend: input 'text' must be one UTF-8 BYTES element", param="input", code="malformed_request"
+            ) from exc
         return self.speech_engine.job(request.parameters, text)
 
     def run(self, job: SpeechJob, cancel) -> list[v2wire.BinaryOutput]:
         audio = self.speech_engine.synthesize(job, cancel)
         samples = audio.samples.astype("<f4", copy=False)
-        return [v2wire.BinaryOutput("audio", "FP32", [int(samples.size)], samples.tobytes(),
-                                    {"sample_rate": audio.sample_rate})]
+        return [
+            v2wire.BinaryOutput(
+                "audio", "FP32", [int(samples.size)], samples.tobytes(), {"sample_rate": audio.sample_rate}
+            )
+        ]
 
     def produce(self, job: SpeechJob, emit: Emit, cancel) -> None:
         for chunk in self.speech_engine.stream(job, cancel):
@@ -59,10 +63,12 @@ class TtsPredictor(LazyPredictor):
     def stream_body(self, first: Audio, items: AsyncIterator[Audio]) -> StreamingResponse:
         """Little-endian float32 mono PCM at ``x-sample-rate``, sent as it is synthesised. A failure
         after the first chunk breaks the response off: a raw audio stream has no in-band errors."""
+
         async def body() -> AsyncIterator[bytes]:
             yield first.samples.astype("<f4").tobytes()
             async for chunk in items:
                 yield chunk.samples.astype("<f4").tobytes()
 
-        return StreamingResponse(body(), media_type="application/octet-stream",
-                                 headers={"x-sample-rate": str(first.sample_rate)})
+        return StreamingResponse(
+            body(), media_type="application/octet-stream", headers={"x-sample-rate": str(first.sample_rate)}
+        )

@@ -33,8 +33,9 @@ def speech_span(samples: np.ndarray) -> tuple[int, int] | None:
     return int(loud[0]) * FRAME, (int(loud[-1]) + 1) * FRAME
 
 
-def prepare(data: bytes | memoryview, min_seconds: float, max_seconds: float,
-            cancel: threading.Event | None = None) -> np.ndarray:
+def prepare(
+    data: bytes | memoryview, min_seconds: float, max_seconds: float, cancel: threading.Event | None = None
+) -> np.ndarray:
     """The sample's speech as mono float32 at ``RATE``, or a 400 saying what is wrong with it."""
     try:
         samples = audio.decode(data, max_seconds + DECODE_SLACK, RATE, param="audio_sample", cancel=cancel)
@@ -46,9 +47,11 @@ def prepare(data: bytes | memoryview, min_seconds: float, max_seconds: float,
     start, end = span
     seconds = (end - start) / RATE
     if seconds < min_seconds:
-        raise BadSample(f"audio_sample holds {seconds:.1f} s of speech; at least {min_seconds:g} s is needed",
-                        "sample_too_short")
+        raise BadSample(
+            f"audio_sample holds {seconds:.1f} s of speech; at least {min_seconds:g} s is needed", "sample_too_short"
+        )
     if seconds > max_seconds:
-        raise BadSample(f"audio_sample holds {seconds:.1f} s of speech; at most {max_seconds:g} s is taken",
-                        "sample_too_long")
-    return samples[max(0, start - MARGIN): end + MARGIN]
+        raise BadSample(
+            f"audio_sample holds {seconds:.1f} s of speech; at most {max_seconds:g} s is taken", "sample_too_long"
+        )
+    return samples[max(0, start - MARGIN) : end + MARGIN]

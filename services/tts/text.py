@@ -10,8 +10,11 @@ import unicodedata
 from collections.abc import Callable, Iterable
 
 _BREAKS = (re.compile(r"[,;:\u3001\uff0c\uff1b\uff1a]\s*"), re.compile(r"\s+"))
-_SCRIPTS = (("ja", re.compile(r"[\u3040-\u30ff]")), ("ko", re.compile(r"[\uac00-\ud7af\u1100-\u11ff]")),
-            ("zh-cn", re.compile(r"[\u4e00-\u9fff\u3400-\u4dbf]")))  # kana first: Japanese also uses Han
+_SCRIPTS = (
+    ("ja", re.compile(r"[\u3040-\u30ff]")),
+    ("ko", re.compile(r"[\uac00-\ud7af\u1100-\u11ff]")),
+    ("zh-cn", re.compile(r"[\u4e00-\u9fff\u3400-\u4dbf]")),
+)  # kana first: Japanese also uses Han
 
 
 def clean(text: str) -> str:

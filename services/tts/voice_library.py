@@ -18,8 +18,21 @@ from services.tts.settings import TtsSettings
 from services.tts.voice_store import ID_PREFIX, StoredVoice, VoiceStore, check_name, write_wav
 
 # OpenAI's speech voices: a request naming one that is not also a voice here gets the fallback voice
-OPENAI_VOICES = ("alloy", "ash", "ballad", "cedar", "coral", "echo", "fable", "marin", "nova", "onyx", "sage",
-                 "shimmer", "verse")
+OPENAI_VOICES = (
+    "alloy",
+    "ash",
+    "ballad",
+    "cedar",
+    "coral",
+    "echo",
+    "fable",
+    "marin",
+    "nova",
+    "onyx",
+    "sage",
+    "shimmer",
+    "verse",
+)
 LATENTS_CACHED = 32
 
 
@@ -33,8 +46,11 @@ class VoiceUpload:
 
 class UnknownVoice(BadRequest):
     def __init__(self, voice: str) -> None:
-        super().__init__(f"No voice with id '{echo(voice)}' (list the voices with GET /v1/audio/voices)",
-                         param="voice", code="voice_not_found")
+        super().__init__(
+            f"No voice with id '{echo(voice)}' (list the voices with GET /v1/audio/voices)",
+            param="voice",
+            code="voice_not_found",
+        )
 
 
 class VoiceLibrary:
@@ -93,48 +109,65 @@ class VoiceLibrary:
         entries: list[dict[str, Any]] = [{"id": s, "name": s, "type": "builtin"} for s in self.builtin or []]
         if clones:
             entries += [{"id": v, "name": v, "type": "operator"} for v in self.operator]
-            entries += [{"id": v.id, "name": v.name, "type": "audio_sample", "created_at": v.created_at,
-                         "language": v.language} for v in self.store.all()]
+            entries += [
+                {"id": v.id, "name": v.name, "type": "audio_sample", "created_at": v.created_at, "language": v.language}
+                for v in self.store.all()
+            ]
         taken = {e["name"].casefold() for e in entries}
-        entries += [{"id": v, "name": v, "type": "alias", "maps_to": fallback} for v in OPENAI_VOICES
-                    if v not in taken]
+        entries += [{"id": v, "name": v, "type": "alias", "maps_to": fallback} for v in OPENAI_VOICES if v not in taken]
         return entries
 
     # -- uploads ----------------------------------------------------------------------------------
     def upload(self, params: dict[str, Any], sample: memoryview) -> VoiceUpload:
         """The upload's fields checked, before any decoding or model work."""
         if self.settings.max_voices == 0:
-            raise Forbidden("voice uploads are turned off on this server (TTS_MAX_VOICES=0)",
-                            code="voice_uploads_disabled")
+            raise Forbidden(
+                "voice uploads are turned off on this server (TTS_MAX_VOICES=0)", code="voice_uploads_disabled"
+            )
         if params.get("type") not in (None, "audio_sample"):
-            raise BadRequest(f"voice type '{echo(params.get('type'))}' is not supported: only 'audio_sample' "
-                             "(a recording to clone)", param="type", code="unsupported_value")
+            raise BadRequest(
+                f"voice type '{echo(params.get('type'))}' is not supported: only 'audio_sample' (a recording to clone)",
+                param="type",
+                code="unsupported_value",
+            )
         name = check_name(str(params.get("name") or ""))
         consent = str(params["consent"]) if params.get("consent") else None
         if self.settings.require_consent and not consent:
-            raise BadRequest("this server requires 'consent' (the id of the speaker's consent recording)",
-                             param="consent", code="consent_required")
+            raise BadRequest(
+                "this server requires 'consent' (the id of the speaker's consent recording)",
+                param="consent",
+                code="consent_required",
+            )
         if consent is not None and len(consent) > 128:
             raise BadRequest("consent must be at most 128 characters", param="consent", code="invalid_value")
         if len(sample) > self.settings.max_sample_bytes:
-            raise PayloadTooLarge(f"audio_sample is larger than {self.settings.max_sample_bytes} bytes",
-                                  param="audio_sample", code="file_too_large")
+            raise PayloadTooLarge(
+                f"audio_sample is larger than {self.settings.max_sample_bytes} bytes",
+                param="audio_sample",
+                code="file_too_large",
+            )
         if len(sample) == 0:
             raise BadRequest("audio_sample is empty", param="audio_sample", code="empty_file")
         language = str(params["language"]) if params.get("language") else None
         return VoiceUpload(name, sample, language, consent)
 
-    def create(self, upload: VoiceUpload, model, languages: list[str],
-               cancel: threading.Event | None = None) -> StoredVoice:
+    def create(
+        self, upload: VoiceUpload, model, languages: list[str], cancel: threading.Event | None = None
+    ) -> StoredVoice:
         """Check the sample, then store it with its latents (``model``: a loaded XTTS)."""
-        speech = samples.prepare(upload.sample, self.settings.min_sample_seconds, self.settings.max_sample_seconds,
-                                 cancel)
+        speech = samples.prepare(
+            upload.sample, self.settings.min_sample_seconds, self.settings.max_sample_seconds, cancel
+        )
         if upload.name.casefold() in {n.casefold() for n in [*self.operator, *(self.builtin or [])]}:
-            raise Conflict(f"'{echo(upload.name)}' is already a voice of this server", param="name",
-                           code="voice_name_taken")
+            raise Conflict(
+                f"'{echo(upload.name)}' is already a voice of this server", param="name", code="voice_name_taken"
+            )
         if upload.language is not None and upload.language not in languages:
-            raise BadRequest(f"language '{echo(upload.language)}' is not one of the model's: {languages}",
-                             param="language", code="unsupported_language")
+            raise BadRequest(
+                f"language '{echo(upload.language)}' is not one of the model's: {languages}",
+                param="language",
+                code="unsupported_language",
+            )
         seconds = speech.size / samples.RATE
         with self.store.creating(upload.name, seconds, upload.language, upload.consent) as draft:
             write_wav(draft.sample, speech, samples.RATE)
@@ -143,8 +176,11 @@ class VoiceLibrary:
 
     def delete(self, voice_id: str) -> StoredVoice:
         if voice_id in {*self.operator, *(self.builtin or []), *OPENAI_VOICES}:
-            raise Forbidden(f"'{echo(voice_id)}' is a voice of the server, not an uploaded one; it cannot be "
-                            "deleted", param="voice_id", code="voice_not_deletable")
+            raise Forbidden(
+                f"'{echo(voice_id)}' is a voice of the server, not an uploaded one; it cannot be deleted",
+                param="voice_id",
+                code="voice_not_deletable",
+            )
         return self.store.delete(voice_id)
 
 
@@ -154,8 +190,12 @@ def condition(model, sample: Path, out: Path):
 
     cfg = model.config
     gpt, embedding = model.get_conditioning_latents(
-        audio_path=str(sample), max_ref_length=cfg.max_ref_len, gpt_cond_len=cfg.gpt_cond_len,
-        gpt_cond_chunk_len=cfg.gpt_cond_chunk_len, sound_norm_refs=cfg.sound_norm_refs)
+        audio_path=str(sample),
+        max_ref_length=cfg.max_ref_len,
+        gpt_cond_len=cfg.gpt_cond_len,
+        gpt_cond_chunk_len=cfg.gpt_cond_chunk_len,
+        sound_norm_refs=cfg.sound_norm_refs,
+    )
     partial = out.with_name(f".{out.name}.partial")
     torch.save({"gpt_cond_latent": gpt.cpu(), "speaker_embedding": embedding.cpu()}, partial)
     partial.replace(out)

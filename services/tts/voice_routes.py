@@ -33,8 +33,11 @@ def add_voice_routes(app: FastAPI, predictor: LazyPredictor, engine: TtsEngine) 
             try:
                 (sample,) = payload.tensor("audio_sample").elements()
             except (v2wire.WireError, ValueError) as exc:
-                raise BadRequest("TTS backend: input 'audio_sample' must be one BYTES element",
-                                 param="audio_sample", code="malformed_request") from exc
+                raise BadRequest(
+                    "TTS backend: input 'audio_sample' must be one BYTES element",
+                    param="audio_sample",
+                    code="malformed_request",
+                ) from exc
             return engine.voices.upload(payload.parameters, sample)
 
         try:

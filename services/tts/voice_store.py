@@ -61,11 +61,16 @@ class Draft:
 def check_name(name: str) -> str:
     """1-64 characters of ``A-Z a-z 0-9 space _ . -``, starting with a letter or digit, not an id."""
     if not NAME.fullmatch(name) or name != name.strip():
-        raise BadRequest(f"invalid voice name '{echo(name)}': use 1-64 letters, digits, spaces, '_', '.' or '-', "
-                         "starting with a letter or digit", param="name", code="invalid_voice_name")
+        raise BadRequest(
+            f"invalid voice name '{echo(name)}': use 1-64 letters, digits, spaces, '_', '.' or '-', "
+            "starting with a letter or digit",
+            param="name",
+            code="invalid_voice_name",
+        )
     if name.lower().startswith(ID_PREFIX):
-        raise BadRequest(f"a voice name cannot start with '{ID_PREFIX}' (voice ids do)", param="name",
-                         code="invalid_voice_name")
+        raise BadRequest(
+            f"a voice name cannot start with '{ID_PREFIX}' (voice ids do)", param="name", code="invalid_voice_name"
+        )
     return name
 
 
@@ -151,14 +156,18 @@ class VoiceStore:
                 claim.mkdir()
             except FileExistsError:
                 if not (self._stale(claim) and self.named(name) is None):
-                    raise Conflict(f"a voice named '{echo(name)}' already exists", param="name",
-                                   code="voice_name_taken") from None
+                    raise Conflict(
+                        f"a voice named '{echo(name)}' already exists", param="name", code="voice_name_taken"
+                    ) from None
                 shutil.rmtree(claim, ignore_errors=True)  # an upload that died long ago: take its name over
                 claim.mkdir(exist_ok=True)
             if sum(1 for _ in self.names_dir.iterdir()) > self.max_voices:
                 shutil.rmtree(claim, ignore_errors=True)
-                raise Conflict(f"the voice limit ({self.max_voices}) is reached: delete a voice first",
-                               param="name", code="voice_limit_reached")
+                raise Conflict(
+                    f"the voice limit ({self.max_voices}) is reached: delete a voice first",
+                    param="name",
+                    code="voice_limit_reached",
+                )
         return claim
 
     @contextmanager
@@ -189,8 +198,7 @@ class VoiceStore:
         try:
             os.rename(self.directory(voice), trash)
         except FileNotFoundError:  # a concurrent delete won
-            raise NotFound(f"No voice with id '{echo(voice_id)}'", param="voice_id",
-                           code="voice_not_found") from None
+            raise NotFound(f"No voice with id '{echo(voice_id)}'", param="voice_id", code="voice_not_found") from None
         shutil.rmtree(self._claim_path(voice.name), ignore_errors=True)
         shutil.rmtree(trash, ignore_errors=True)
         log.info("voice %s (%s) deleted", voice.id, voice.name)

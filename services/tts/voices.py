@@ -9,7 +9,7 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class VoiceChoice:
-    speaker: str | None = None       # built-in speaker name, or the latent-cache key of a reference
+    speaker: str | None = None  # built-in speaker name, or the latent-cache key of a reference
     speaker_wav: Path | None = None  # reference recording (cloning models only)
 
 
@@ -19,8 +19,9 @@ def reference_key(voice: str, path: Path) -> str:
     return f"{voice}-{digest}"
 
 
-def choose_voice(voice: str | None, builtin: list[str], mapped: dict[str, Path],
-                 default_reference: Path | None, clones: bool) -> VoiceChoice:
+def choose_voice(
+    voice: str | None, builtin: list[str], mapped: dict[str, Path], default_reference: Path | None, clones: bool
+) -> VoiceChoice:
     """Operator-mapped reference > built-in speaker of that name > default reference (cloning
     models, as XTTS) > first built-in speaker (the seed's fallback) > the model's only voice."""
     if voice and clones and voice in mapped:

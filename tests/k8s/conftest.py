@@ -31,20 +31,34 @@ def schema_dir(tmp_path_factory) -> Path:
     crd.mkdir()
     crds = sorted(str(p) for p in (CACHE / "kserve-crds").glob("serving.kserve.io_*.yaml"))
     crds += sorted(str(p) for p in (CACHE / "prometheus-operator-crds").glob("monitoring.coreos.com_*.yaml"))
-    subprocess.run([sys.executable, str(CACHE / "openapi2jsonschema.py"), *crds], cwd=crd, check=True,
-                   capture_output=True, env=os.environ | {"FILENAME_FORMAT": "{kind}-{group}-{version}"})
+    subprocess.run(
+        [sys.executable, str(CACHE / "openapi2jsonschema.py"), *crds],
+        cwd=crd,
+        check=True,
+        capture_output=True,
+        env=os.environ | {"FILENAME_FORMAT": "{kind}-{group}-{version}"},
+    )
     assert (crd / "inferenceservice-serving-v1beta1.json").exists()
     assert (crd / "servicemonitor-monitoring-v1.json").exists() and (crd / "podmonitor-monitoring-v1.json").exists()
     return out
 
 
 def kubeconform(manifest: str, schema_dir: Path, check: bool = True) -> subprocess.CompletedProcess:
-    return run(tool("kubeconform"), "-strict", "-summary", "-kubernetes-version", KUBE_VERSION,
-               "-schema-location",
-               f"{schema_dir}/{{{{ .NormalizedKubernetesVersion }}}}-local{{{{ .StrictSuffix }}}}/"
-               "{{ .ResourceKind }}{{ .KindSuffix }}.json",
-               "-schema-location", f"{schema_dir}/crd/{{{{ .ResourceKind }}}}{{{{ .KindSuffix }}}}.json", "-",
-               input=manifest, check=check)
+    return run(
+        tool("kubeconform"),
+        "-strict",
+        "-summary",
+        "-kubernetes-version",
+        KUBE_VERSION,
+        "-schema-location",
+        f"{schema_dir}/{{{{ .NormalizedKubernetesVersion }}}}-local{{{{ .StrictSuffix }}}}/"
+        "{{ .ResourceKind }}{{ .KindSuffix }}.json",
+        "-schema-location",
+        f"{schema_dir}/crd/{{{{ .ResourceKind }}}}{{{{ .KindSuffix }}}}.json",
+        "-",
+        input=manifest,
+        check=check,
+    )
 
 
 def objects(manifest: str) -> list[dict]:

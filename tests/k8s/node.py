@@ -31,14 +31,23 @@ class RealNode:
     def __init__(self, state: Path) -> None:
         self.state = state
         self.kubeconfig = state / "pki" / "admin.kubeconfig"
-        self.env = os.environ | {"NODE_DIR": str(state), "KUBECTL": venv_tool("kubectl"),
-                                 "K8S_TOOLS_BIN": str(Path(tool("helm")).parent)}
+        self.env = os.environ | {
+            "NODE_DIR": str(state),
+            "KUBECTL": venv_tool("kubectl"),
+            "K8S_TOOLS_BIN": str(Path(tool("helm")).parent),
+        }
         self.forwards: list[subprocess.Popen] = []
 
     def _script(self, name: str, timeout: float) -> subprocess.CompletedProcess:
         with (self.state / "logs" / f"{name}.out").open("w") as out:
-            return subprocess.run([str(ROOT / "tools" / "node" / f"{name}.sh")], env=self.env, stdout=out,
-                                  stderr=subprocess.STDOUT, timeout=timeout, check=False)
+            return subprocess.run(
+                [str(ROOT / "tools" / "node" / f"{name}.sh")],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                timeout=timeout,
+                check=False,
+            )
 
     def up(self) -> None:
         (self.state / "logs").mkdir(parents=True, exist_ok=True)
@@ -73,9 +82,24 @@ class RealNode:
     def port_forward(self, target: str, namespace: str, port: int) -> int:
         """`kubectl port-forward <target> :<port>` (a free local port); returns the local port."""
         log = (self.state / "logs" / f"port-forward-{len(self.forwards)}.log").open("w")
-        proc = subprocess.Popen([venv_tool("kubectl"), "--kubeconfig", str(self.kubeconfig), "port-forward", "-n",
-                                 namespace, target, f":{port}", "--address", "127.0.0.1"],
-                                stdout=subprocess.PIPE, stderr=log, text=True, start_new_session=True)
+        proc = subprocess.Popen(
+            [
+                venv_tool("kubectl"),
+                "--kubeconfig",
+                str(self.kubeconfig),
+                "port-forward",
+                "-n",
+                namespace,
+                target,
+                f":{port}",
+                "--address",
+                "127.0.0.1",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+            start_new_session=True,
+        )
         self.forwards.append(proc)
         line = proc.stdout.readline()  # "Forwarding from 127.0.0.1:PORT -> 5148"
         assert line.startswith("Forwarding from 127.0.0.1:"), f"port-forward: {line!r}"
@@ -90,13 +114,15 @@ class RealNode:
     def dump(self, namespace: str) -> None:
         """Pods, events and every container's log into logs/, for a failed run."""
         out = self.state / "logs" / f"{namespace}-objects.txt"
-        out.write_text(self.kubectl("describe", "pods,isvc,deploy,svc,pvc", "-n", namespace, check=False).stdout
-                       + self.kubectl("get", "events", "-n", namespace, "--sort-by=.lastTimestamp",
-                                      check=False).stdout)
+        out.write_text(
+            self.kubectl("describe", "pods,isvc,deploy,svc,pvc", "-n", namespace, check=False).stdout
+            + self.kubectl("get", "events", "-n", namespace, "--sort-by=.lastTimestamp", check=False).stdout
+        )
         for pod in self.get("pods", "-n", namespace)["items"]:
             name = pod["metadata"]["name"]
-            (self.state / "logs" / f"pod-{name}.log").write_text(self.kubectl(
-                "logs", "-n", namespace, name, "--all-containers", "--tail=300", check=False).stdout)
+            (self.state / "logs" / f"pod-{name}.log").write_text(
+                self.kubectl("logs", "-n", namespace, name, "--all-containers", "--tail=300", check=False).stdout
+            )
 
 
 def healthy(url: str) -> bool:

@@ -16,9 +16,14 @@ LABEL = "app.kubernetes.io/instance"
 @pytest.fixture(scope="module")
 def api(apiserver):
     client = kubernetes.config.new_client_from_config(str(apiserver.kubeconfig))
-    yield {"core": kubernetes.client.CoreV1Api(client), "apps": kubernetes.client.AppsV1Api(client),
-           "net": kubernetes.client.NetworkingV1Api(client), "custom": kubernetes.client.CustomObjectsApi(client),
-           "policy": kubernetes.client.PolicyV1Api(client), "hpa": kubernetes.client.AutoscalingV2Api(client)}
+    yield {
+        "core": kubernetes.client.CoreV1Api(client),
+        "apps": kubernetes.client.AppsV1Api(client),
+        "net": kubernetes.client.NetworkingV1Api(client),
+        "custom": kubernetes.client.CustomObjectsApi(client),
+        "policy": kubernetes.client.PolicyV1Api(client),
+        "hpa": kubernetes.client.AutoscalingV2Api(client),
+    }
     client.close()
 
 
@@ -32,19 +37,30 @@ def install_args(values: dict) -> list[str]:
 
 
 def isvc(api, namespace: str, name: str) -> dict:
-    return api["custom"].get_namespaced_custom_object("serving.kserve.io", "v1beta1", namespace,
-                                                      "inferenceservices", name)
+    return api["custom"].get_namespaced_custom_object(
+        "serving.kserve.io", "v1beta1", namespace, "inferenceservices", name
+    )
 
 
 def leftovers(api, namespace: str, release: str) -> list[str]:
     selector = f"{LABEL}={release}"
-    found = [i.metadata.name for lister in (api["apps"].list_namespaced_deployment, api["core"].list_namespaced_service,
-                                            api["core"].list_namespaced_secret,
-                                            api["core"].list_namespaced_persistent_volume_claim,
-                                            api["net"].list_namespaced_network_policy)
-             for i in lister(namespace, label_selector=selector).items]
-    found += [i["metadata"]["name"] for i in api["custom"].list_namespaced_custom_object(
-        "serving.kserve.io", "v1beta1", namespace, "inferenceservices", label_selector=selector)["items"]]
+    found = [
+        i.metadata.name
+        for lister in (
+            api["apps"].list_namespaced_deployment,
+            api["core"].list_namespaced_service,
+            api["core"].list_namespaced_secret,
+            api["core"].list_namespaced_persistent_volume_claim,
+            api["net"].list_namespaced_network_policy,
+        )
+        for i in lister(namespace, label_selector=selector).items
+    ]
+    found += [
+        i["metadata"]["name"]
+        for i in api["custom"].list_namespaced_custom_object(
+            "serving.kserve.io", "v1beta1", namespace, "inferenceservices", label_selector=selector
+        )["items"]
+    ]
     return found
 
 
@@ -52,11 +68,15 @@ def leftovers(api, namespace: str, release: str) -> list[str]:
 def test_install_read_back_upgrade_uninstall(apiserver, api, name):
     namespace, release = f"t-{name}", f"r{list(VALUES_SETS).index(name)}"
     values = VALUES_SETS[name]
-    out = apiserver.helm("install", release, str(CHART), "-n", namespace, "--create-namespace",
-                         *install_args(values)).stdout
+    out = apiserver.helm(
+        "install", release, str(CHART), "-n", namespace, "--create-namespace", *install_args(values)
+    ).stdout
     assert "STATUS: deployed" in out and 'base_url="http://localhost:5148/v1"' in out  # NOTES
-    reach = ("https://speech.test.example/v1" if values.get("gateway.ingress.enabled")
-             else f"kubectl port-forward -n {namespace} svc/{release}-speech-stack-gateway 5148:80")
+    reach = (
+        "https://speech.test.example/v1"
+        if values.get("gateway.ingress.enabled")
+        else f"kubectl port-forward -n {namespace} svc/{release}-speech-stack-gateway 5148:80"
+    )
     assert reach in out
     prefix = f"{release}-speech-stack"
     asr = isvc(api, namespace, f"{prefix}-asr")
@@ -79,8 +99,18 @@ def test_install_read_back_upgrade_uninstall(apiserver, api, name):
     policies = api["net"].list_namespaced_network_policy(namespace).items
     assert sorted(p.metadata.name for p in policies) == [f"{prefix}-asr", f"{prefix}-tts"]
 
-    apiserver.helm("upgrade", release, str(CHART), "-n", namespace, *install_args(values),
-                   "--set", "tts.maxQueue=3", "--set", "gateway.readTimeout=900")
+    apiserver.helm(
+        "upgrade",
+        release,
+        str(CHART),
+        "-n",
+        namespace,
+        *install_args(values),
+        "--set",
+        "tts.maxQueue=3",
+        "--set",
+        "gateway.readTimeout=900",
+    )
     tts_env = isvc(api, namespace, f"{prefix}-tts")["spec"]["predictor"]["containers"][0]["env"]
     assert {"name": "TTS_MAX_QUEUE", "value": "3"} in tts_env
     gateway = api["apps"].read_namespaced_deployment(f"{prefix}-gateway", namespace)
@@ -96,8 +126,10 @@ def test_server_rejects_an_invalid_render(apiserver):
     apiserver.kubectl("create", "namespace", "t-invalid")
     good = render(release="bad", namespace="t-invalid").stdout
     assert apiserver.kubectl("apply", "-n", "t-invalid", "--dry-run=server", "-f", "-", input=good).returncode == 0
-    for broken, needle in ((good.replace("maxReplicas: 1", 'maxReplicas: "one"', 1), "maxReplicas"),
-                           (good.replace("minReplicas: 1", "minReplicas: 1\n    bogusField: true", 1), "bogusField"),
-                           (good.replace("- port: 8080", "- port: 70000", 1), "between 1 and 65535")):
+    for broken, needle in (
+        (good.replace("maxReplicas: 1", 'maxReplicas: "one"', 1), "maxReplicas"),
+        (good.replace("minReplicas: 1", "minReplicas: 1\n    bogusField: true", 1), "bogusField"),
+        (good.replace("- port: 8080", "- port: 70000", 1), "between 1 and 65535"),
+    ):
         out = apiserver.kubectl("apply", "-n", "t-invalid", "--dry-run=server", "-f", "-", input=broken, check=False)
         assert out.returncode != 0 and needle in out.stderr, out.stderr

@@ -22,8 +22,12 @@ def cluster(tmp_path_factory):
     try:
         c.apply_kserve_crds()  # before the controllers, so the garbage collector knows the kind
         c.start_controllers()
-        c.add_node("gpu-node", {"nvidia.com/gpu.present": "true"},
-                   {"cpu": "32", "memory": "256Gi", "pods": "110", "nvidia.com/gpu": "4"}, [GPU_TAINT])
+        c.add_node(
+            "gpu-node",
+            {"nvidia.com/gpu.present": "true"},
+            {"cpu": "32", "memory": "256Gi", "pods": "110", "nvidia.com/gpu": "4"},
+            [GPU_TAINT],
+        )
         c.add_node("cpu-node", {}, {"cpu": "32", "memory": "256Gi", "pods": "110"})
         c.add_volumes(6)
         c.start_kserve()
@@ -38,14 +42,26 @@ def get(cluster, *args) -> dict:
 
 def install(cluster, release: str, values: dict) -> None:
     args = [arg for k, v in values.items() for arg in ("--set-json", f"{k}={json.dumps(v)}")]
-    cluster.helm("install", release, str(CHART), "-n", release, "--create-namespace", "--wait", "--timeout", "120s",
-                 *args, timeout=180)
+    cluster.helm(
+        "install",
+        release,
+        str(CHART),
+        "-n",
+        release,
+        "--create-namespace",
+        "--wait",
+        "--timeout",
+        "120s",
+        *args,
+        timeout=180,
+    )
 
 
 def predictor_pods_ready(cluster, ns: str) -> bool:
     pods = get(cluster, "pods", "-n", ns, "-l", "component=predictor")["items"]
     return len(pods) == 2 and all(
-        any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", [])) for p in pods)
+        any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", [])) for p in pods
+    )
 
 
 def nodes_by_component(cluster, ns: str) -> dict[str, set[str]]:
@@ -69,9 +85,11 @@ def test_kserve_creates_the_services_the_gateway_calls(cluster):
     env = {e["name"]: e.get("value") for e in gateway["spec"]["template"]["spec"]["containers"][0]["env"]}
     for component, var in (("asr", "GATEWAY_ASR_URL"), ("tts", "GATEWAY_TTS_URL")):
         isvc_name = f"gpu-speech-stack-{component}"
+
         def ready(name: str = isvc_name) -> bool:
             conditions = get(cluster, "isvc", name, "-n", "gpu").get("status", {}).get("conditions", [])
             return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
         cluster.wait(f"{isvc_name} Ready", ready, timeout=60)
         service = get(cluster, "service", f"{isvc_name}-predictor", "-n", "gpu")  # created by KServe
         assert service["metadata"]["ownerReferences"][0]["kind"] == "InferenceService"
@@ -93,7 +111,9 @@ def test_uninstall_removes_everything_including_what_kserve_made(cluster):
         cluster.helm("uninstall", release, "-n", release, "--wait", "--timeout", "120s", timeout=180)
 
         def empty(ns=release) -> bool:
-            out = cluster.kubectl("get", "isvc,deploy,svc,pods,pvc,netpol,hpa,pdb,secret", "-n", ns, "-o", "name",
-                                  check=False).stdout.split()
+            out = cluster.kubectl(
+                "get", "isvc,deploy,svc,pods,pvc,netpol,hpa,pdb,secret", "-n", ns, "-o", "name", check=False
+            ).stdout.split()
             return not [name for name in out if "speech-stack" in name]
+
         cluster.wait(f"{release} emptied", empty, timeout=120)

@@ -184,21 +184,25 @@ def test_custom_voices_and_unload_policy_reach_the_predictors():
 EXTERNAL_VARS = {"TTS_HOME"}  # Coqui's own cache root, read by Coqui, not by TtsSettings
 
 
-@pytest.mark.parametrize(("component", "settings_cls"), [("asr", AsrSettings), ("tts", TtsSettings),
-                                                    ("gateway", GatewaySettings)])
+@pytest.mark.parametrize(
+    ("component", "settings_cls"), [("asr", AsrSettings), ("tts", TtsSettings), ("gateway", GatewaySettings)]
+)
 def test_chart_env_vars_are_settings_the_services_read(component, settings_cls):
     """Every ASR_/TTS_/GATEWAY_ variable the chart sets is a field of that service's settings,
     and the rendered values parse with it."""
     docs = objects(render(values=VALUES_SETS["ingress-tls"] | VALUES_SETS["custom-voices"]).stdout)
-    container = (find(docs, "Deployment", "-gateway")["spec"]["template"]["spec"]["containers"][0]
-                 if component == "gateway" else predictor(docs, component)[2])
+    container = (
+        find(docs, "Deployment", "-gateway")["spec"]["template"]["spec"]["containers"][0]
+        if component == "gateway"
+        else predictor(docs, component)[2]
+    )
     prefix = settings_cls.model_config["env_prefix"]
     env = {k: v for k, v in env_of(container).items() if k.startswith(prefix)}
     assert env
     fields = set(settings_cls.model_fields)
     for key in set(env) - EXTERNAL_VARS:
-        assert key[len(prefix):].lower() in fields, f"{key} is not read by {settings_cls.__name__}"
-    plain = {k[len(prefix):].lower(): v for k, v in env.items() if isinstance(v, str) and k not in EXTERNAL_VARS}
+        assert key[len(prefix) :].lower() in fields, f"{key} is not read by {settings_cls.__name__}"
+    plain = {k[len(prefix) :].lower(): v for k, v in env.items() if isinstance(v, str) and k not in EXTERNAL_VARS}
     settings_cls.model_validate({k: _json_or_str(v, settings_cls.model_fields[k].annotation) for k, v in plain.items()})
 
 
@@ -230,10 +234,15 @@ def test_the_torch_layer_pins_are_those_of_constraints_txt():
 
 def test_predictor_images_share_the_torch_layer():
     """Builders reuse a layer only when every instruction up to it is the same."""
+
     def prefix(component: str) -> list[str]:
-        lines = [ln for ln in (ROOT / "services" / component / "Dockerfile").read_text().splitlines()
-                 if ln and not ln.startswith("#")]
-        return lines[:lines.index(next(ln for ln in lines if "torch torchaudio" in ln)) + 1]
+        lines = [
+            ln
+            for ln in (ROOT / "services" / component / "Dockerfile").read_text().splitlines()
+            if ln and not ln.startswith("#")
+        ]
+        return lines[: lines.index(next(ln for ln in lines if "torch torchaudio" in ln)) + 1]
+
     assert prefix("asr") == prefix("tts") and len(prefix("asr")) == 6
 
 
@@ -264,8 +273,11 @@ def test_predictors_listen_on_the_pod_network_behind_a_shared_token():
         prefix = component.upper()
         assert env[f"{prefix}_HOST"] == "0.0.0.0"  # the service default is loopback
         token = env[f"{prefix}_AUTH_TOKEN"]["secretKeyRef"]
-        assert token == gateway[f"GATEWAY_{prefix}_TOKEN"]["secretKeyRef"] == {
-            "name": secret["metadata"]["name"], "key": "token"}
+        assert (
+            token
+            == gateway[f"GATEWAY_{prefix}_TOKEN"]["secretKeyRef"]
+            == {"name": secret["metadata"]["name"], "key": "token"}
+        )
     assert len(secret["data"]["token"]) >= 48
     off = objects(render(values={"predictorAuth.enabled": False}).stdout)
     assert "ASR_AUTH_TOKEN" not in env_of(predictor(off, "asr")[2])
@@ -290,18 +302,23 @@ def test_a_new_api_key_restarts_the_gateway():
     def checksum(values):
         docs = objects(render(values=values).stdout)
         return find(docs, "Deployment", "-gateway")["spec"]["template"]["metadata"]["annotations"]["checksum/secrets"]
-    first, second = ({"predictorAuth.enabled": False, "gateway.apiKeys.values": [key]}
-                     for key in ("sk-aaaaaaaa", "sk-bbbbbbbb"))
+
+    first, second = (
+        {"predictorAuth.enabled": False, "gateway.apiKeys.values": [key]} for key in ("sk-aaaaaaaa", "sk-bbbbbbbb")
+    )
     assert checksum(first) != checksum(second) and checksum(first) == checksum(first)
-    gw = find(objects(render(values={"gateway.extraEnv": [{"name": "EXTRA", "value": "1"}]}).stdout),
-              "Deployment", "-gateway")["spec"]["template"]["spec"]["containers"][0]
+    gw = find(
+        objects(render(values={"gateway.extraEnv": [{"name": "EXTRA", "value": "1"}]}).stdout), "Deployment", "-gateway"
+    )["spec"]["template"]["spec"]["containers"][0]
     assert env_of(gw)["EXTRA"] == "1"
 
 
 def test_pdb_lets_a_single_gateway_be_drained():
     docs = objects(render(values={"gateway.podDisruptionBudget.enabled": True}).stdout)
     assert find(docs, "PodDisruptionBudget", "-gateway")["spec"] == {
-        "maxUnavailable": 1, "selector": find(docs, "PodDisruptionBudget", "-gateway")["spec"]["selector"]}
+        "maxUnavailable": 1,
+        "selector": find(docs, "PodDisruptionBudget", "-gateway")["spec"]["selector"],
+    }
 
 
 def test_monitoring_objects_and_scrape_annotations():
@@ -346,5 +363,9 @@ def _exported_metric_names() -> set[str]:
         metrics.watch(lambda: {"waiting": 0, "active": 0, "models": {}})
         registries.append(metrics.registry)
     suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"), "gauge": ("",)}
-    return {family.name + suffix for registry in registries for family in registry.collect()
-            for suffix in suffixes.get(family.type, ("",))}
+    return {
+        family.name + suffix
+        for registry in registries
+        for family in registry.collect()
+        for suffix in suffixes.get(family.type, ("",))
+    }

@@ -28,30 +28,52 @@ NS, RELEASE = "speech", "speech"
 WER_BOUND = 0.25  # as tests/test_transcriptions.py (Whisper base int8 on espeak-ng speech: 0.109)
 APP_UID = 10001
 # What a container that cannot write where it wants, or lacks a library, prints on the way.
-LOG_FAULTS = ("Read-only file system", "Permission denied", "cannot open shared object file",
-              "Could not load libtorchcodec")
+LOG_FAULTS = (
+    "Read-only file system",
+    "Permission denied",
+    "cannot open shared object file",
+    "Could not load libtorchcodec",
+)
 
 
 def values(images: dict[str, str]) -> dict:
     """CPU mode, locally imported images, models on existing claims, one thread per model process,
     requests that fit a 2-core node."""
+
     def image(name: str) -> dict:
         repository, tag = images[name].rsplit(":", 1)
         return {"repository": repository, "tag": tag, "pullPolicy": "Never"}
+
     one_thread = [{"name": "OMP_NUM_THREADS", "value": "1"}]
     whisper = "/app/models/faster-whisper-base"
     return {
-        "gateway": {"image": image("gateway"),
-                    "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "1Gi"}}},
-        "asr": {"image": image("asr"), "gpu": {"enabled": False}, "models": {"whisper-1": whisper, "turbo": whisper},
-                "alignModels": {"en": "/app/models/wav2vec2"}, "threads": 1, "batchSize": 4, "unloadPolicy": "never",
-                "extraEnv": one_thread,
-                "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "4Gi"}},
-                "cache": {"existingClaim": "asr-models"}},
-        "tts": {"image": image("tts"), "gpu": {"enabled": False}, "model": "/app/tts-cache/vits",
-                "defaultSpeakerUrl": "", "threads": 1, "unloadPolicy": "never", "extraEnv": one_thread,
-                "resources": {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"memory": "3Gi"}},
-                "cache": {"existingClaim": "tts-models"}},
+        "gateway": {
+            "image": image("gateway"),
+            "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "1Gi"}},
+        },
+        "asr": {
+            "image": image("asr"),
+            "gpu": {"enabled": False},
+            "models": {"whisper-1": whisper, "turbo": whisper},
+            "alignModels": {"en": "/app/models/wav2vec2"},
+            "threads": 1,
+            "batchSize": 4,
+            "unloadPolicy": "never",
+            "extraEnv": one_thread,
+            "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "4Gi"}},
+            "cache": {"existingClaim": "asr-models"},
+        },
+        "tts": {
+            "image": image("tts"),
+            "gpu": {"enabled": False},
+            "model": "/app/tts-cache/vits",
+            "defaultSpeakerUrl": "",
+            "threads": 1,
+            "unloadPolicy": "never",
+            "extraEnv": one_thread,
+            "resources": {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"memory": "3Gi"}},
+            "cache": {"existingClaim": "tts-models"},
+        },
     }
 
 
@@ -67,15 +89,44 @@ def volumes(node: RealNode) -> str:
             shutil.chown(path, APP_UID, APP_UID)
     docs = []
     for name, path in (("asr-models", asr), ("tts-models", tts)):
-        docs.append({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": f"{NS}-{name}"},
-                     "spec": {"capacity": {"storage": "5Gi"}, "accessModes": ["ReadWriteOnce"],
-                              "persistentVolumeReclaimPolicy": "Retain", "storageClassName": "local-models",
-                              "local": {"path": str(path)},
-                              "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
-                                  {"key": "kubernetes.io/hostname", "operator": "In", "values": [NODE_NAME]}]}]}}}})
-        docs.append({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": name, "namespace": NS},
-                     "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "local-models",
-                              "volumeName": f"{NS}-{name}", "resources": {"requests": {"storage": "5Gi"}}}})
+        docs.append(
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolume",
+                "metadata": {"name": f"{NS}-{name}"},
+                "spec": {
+                    "capacity": {"storage": "5Gi"},
+                    "accessModes": ["ReadWriteOnce"],
+                    "persistentVolumeReclaimPolicy": "Retain",
+                    "storageClassName": "local-models",
+                    "local": {"path": str(path)},
+                    "nodeAffinity": {
+                        "required": {
+                            "nodeSelectorTerms": [
+                                {
+                                    "matchExpressions": [
+                                        {"key": "kubernetes.io/hostname", "operator": "In", "values": [NODE_NAME]}
+                                    ]
+                                }
+                            ]
+                        }
+                    },
+                },
+            }
+        )
+        docs.append(
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolumeClaim",
+                "metadata": {"name": name, "namespace": NS},
+                "spec": {
+                    "accessModes": ["ReadWriteOnce"],
+                    "storageClassName": "local-models",
+                    "volumeName": f"{NS}-{name}",
+                    "resources": {"requests": {"storage": "5Gi"}},
+                },
+            }
+        )
     return yaml.safe_dump_all(docs)
 
 
@@ -113,8 +164,11 @@ def pods(node: RealNode, component: str) -> list[dict]:
 def serving(node: RealNode) -> bool:
     """Both InferenceServices Ready, and exactly one Ready pod per component (a rollout is over)."""
     isvcs = node.get("isvc", "-n", NS)["items"]
-    return len(isvcs) == 2 and all(map(ready, isvcs)) and all(
-        len(p := pods(node, c)) == 1 and ready(p[0]) for c in ("gateway", "asr", "tts"))
+    return (
+        len(isvcs) == 2
+        and all(map(ready, isvcs))
+        and all(len(p := pods(node, c)) == 1 and ready(p[0]) for c in ("gateway", "asr", "tts"))
+    )
 
 
 def client_through_port_forward(node: RealNode) -> openai.OpenAI:
@@ -125,15 +179,24 @@ def client_through_port_forward(node: RealNode) -> openai.OpenAI:
 
 def ffprobe(path) -> dict:
     entries = "stream=codec_name,sample_rate,channels:format=duration"
-    out = subprocess.run(["ffprobe", "-v", "error", "-show_entries", entries, "-of", "json", str(path)],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_entries", entries, "-of", "json", str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     info = json.loads(out)
     return info["streams"][0] | {"duration": float(info["format"]["duration"])}
 
 
 def set_args(vals: dict, prefix: str = "") -> list[str]:
-    return [a for k, v in vals.items() for a in
-            (set_args(v, f"{prefix}{k}.") if isinstance(v, dict) else ["--set-json", f"{prefix}{k}={json.dumps(v)}"])]
+    return [
+        a
+        for k, v in vals.items()
+        for a in (
+            set_args(v, f"{prefix}{k}.") if isinstance(v, dict) else ["--set-json", f"{prefix}{k}={json.dumps(v)}"]
+        )
+    ]
 
 
 def test_helm_install_on_the_real_node_becomes_ready_through_real_probes(node):
@@ -152,16 +215,19 @@ def test_helm_install_on_the_real_node_becomes_ready_through_real_probes(node):
 
 @pytest.mark.parametrize(("component", "cache"), [("asr", "/app/models"), ("tts", "/app/tts-cache"), ("gateway", None)])
 def test_containers_run_as_the_app_user_with_only_scratch_and_cache_writable(node, component, cache):
-    probe = ("import os, sys\n"
-             "def writable(d):\n"
-             "    try:\n"
-             "        open(os.path.join(d, '.probe'), 'w').close(); os.remove(os.path.join(d, '.probe')); return True\n"
-             "    except OSError:\n"
-             "        return False\n"
-             "print(os.getuid(), os.getgid(), *(writable(d) for d in sys.argv[1:]))")
+    probe = (
+        "import os, sys\n"
+        "def writable(d):\n"
+        "    try:\n"
+        "        open(os.path.join(d, '.probe'), 'w').close(); os.remove(os.path.join(d, '.probe')); return True\n"
+        "    except OSError:\n"
+        "        return False\n"
+        "print(os.getuid(), os.getgid(), *(writable(d) for d in sys.argv[1:]))"
+    )
     dirs = ["/app", "/tmp", *([cache] if cache else [])]
-    out = node.kubectl("exec", "-n", NS, pods(node, component)[0]["metadata"]["name"], "--",
-                       "python", "-c", probe, *dirs).stdout.split()
+    out = node.kubectl(
+        "exec", "-n", NS, pods(node, component)[0]["metadata"]["name"], "--", "python", "-c", probe, *dirs
+    ).stdout.split()
     assert out == [str(APP_UID), str(APP_UID), "False", "True", *(["True"] if cache else [])]
 
 
@@ -171,13 +237,18 @@ def test_openai_client_through_port_forward(node, spoken, tmp_path):
     hyps = [client.audio.transcriptions.create(model="whisper-1", file=spoken[t].open("rb")).text for t in texts]
     score = wer(texts, hyps)
     assert score < WER_BOUND
-    words = client.audio.transcriptions.create(model="whisper-1", file=spoken[texts[0]].open("rb"),
-                                               response_format="verbose_json", timestamp_granularities=["word"])
+    words = client.audio.transcriptions.create(
+        model="whisper-1",
+        file=spoken[texts[0]].open("rb"),
+        response_format="verbose_json",
+        timestamp_granularities=["word"],
+    )
     assert words.words and all(0 <= w.start <= w.end <= words.duration + 0.01 for w in words.words)
     for fmt, codec in (("mp3", "mp3"), ("wav", "pcm_s16le")):
         out = tmp_path / f"speech.{fmt}"
-        client.audio.speech.create(model="tts-1", voice="alloy", input="Hello from the real node.",
-                                   response_format=fmt).write_to_file(out)
+        client.audio.speech.create(
+            model="tts-1", voice="alloy", input="Hello from the real node.", response_format=fmt
+        ).write_to_file(out)
         info = ffprobe(out)
         assert info["codec_name"] == codec and info["sample_rate"] == "24000" and info["duration"] > 0.3
     node.stop_forwards()
@@ -194,15 +265,19 @@ def test_helm_upgrade_rolls_the_pods_and_the_next_request_succeeds(node, spoken,
     changed["gateway"]["speechSampleRate"] = 22050  # the gateway's env: a new ReplicaSet
     changed["asr"]["batchSize"] = 2  # the predictor's env: KServe rolls its Deployment
     node.helm("upgrade", RELEASE, str(CHART), "-n", NS, *set_args(changed))
-    node.wait("the rollout", lambda: serving(node) and all(
-        pods(node, c)[0]["metadata"]["uid"] != uid for c, uid in before.items()), timeout=900)
+    node.wait(
+        "the rollout",
+        lambda: serving(node) and all(pods(node, c)[0]["metadata"]["uid"] != uid for c, uid in before.items()),
+        timeout=900,
+    )
     client = client_through_port_forward(node)
     text = next(iter(spoken))
     result = client.audio.transcriptions.create(model="whisper-1", file=spoken[text].open("rb"))
     assert "lazy dog" in normalize(result.text)
     out = tmp_path / "after-upgrade.mp3"
-    client.audio.speech.create(model="tts-1", voice="echo", input="Still here after the upgrade.",
-                               response_format="mp3").write_to_file(out)
+    client.audio.speech.create(
+        model="tts-1", voice="echo", input="Still here after the upgrade.", response_format="mp3"
+    ).write_to_file(out)
     assert ffprobe(out)["sample_rate"] == "22050"
     node.stop_forwards()
 
@@ -211,8 +286,10 @@ def test_helm_uninstall_leaves_nothing(node):
     node.helm("uninstall", RELEASE, "-n", NS, "--wait", "--timeout", "300s")
 
     def leftovers() -> list[str]:
-        names = node.kubectl("get", "isvc,deploy,rs,pods,svc,endpointslices,secret,cm,netpol,hpa,pdb,sa", "-n", NS,
-                             "-o", "name").stdout.split()
+        names = node.kubectl(
+            "get", "isvc,deploy,rs,pods,svc,endpointslices,secret,cm,netpol,hpa,pdb,sa", "-n", NS, "-o", "name"
+        ).stdout.split()
         return [n for n in names if RELEASE in n.split("/", 1)[1] or n.startswith("pod/")]
+
     node.wait("the release's objects gone", lambda: not leftovers(), timeout=300)
     assert {p["metadata"]["name"] for p in node.get("pvc", "-n", NS)["items"]} == {"asr-models", "tts-models"}

@@ -28,8 +28,9 @@ def venv_tool(name: str) -> str:
     return str(Path(sys.executable).parent / name)
 
 
-def run(*cmd: str, input: str | None = None, check: bool = True, env: dict | None = None,
-        timeout: float = 300) -> subprocess.CompletedProcess:
+def run(
+    *cmd: str, input: str | None = None, check: bool = True, env: dict | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess:
     result = subprocess.run(cmd, input=input, capture_output=True, text=True, env=env, timeout=timeout, check=False)
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(cmd[:4])} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
@@ -40,8 +41,9 @@ def helm(*args: str, **kw) -> subprocess.CompletedProcess:
     return run(tool("helm"), *args, **kw)
 
 
-def render(release: str = "speech", namespace: str = "speech", values: dict | None = None,
-           check: bool = True) -> subprocess.CompletedProcess:
+def render(
+    release: str = "speech", namespace: str = "speech", values: dict | None = None, check: bool = True
+) -> subprocess.CompletedProcess:
     """``helm template`` with ``--set-json`` per value (typed, nested keys with dots)."""
     args = ["template", release, str(CHART), "--namespace", namespace, "--kube-version", KUBE_VERSION]
     for key, value in (values or {}).items():

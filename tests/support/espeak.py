@@ -23,8 +23,10 @@ def decode(data: bytes, fmt: str | None = None) -> tuple[np.ndarray, int]:
     """Decode any container to mono float samples and their rate (raises on bad audio)."""
     with av.open(io.BytesIO(data), format=fmt) as container:
         stream = container.streams.audio[0]
-        frames = [f.to_ndarray().reshape(-1) if f.format.is_planar is False else f.to_ndarray()[0]
-                  for f in container.decode(stream)]
+        frames = [
+            f.to_ndarray().reshape(-1) if f.format.is_planar is False else f.to_ndarray()[0]
+            for f in container.decode(stream)
+        ]
         rate = stream.rate or stream.codec_context.sample_rate
     return np.concatenate(frames).astype(np.float32), rate
 
@@ -36,8 +38,7 @@ def duration(data: bytes, fmt: str | None = None) -> float:
 
 def transcode(wav: Path, container: str, codec: str, rate: int = 16000) -> bytes:
     """Re-encode a WAV into another container with the ffmpeg CLI, as a user's recording would arrive."""
-    cmd = ["ffmpeg", "-v", "error", "-i", str(wav), "-ac", "1", "-ar", str(rate), "-c:a", codec,
-           "-f", container, "-"]
+    cmd = ["ffmpeg", "-v", "error", "-i", str(wav), "-ac", "1", "-ar", str(rate), "-c:a", codec, "-f", container, "-"]
     if container in ("mp4", "ipod"):  # an MP4 written to a pipe needs its index up front
         cmd[-3:-3] = ["-movflags", "frag_keyframe+empty_moov"]
     return subprocess.run(cmd, check=True, capture_output=True).stdout

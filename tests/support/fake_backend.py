@@ -19,8 +19,11 @@ from services.common import v2wire
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None, **fields) -> JSONResponse:
-    return JSONResponse({"error": {"message": message, "type": "x", "param": None, "code": None, **fields}},
-                        status_code=status, headers=headers)
+    return JSONResponse(
+        {"error": {"message": message, "type": "x", "param": None, "code": None, **fields}},
+        status_code=status,
+        headers=headers,
+    )
 
 
 class FaultyBackend:
@@ -28,10 +31,14 @@ class FaultyBackend:
         self.mode = "503"
         self.port = port
         self.calls = 0
-        app = Starlette(routes=[Route("/v2/models/{name}/infer", self.infer, methods=["POST"]),
-                                Route("/v2/models/{name}/infer_stream", self.infer, methods=["POST"]),
-                                Route("/models", lambda r: JSONResponse({"data": ["tts-1"]})),
-                                Route("/healthz", lambda r: JSONResponse({"status": "ok"}))])
+        app = Starlette(
+            routes=[
+                Route("/v2/models/{name}/infer", self.infer, methods=["POST"]),
+                Route("/v2/models/{name}/infer_stream", self.infer, methods=["POST"]),
+                Route("/models", lambda r: JSONResponse({"data": ["tts-1"]})),
+                Route("/healthz", lambda r: JSONResponse({"status": "ok"})),
+            ]
+        )
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
@@ -49,11 +56,19 @@ class FaultyBackend:
 
     async def _scripted(self, mode: str) -> Response:
         if mode == "503":
-            return _error(503, "TTS backend unavailable: could not load model 'coqui:x'",
-                          {"Retry-After": "2"}, code="model_unavailable")
+            return _error(
+                503,
+                "TTS backend unavailable: could not load model 'coqui:x'",
+                {"Retry-After": "2"},
+                code="model_unavailable",
+            )
         if mode == "503-permanent":
-            return _error(503, "TTS backend unavailable: could not load model 'coqui:x'",
-                          {"x-should-retry": "false"}, code="model_unavailable")
+            return _error(
+                503,
+                "TTS backend unavailable: could not load model 'coqui:x'",
+                {"x-should-retry": "false"},
+                code="model_unavailable",
+            )
         if mode == "429":
             return _error(429, "TTS is at capacity", {"Retry-After": "3"}, code="server_busy")
         if mode == "500":
@@ -85,6 +100,7 @@ def _pcm(streaming: bool) -> Response:
     samples = (0.2 * np.sin(np.arange(8000) / 10)).astype("<f4")
     if streaming:
         return Response(samples.tobytes(), headers={"x-sample-rate": "16000"})
-    body, headers = v2wire.encode_response("id", "tts", [
-        v2wire.BinaryOutput("audio", "FP32", [samples.size], samples.tobytes(), {"sample_rate": 16000})])
+    body, headers = v2wire.encode_response(
+        "id", "tts", [v2wire.BinaryOutput("audio", "FP32", [samples.size], samples.tobytes(), {"sample_rate": 16000})]
+    )
     return Response(body, headers=headers)

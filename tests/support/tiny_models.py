@@ -14,7 +14,9 @@ CORPUS = [
     "hello world this is a test of the speech stack",
     "the quick brown fox jumps over the lazy dog",
     "today is a wonderful day to build something people love",
-    "hola mundo esto es una prueba", "bonjour le monde ceci est un test", "hallo welt das ist ein test",
+    "hola mundo esto es una prueba",
+    "bonjour le monde ceci est un test",
+    "hallo welt das ist ein test",
 ]
 XTTS_LANGS = ["en", "es", "fr", "de"]
 
@@ -27,21 +29,45 @@ def build_vits(out: Path, speakers: list[str] | None = None) -> Path:
     from TTS.tts.models.vits import Vits
 
     args = VitsArgs(
-        hidden_channels=16, hidden_channels_ffn_text_encoder=32, num_heads_text_encoder=2,
-        num_layers_text_encoder=1, num_layers_posterior_encoder=1, num_layers_flow=1,
-        kernel_size_flow=3, kernel_size_posterior_encoder=3, use_sdp=False, resblock_type_decoder="2",
-        resblock_kernel_sizes_decoder=[3], resblock_dilation_sizes_decoder=[[1, 3]],
-        upsample_rates_decoder=[8, 8, 4], upsample_kernel_sizes_decoder=[16, 16, 8],
-        upsample_initial_channel_decoder=32, periods_multi_period_discriminator=[2],
-        init_discriminator=False, use_speaker_embedding=bool(speakers), speaker_embedding_channels=16)
+        hidden_channels=16,
+        hidden_channels_ffn_text_encoder=32,
+        num_heads_text_encoder=2,
+        num_layers_text_encoder=1,
+        num_layers_posterior_encoder=1,
+        num_layers_flow=1,
+        kernel_size_flow=3,
+        kernel_size_posterior_encoder=3,
+        use_sdp=False,
+        resblock_type_decoder="2",
+        resblock_kernel_sizes_decoder=[3],
+        resblock_dilation_sizes_decoder=[[1, 3]],
+        upsample_rates_decoder=[8, 8, 4],
+        upsample_kernel_sizes_decoder=[16, 16, 8],
+        upsample_initial_channel_decoder=32,
+        periods_multi_period_discriminator=[2],
+        init_discriminator=False,
+        use_speaker_embedding=bool(speakers),
+        speaker_embedding_channels=16,
+    )
     config = VitsConfig(
         model_args=args,
         audio=BaseAudioConfig(sample_rate=22050, fft_size=1024, hop_length=256, win_length=1024, num_mels=80),
-        use_phonemes=False, text_cleaner="english_cleaners",
+        use_phonemes=False,
+        text_cleaner="english_cleaners",
         characters=CharactersConfig(
-            characters_class="TTS.tts.models.vits.VitsCharacters", pad="<PAD>", eos="<EOS>", bos="<BOS>",
-            blank="<BLNK>", characters="abcdefghijklmnopqrstuvwxyz", punctuations=" !'(),-.:;?", phonemes=""),
-        add_blank=True, speakers=list(speakers or []), test_sentences=[])
+            characters_class="TTS.tts.models.vits.VitsCharacters",
+            pad="<PAD>",
+            eos="<EOS>",
+            bos="<BOS>",
+            blank="<BLNK>",
+            characters="abcdefghijklmnopqrstuvwxyz",
+            punctuations=" !'(),-.:;?",
+            phonemes="",
+        ),
+        add_blank=True,
+        speakers=list(speakers or []),
+        test_sentences=[],
+    )
     torch.manual_seed(0)
     model = Vits(config)
     out.mkdir(parents=True, exist_ok=True)
@@ -65,26 +91,56 @@ def build_xtts(out: Path, speakers: tuple[str, ...] = ("Ana Random", "Bo Random"
     out.mkdir(parents=True, exist_ok=True)
     tok = Tokenizer(BPE(unk_token="[UNK]"))
     tok.pre_tokenizer = Whitespace()
-    tok.train_from_iterator(CORPUS, BpeTrainer(vocab_size=160, show_progress=False, special_tokens=[
-        "[STOP]", "[UNK]", "[SPACE]", "[START]"] + [f"[{lang}]" for lang in XTTS_LANGS]))
+    tok.train_from_iterator(
+        CORPUS,
+        BpeTrainer(
+            vocab_size=160,
+            show_progress=False,
+            special_tokens=["[STOP]", "[UNK]", "[SPACE]", "[START]"] + [f"[{lang}]" for lang in XTTS_LANGS],
+        ),
+    )
     tok.save(str(out / "vocab.json"))
     args = XttsArgs(
-        gpt_layers=2, gpt_n_model_channels=32, gpt_n_heads=2, gpt_num_audio_tokens=66,
-        gpt_start_audio_token=64, gpt_stop_audio_token=65, gpt_max_audio_tokens=40,
-        gpt_max_text_tokens=100, gpt_max_prompt_tokens=70, gpt_use_perceiver_resampler=True,
-        gpt_use_masking_gt_prompt_approach=True, gpt_code_stride_len=1024, decoder_input_dim=32,
-        d_vector_dim=512, input_sample_rate=22050, output_sample_rate=24000, output_hop_length=256,
-        tokenizer_file="")
-    config = XttsConfig(model_args=args, audio=XttsAudioConfig(sample_rate=22050, output_sample_rate=24000),
-                        languages=XTTS_LANGS, temperature=0.75, top_k=10, top_p=0.85)
+        gpt_layers=2,
+        gpt_n_model_channels=32,
+        gpt_n_heads=2,
+        gpt_num_audio_tokens=66,
+        gpt_start_audio_token=64,
+        gpt_stop_audio_token=65,
+        gpt_max_audio_tokens=40,
+        gpt_max_text_tokens=100,
+        gpt_max_prompt_tokens=70,
+        gpt_use_perceiver_resampler=True,
+        gpt_use_masking_gt_prompt_approach=True,
+        gpt_code_stride_len=1024,
+        decoder_input_dim=32,
+        d_vector_dim=512,
+        input_sample_rate=22050,
+        output_sample_rate=24000,
+        output_hop_length=256,
+        tokenizer_file="",
+    )
+    config = XttsConfig(
+        model_args=args,
+        audio=XttsAudioConfig(sample_rate=22050, output_sample_rate=24000),
+        languages=XTTS_LANGS,
+        temperature=0.75,
+        top_k=10,
+        top_p=0.85,
+    )
     torch.manual_seed(0)
     model = Xtts(config)
     model.tokenizer = VoiceBpeTokenizer(vocab_file=str(out / "vocab.json"))
     model.init_models()
     torch.save({"model": model.state_dict(), "config": config if legacy else config.to_dict()}, out / "model.pth")
     config.save_json(str(out / "config.json"))
-    torch.save({name: {"gpt_cond_latent": torch.randn(1, 32, 32), "speaker_embedding": torch.randn(1, 512, 1)}
-                for name in speakers}, out / "speakers_xtts.pth")
+    torch.save(
+        {
+            name: {"gpt_cond_latent": torch.randn(1, 32, 32), "speaker_embedding": torch.randn(1, 512, 1)}
+            for name in speakers
+        },
+        out / "speakers_xtts.pth",
+    )
     return out
 
 
@@ -104,27 +160,46 @@ def build_wav2vec2(out: Path) -> Path:
     for char in "abcdefghijklmnopqrstuvwxyz'":
         vocab[char] = len(vocab)
     (out / "vocab.json").write_text(json.dumps(vocab))
-    tokenizer = Wav2Vec2CTCTokenizer(str(out / "vocab.json"), unk_token="<unk>", pad_token="<pad>",
-                                     word_delimiter_token="|")
-    extractor = Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True,
-                                         return_attention_mask=False)
+    tokenizer = Wav2Vec2CTCTokenizer(
+        str(out / "vocab.json"), unk_token="<unk>", pad_token="<pad>", word_delimiter_token="|"
+    )
+    extractor = Wav2Vec2FeatureExtractor(
+        feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True, return_attention_mask=False
+    )
     Wav2Vec2Processor(feature_extractor=extractor, tokenizer=tokenizer).save_pretrained(out)
-    config = Wav2Vec2Config(vocab_size=len(vocab), pad_token_id=0, hidden_size=32, num_hidden_layers=2,
-                            num_attention_heads=2, intermediate_size=64, conv_dim=(32,) * 7,
-                            conv_stride=(5, 2, 2, 2, 2, 2, 2), conv_kernel=(10, 3, 3, 3, 3, 2, 2),
-                            num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2, feat_extract_norm="group")
+    config = Wav2Vec2Config(
+        vocab_size=len(vocab),
+        pad_token_id=0,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        conv_dim=(32,) * 7,
+        conv_stride=(5, 2, 2, 2, 2, 2, 2),
+        conv_kernel=(10, 3, 3, 3, 3, 2, 2),
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=2,
+        feat_extract_norm="group",
+    )
     torch.manual_seed(0)
     Wav2Vec2ForCTC(config).save_pretrained(out)
     return out
+
+
 def _save_pyannote(model, path: Path) -> None:
     import lightning
     import torch
 
-    checkpoint = {"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams),
-                  "pytorch-lightning_version": lightning.__version__}
+    checkpoint = {
+        "state_dict": model.state_dict(),
+        "hyper_parameters": dict(model.hparams),
+        "pytorch-lightning_version": lightning.__version__,
+    }
     model.on_save_checkpoint(checkpoint)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(checkpoint, path)
+
+
 def build_diarization(out: Path) -> Path:
     """A pyannote SpeakerDiarization pipeline: the real segmentation model WhisperX ships (so speech
     regions are found), a random x-vector embedding and a random PLDA (so labels are arbitrary)."""
@@ -139,38 +214,61 @@ def build_diarization(out: Path) -> Path:
     from pyannote.audio.models.embedding import XVectorMFCC
 
     (out / "segmentation").mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(Path(whisperx.__file__).parent / "assets" / "pytorch_model.bin",
-                    out / "segmentation" / "pytorch_model.bin")
+    shutil.copyfile(
+        Path(whisperx.__file__).parent / "assets" / "pytorch_model.bin", out / "segmentation" / "pytorch_model.bin"
+    )
     torch.manual_seed(0)
     embedding = XVectorMFCC(dimension=32)
-    embedding.specifications = Specifications(problem=Problem.REPRESENTATION, resolution=Resolution.CHUNK,
-                                              duration=5.0, min_duration=0.5)
+    embedding.specifications = Specifications(
+        problem=Problem.REPRESENTATION, resolution=Resolution.CHUNK, duration=5.0, min_duration=0.5
+    )
     embedding.setup()
     _save_pyannote(embedding, out / "embedding" / "pytorch_model.bin")
     rng, dim, lda = np.random.default_rng(0), 32, 8
     (out / "plda").mkdir(exist_ok=True)
-    np.savez(out / "plda" / "xvec_transform.npz", mean1=np.zeros(dim), mean2=np.zeros(lda),
-             lda=rng.standard_normal((dim, lda)))
-    np.savez(out / "plda" / "plda.npz", mu=np.zeros(lda), tr=np.linalg.qr(rng.standard_normal((lda, lda)))[0],
-             psi=np.linspace(5, 0.5, lda))
-    config = {"dependencies": {"pyannote.audio": pyannote_version},
-              "pipeline": {"name": "pyannote.audio.pipelines.SpeakerDiarization",
-                           "params": {"segmentation": "$model/segmentation", "embedding": "$model/embedding",
-                                      "plda": "$model/plda", "clustering": "VBxClustering",
-                                      "embedding_exclude_overlap": True, "segmentation_batch_size": 8,
-                                      "embedding_batch_size": 8}},
-              "params": {"segmentation": {"threshold": 0.5, "min_duration_off": 0.0},
-                         "clustering": {"threshold": 0.6, "Fa": 0.07, "Fb": 0.8}}}
+    np.savez(
+        out / "plda" / "xvec_transform.npz",
+        mean1=np.zeros(dim),
+        mean2=np.zeros(lda),
+        lda=rng.standard_normal((dim, lda)),
+    )
+    np.savez(
+        out / "plda" / "plda.npz",
+        mu=np.zeros(lda),
+        tr=np.linalg.qr(rng.standard_normal((lda, lda)))[0],
+        psi=np.linspace(5, 0.5, lda),
+    )
+    config = {
+        "dependencies": {"pyannote.audio": pyannote_version},
+        "pipeline": {
+            "name": "pyannote.audio.pipelines.SpeakerDiarization",
+            "params": {
+                "segmentation": "$model/segmentation",
+                "embedding": "$model/embedding",
+                "plda": "$model/plda",
+                "clustering": "VBxClustering",
+                "embedding_exclude_overlap": True,
+                "segmentation_batch_size": 8,
+                "embedding_batch_size": 8,
+            },
+        },
+        "params": {
+            "segmentation": {"threshold": 0.5, "min_duration_off": 0.0},
+            "clustering": {"threshold": 0.6, "Fa": 0.07, "Fb": 0.8},
+        },
+    }
     (out / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     return out
 
 
 def build_all(root: Path) -> dict[str, Path]:
-    return {"vits": build_vits(root / "vits", ["alloy", "echo", "fable"]),
-            "vits_single": build_vits(root / "vits-single"),
-            "xtts": build_xtts(root / "xtts"),
-            "wav2vec2": build_wav2vec2(root / "wav2vec2"),
-            "diarization": build_diarization(root / "diarization")}
+    return {
+        "vits": build_vits(root / "vits", ["alloy", "echo", "fable"]),
+        "vits_single": build_vits(root / "vits-single"),
+        "xtts": build_xtts(root / "xtts"),
+        "wav2vec2": build_wav2vec2(root / "wav2vec2"),
+        "diarization": build_diarization(root / "diarization"),
+    }
 
 
 if __name__ == "__main__":

@@ -13,10 +13,27 @@ import numpy as np
 
 from services.common import v2wire
 
-RESULT = {"task": "transcribe", "language": "en", "language_name": "english", "duration": 2.5,
-          "text": "Hello there.", "segments": [
-              {"id": 0, "seek": 0, "start": 0.0, "end": 2.5, "text": " Hello there.", "tokens": [1, 2],
-               "temperature": 0.0, "avg_logprob": -0.2, "compression_ratio": 1.0, "no_speech_prob": 0.01}]}
+RESULT = {
+    "task": "transcribe",
+    "language": "en",
+    "language_name": "english",
+    "duration": 2.5,
+    "text": "Hello there.",
+    "segments": [
+        {
+            "id": 0,
+            "seek": 0,
+            "start": 0.0,
+            "end": 2.5,
+            "text": " Hello there.",
+            "tokens": [1, 2],
+            "temperature": 0.0,
+            "avg_logprob": -0.2,
+            "compression_ratio": 1.0,
+            "no_speech_prob": 0.01,
+        }
+    ],
+}
 
 
 @dataclass
@@ -58,8 +75,10 @@ class FakePredictor:
         return _pcm_stream() if streaming else _pcm_whole(parsed)
 
 
-VOICES = [{"id": "Ana", "name": "Ana", "type": "builtin"},
-          {"id": "alloy", "name": "alloy", "type": "alias", "maps_to": "Ana"}]
+VOICES = [
+    {"id": "Ana", "name": "Ana", "type": "builtin"},
+    {"id": "alloy", "name": "alloy", "type": "alias", "maps_to": "Ana"},
+]
 
 
 def _voices(request: httpx.Request, parsed: v2wire.InferRequest | None) -> httpx.Response:
@@ -67,8 +86,15 @@ def _voices(request: httpx.Request, parsed: v2wire.InferRequest | None) -> httpx
     if request.method == "GET":
         return httpx.Response(200, json={"object": "list", "data": VOICES})
     if request.method == "POST" and parsed is not None:
-        return httpx.Response(200, json={"id": "voice_0123456789abcdef01234567", "created_at": 1700000000,
-                                         "name": parsed.parameters["name"], "seconds": 4.0})
+        return httpx.Response(
+            200,
+            json={
+                "id": "voice_0123456789abcdef01234567",
+                "created_at": 1700000000,
+                "name": parsed.parameters["name"],
+                "seconds": 4.0,
+            },
+        )
     return httpx.Response(200, json={"id": request.url.path.rsplit("/", 1)[-1], "deleted": True})
 
 
@@ -81,16 +107,25 @@ def _vad(parsed: v2wire.InferRequest) -> httpx.Response:
 
 def _asr_result(request: v2wire.InferRequest | None) -> httpx.Response:
     data = json.dumps(RESULT).encode()
-    body, headers = v2wire.encode_response(request.id if request else "", "asr", [
-        v2wire.BinaryOutput("result", "BYTES", [1], v2wire.element_prefix(len(data)) + data)])
+    body, headers = v2wire.encode_response(
+        request.id if request else "",
+        "asr",
+        [v2wire.BinaryOutput("result", "BYTES", [1], v2wire.element_prefix(len(data)) + data)],
+    )
     return httpx.Response(200, content=body, headers=headers)
 
 
 def _asr_stream() -> httpx.Response:
-    lines = [{"type": "text", "text": " Hello"}, {"type": "text", "text": " there."},
-             {"type": "result", "result": RESULT}]
-    return httpx.Response(200, content=b"".join(json.dumps(x).encode() + b"\n" for x in lines),
-                          headers={"content-type": "application/x-ndjson"})
+    lines = [
+        {"type": "text", "text": " Hello"},
+        {"type": "text", "text": " there."},
+        {"type": "result", "result": RESULT},
+    ]
+    return httpx.Response(
+        200,
+        content=b"".join(json.dumps(x).encode() + b"\n" for x in lines),
+        headers={"content-type": "application/x-ndjson"},
+    )
 
 
 def _tone(seconds: float = 0.5, rate: int = 22050) -> np.ndarray:
@@ -100,8 +135,11 @@ def _tone(seconds: float = 0.5, rate: int = 22050) -> np.ndarray:
 
 def _pcm_whole(request: v2wire.InferRequest | None) -> httpx.Response:
     samples = _tone()
-    body, headers = v2wire.encode_response(request.id if request else "", "tts", [
-        v2wire.BinaryOutput("audio", "FP32", [samples.size], samples.tobytes(), {"sample_rate": 22050})])
+    body, headers = v2wire.encode_response(
+        request.id if request else "",
+        "tts",
+        [v2wire.BinaryOutput("audio", "FP32", [samples.size], samples.tobytes(), {"sample_rate": 22050})],
+    )
     return httpx.Response(200, content=body, headers=headers)
 
 
@@ -109,9 +147,11 @@ def _pcm_stream() -> httpx.Response:
     return httpx.Response(200, content=_tone().tobytes(), headers={"x-sample-rate": "22050"})
 
 
-def error(status: int, message: str, *, param: Any = None, code: Any = None,
-          headers: dict[str, str] | None = None) -> Callable[[httpx.Request], httpx.Response]:
+def error(
+    status: int, message: str, *, param: Any = None, code: Any = None, headers: dict[str, str] | None = None
+) -> Callable[[httpx.Request], httpx.Response]:
     def answer(_: httpx.Request) -> httpx.Response:
         body = {"error": {"message": message, "type": "x", "param": param, "code": code}}
         return httpx.Response(status, json=body, headers=headers)
+
     return answer

@@ -26,8 +26,10 @@ class FakeCT2:
         self.calls.append(kwargs)
         temperature = kwargs.get("sampling_temperature", 0.0)
         score = self.score_at.get(temperature, -0.1)
-        return [SimpleNamespace(sequences_ids=[[10, 11, 12]], scores=[score], no_speech_prob=0.01,
-                                logits=[[]]) for _ in prompts]
+        return [
+            SimpleNamespace(sequences_ids=[[10, 11, 12]], scores=[score], no_speech_prob=0.01, logits=[[]])
+            for _ in prompts
+        ]
 
 
 def hooks_for(fake, sampling, text="plain words"):
@@ -64,12 +66,12 @@ def test_fallback_redecodes_unlikely_segments_at_rising_temperatures():
 
 def test_fallback_catches_repetitive_text_and_can_be_switched_off():
     fake = FakeCT2({})
-    hooks_for(fake, Sampling(temperature=0.0, fallback=True), text="la " * 200).generate(
-        "f", ["p"], length_penalty=1.0)
+    hooks_for(fake, Sampling(temperature=0.0, fallback=True), text="la " * 200).generate("f", ["p"], length_penalty=1.0)
     assert len(fake.calls) == 6  # 0.0 then every fallback temperature: the text stays repetitive
     fake = FakeCT2({})
     hooks_for(fake, Sampling(temperature=0.0, fallback=False), text="la " * 200).generate(
-        "f", ["p"], length_penalty=1.0)
+        "f", ["p"], length_penalty=1.0
+    )
     assert len(fake.calls) == 1
 
 
@@ -84,10 +86,15 @@ def test_speakers_are_named_once_for_segments_and_their_words():
     assert [w.get("speaker") for s in segments for w in s["words"]] == ["A", "agent", "agent", None, "B"]
 
 
-@pytest.mark.parametrize(("params", "param"), [
-    ({"model": "m", "temperature": "hot"}, "temperature"), ({"model": "m", "min_speakers": 1.5}, "min_speakers"),
-    ({"model": "m", "diarize": "yes"}, "diarize"), ({"model": "m", "known_speaker_names": "ann"},
-                                                    "known_speaker_names[]")])
+@pytest.mark.parametrize(
+    ("params", "param"),
+    [
+        ({"model": "m", "temperature": "hot"}, "temperature"),
+        ({"model": "m", "min_speakers": 1.5}, "min_speakers"),
+        ({"model": "m", "diarize": "yes"}, "diarize"),
+        ({"model": "m", "known_speaker_names": "ann"}, "known_speaker_names[]"),
+    ],
+)
 def test_option_types_are_checked(params, param):
     with pytest.raises(UnsupportedOption) as err:
         options_from(params)

@@ -13,9 +13,20 @@ import pytest
 from services.asr.batcher import CallKey, SegmentBatcher, wait
 from services.common.work import Cancelled
 
-KEY = CallKey(beam_size=5, patience=1.0, length_penalty=1.0, repetition_penalty=1.0, no_repeat_ngram_size=0,
-              suppress_blank=True, suppress_tokens=(-1,), max_length=448, temperature=0.0, logprobs=False,
-              prompt_length=4, timestamps=False)
+KEY = CallKey(
+    beam_size=5,
+    patience=1.0,
+    length_penalty=1.0,
+    repetition_penalty=1.0,
+    no_repeat_ngram_size=0,
+    suppress_blank=True,
+    suppress_tokens=(-1,),
+    max_length=448,
+    temperature=0.0,
+    logprobs=False,
+    prompt_length=4,
+    timestamps=False,
+)
 
 
 class FakeModel:
@@ -63,8 +74,12 @@ def test_calls_are_grouped_by_what_ctranslate2_fixes_per_call():
     time.sleep(0.2)
     sampled = replace(KEY, temperature=0.4)
     longer = replace(KEY, prompt_length=6)
-    futures = [b.submit("a", features(0), [1, 2, 3, 4], KEY), b.submit("b", features(1), [1, 2, 3, 4], sampled),
-               b.submit("c", features(2), [9, 1, 2, 3, 4, 5], longer), b.submit("d", features(3), [5, 6, 7, 8], KEY)]
+    futures = [
+        b.submit("a", features(0), [1, 2, 3, 4], KEY),
+        b.submit("b", features(1), [1, 2, 3, 4], sampled),
+        b.submit("c", features(2), [9, 1, 2, 3, 4, 5], longer),
+        b.submit("d", features(3), [5, 6, 7, 8], KEY),
+    ]
     model.gate.set()
     wait(wait_first, None)
     [wait(f, None) for f in futures]

@@ -34,6 +34,7 @@ def test_admission_bounds_active_and_queued_and_refuses_the_rest():
         tickets[1].done()
         tickets[1].done()  # closing twice is harmless
         assert adm.admitted == 0 and adm.active == 0
+
     asyncio.run(scenario())
 
 
@@ -50,6 +51,7 @@ def test_a_cancelled_wait_gives_its_place_back():
         third = adm.admit()
         await asyncio.wait_for(third.start(), 1)
         assert adm.active == 1
+
     asyncio.run(scenario())
 
 
@@ -132,12 +134,21 @@ def test_exclusive_serialises_users():
     assert max(overlap) == 1 and model.loads == 1
 
 
-@pytest.mark.parametrize(("cause", "permanent"), [
-    (FileNotFoundError("no such model"), True), (OSError("gated repo"), True), (ValueError("bad config"), True),
-    (MemoryError(), False), (TimeoutError(), False), (ConnectionError(), False)])
+@pytest.mark.parametrize(
+    ("cause", "permanent"),
+    [
+        (FileNotFoundError("no such model"), True),
+        (OSError("gated repo"), True),
+        (ValueError("bad config"), True),
+        (MemoryError(), False),
+        (TimeoutError(), False),
+        (ConnectionError(), False),
+    ],
+)
 def test_load_failures_say_whether_a_retry_can_help(cause, permanent):
     def loader():
         raise cause
+
     model = ManagedModel("coqui:x", loader, -1)
     with pytest.raises(ModelLoadError) as err, model.use():
         pass

@@ -9,11 +9,25 @@ ROUTES = [
     ("GET", "/v1/models/whisper-1", {}),
     ("POST", "/v1/audio/transcriptions", {"files": audio_file(), "data": {"model": "whisper-1"}}),
     ("POST", "/v1/audio/translations", {"files": audio_file(), "data": {"model": "whisper-1"}}),
-    ("POST", "/v1/audio/speech", {"json": {"model": "tts-1", "voice": "alloy", "input": "hi",
-                                           "response_format": "wav"}}),
+    (
+        "POST",
+        "/v1/audio/speech",
+        {"json": {"model": "tts-1", "voice": "alloy", "input": "hi", "response_format": "wav"}},
+    ),
 ]
-REFUSED = [None, "", "Bearer", "Bearer ", "Bearer  ", "Basic sk-good", "sk-good", "Bearer sk-bad",
-           "Bearer sk-good-but-longer", "Bearer sk-goo", "Token sk-good"]
+REFUSED = [
+    None,
+    "",
+    "Bearer",
+    "Bearer ",
+    "Bearer  ",
+    "Basic sk-good",
+    "sk-good",
+    "Bearer sk-bad",
+    "Bearer sk-good-but-longer",
+    "Bearer sk-goo",
+    "Token sk-good",
+]
 
 
 @pytest.mark.parametrize(("method", "path", "kwargs"), ROUTES)
@@ -53,7 +67,7 @@ def test_no_keys_configured_means_no_auth(gw):
 
 def test_the_playground_is_open_and_can_be_turned_off(keyed, gateway_with):
     page = keyed.client.get("/playground")
-    assert page.status_code == 200 and "<script src=\"/playground/app.js\">" in page.text
+    assert page.status_code == 200 and '<script src="/playground/app.js">' in page.text
     assert "default-src 'self'" in page.headers["content-security-policy"]
     assert keyed.client.get("/playground/style.css").status_code == 200
     off = gateway_with(playground=False)

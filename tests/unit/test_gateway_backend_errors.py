@@ -12,16 +12,21 @@ def transcribe(gw, **data):
 
 
 def speak(gw, fmt="wav"):
-    return gw.client.post("/v1/audio/speech", json={"model": "tts-1", "voice": "alloy", "input": "Hi.",
-                                                    "response_format": fmt})
+    return gw.client.post(
+        "/v1/audio/speech", json={"model": "tts-1", "voice": "alloy", "input": "Hi.", "response_format": fmt}
+    )
 
 
 def test_predictor_400_keeps_param_and_code(gw):
     gw.asr.answer = error(400, "language 'xx' is not supported", param="language", code="invalid_value")
     r = transcribe(gw, language="xx")
     assert r.status_code == 400
-    assert r.json()["error"] == {"message": "language 'xx' is not supported", "type": "invalid_request_error",
-                                 "param": "language", "code": "invalid_value"}
+    assert r.json()["error"] == {
+        "message": "language 'xx' is not supported",
+        "type": "invalid_request_error",
+        "param": "language",
+        "code": "invalid_value",
+    }
 
 
 def test_predictor_429_passes_retry_after(gw):
@@ -32,8 +37,12 @@ def test_predictor_429_passes_retry_after(gw):
 
 
 def test_permanent_load_failure_is_not_retried(gw):
-    gw.tts.answer = error(503, "TTS backend unavailable: could not load model 'coqui:x'", code="model_unavailable",
-                          headers={"x-should-retry": "false"})
+    gw.tts.answer = error(
+        503,
+        "TTS backend unavailable: could not load model 'coqui:x'",
+        code="model_unavailable",
+        headers={"x-should-retry": "false"},
+    )
     r = speak(gw)
     assert r.status_code == 503 and r.headers["x-should-retry"] == "false" and "retry-after" not in r.headers
     assert "coqui:x" in r.json()["error"]["message"]
@@ -57,6 +66,7 @@ def test_malformed_answers_are_502(gw, fmt):
 def test_unexpected_gateway_failure_is_a_500_with_the_request_id(gw):
     def explode(_):
         raise RuntimeError("boom at /internal/path")
+
     gw.asr.answer = explode
     r = transcribe(gw)
     assert r.status_code == 500
@@ -72,6 +82,7 @@ def test_stale_connection_is_retried_once(gw):
         calls.append(1)
         gw.tts.answer = None  # the retry gets the happy path
         raise httpx.RemoteProtocolError("Server disconnected without sending a response.", request=request)
+
     gw.tts.answer = flaky
     r = speak(gw)
     assert r.status_code == 200 and r.content[:4] == b"RIFF" and len(calls) == 1

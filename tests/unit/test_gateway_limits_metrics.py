@@ -7,15 +7,17 @@ from tests.unit.conftest import WAV_HEADER
 
 def test_json_body_over_the_limit_is_413(gateway_with):
     gw = gateway_with(max_json_bytes=2048)
-    r = gw.client.post("/v1/audio/speech", content=b'{"input": "' + b"a" * 5000 + b'"}',
-                       headers={"content-type": "application/json"})
+    r = gw.client.post(
+        "/v1/audio/speech", content=b'{"input": "' + b"a" * 5000 + b'"}', headers={"content-type": "application/json"}
+    )
     assert r.status_code == 413 and r.json()["error"]["code"] == "request_too_large"
 
 
 def test_multipart_over_the_limit_is_413_by_content_length(gateway_with):
     gw = gateway_with(max_upload_bytes=1000, max_form_overhead_bytes=1000)
-    r = gw.client.post("/v1/audio/transcriptions", files={"file": ("a.wav", WAV_HEADER + b"\0" * 5000)},
-                       data={"model": "whisper-1"})
+    r = gw.client.post(
+        "/v1/audio/transcriptions", files={"file": ("a.wav", WAV_HEADER + b"\0" * 5000)}, data={"model": "whisper-1"}
+    )
     assert r.status_code == 413 and not [s for s in gw.asr.seen if s.path != "/models"]
 
 
@@ -28,38 +30,48 @@ def test_streamed_body_over_the_limit_is_413_while_reading(gateway_with):
         for _ in range(100):
             yield b"-" * 1000
 
-    r = gw.client.post("/v1/audio/transcriptions", content=body(),
-                       headers={"content-type": "multipart/form-data; boundary=x"})
+    r = gw.client.post(
+        "/v1/audio/transcriptions", content=body(), headers={"content-type": "multipart/form-data; boundary=x"}
+    )
     assert r.status_code == 413 and r.json()["error"]["code"] == "request_too_large"
 
 
 def test_file_over_the_upload_limit_is_413_naming_it(gateway_with):
     gw = gateway_with(max_upload_bytes=1000)
-    r = gw.client.post("/v1/audio/transcriptions", files={"file": ("a.wav", WAV_HEADER + b"\0" * 2000)},
-                       data={"model": "whisper-1"})
+    r = gw.client.post(
+        "/v1/audio/transcriptions", files={"file": ("a.wav", WAV_HEADER + b"\0" * 2000)}, data={"model": "whisper-1"}
+    )
     assert r.status_code == 413 and r.json()["error"]["param"] == "file"
 
 
 def samples(gw) -> dict[tuple, float]:
     text = gw.client.get("/metrics").text
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 def test_request_metrics_count_by_route_model_format_and_status(gateway_with):
     gw = gateway_with()
     gw.client.get("/v1/models")  # fills the known model ids
     for fmt in ("json", "text", "json"):
-        gw.client.post("/v1/audio/transcriptions", files={"file": ("a.wav", WAV_HEADER)},
-                       data={"model": "whisper-1", "response_format": fmt})
+        gw.client.post(
+            "/v1/audio/transcriptions",
+            files={"file": ("a.wav", WAV_HEADER)},
+            data={"model": "whisper-1", "response_format": fmt},
+        )
     gw.client.post("/v1/audio/transcriptions", files={"file": ("a.wav", WAV_HEADER)}, data={"model": "made-up"})
     gw.client.post("/v1/audio/speech", json={"model": "tts-1", "voice": "x", "input": "Hi.", "response_format": "mp3"})
     got = samples(gw)
     route = "/v1/audio/transcriptions"
 
     def count(model, fmt, status, r=route):
-        key = ("speech_gateway_requests_total", (("model", model), ("response_format", fmt), ("route", r),
-                                                 ("status", status)))
+        key = (
+            "speech_gateway_requests_total",
+            (("model", model), ("response_format", fmt), ("route", r), ("status", status)),
+        )
         return got.get(key, 0)
 
     assert count("whisper-1", "json", "200") == 2 and count("whisper-1", "text", "200") == 1

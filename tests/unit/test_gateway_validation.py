@@ -18,21 +18,24 @@ def infer_calls(fake):
     return [s for s in fake.seen if s.path != "/models"]
 
 
-@pytest.mark.parametrize(("fields", "param"), [
-    ({"model": "gpt-nope"}, "model"),
-    ({"input": ""}, "input"),
-    ({"input": "   "}, "input"),
-    ({"input": "x" * 4097}, "input"),
-    ({"speed": 0.1}, "speed"),
-    ({"speed": 4.5}, "speed"),
-    ({"speed": "fast"}, "speed"),
-    ({"response_format": "ogg"}, "response_format"),
-    ({"stream_format": "websocket"}, "stream_format"),
-    ({"voice": {"name": "x"}}, "voice"),
-    ({"voice": 7}, "voice"),
-    ({"unknown_field": 1}, "unknown_field"),
-    ({"instructions": "x" * 4097}, "instructions"),
-])
+@pytest.mark.parametrize(
+    ("fields", "param"),
+    [
+        ({"model": "gpt-nope"}, "model"),
+        ({"input": ""}, "input"),
+        ({"input": "   "}, "input"),
+        ({"input": "x" * 4097}, "input"),
+        ({"speed": 0.1}, "speed"),
+        ({"speed": 4.5}, "speed"),
+        ({"speed": "fast"}, "speed"),
+        ({"response_format": "ogg"}, "response_format"),
+        ({"stream_format": "websocket"}, "stream_format"),
+        ({"voice": {"name": "x"}}, "voice"),
+        ({"voice": 7}, "voice"),
+        ({"unknown_field": 1}, "unknown_field"),
+        ({"instructions": "x" * 4097}, "instructions"),
+    ],
+)
 def test_speech_rules(gw, fields, param):
     r = gw.client.post("/v1/audio/speech", json=speech(**fields))
     assert r.status_code == 400, r.text
@@ -41,29 +44,56 @@ def test_speech_rules(gw, fields, param):
     assert not infer_calls(gw.tts)
 
 
-@pytest.mark.parametrize(("fields", "param"), [
-    ({"model": "gpt-nope"}, "model"),
-    ({"response_format": "mp3"}, "response_format"),
-    ({"temperature": "1.5"}, "temperature"),
-    ({"timestamp_granularities[]": "word"}, "timestamp_granularities[]"),
-    ({"timestamp_granularities[]": "sentence", "response_format": "verbose_json"}, "timestamp_granularities[]"),
-    ({"min_speakers": "2"}, "min_speakers"),
-    ({"diarize": "true", "min_speakers": "3", "max_speakers": "2"}, "min_speakers"),
-    ({"min_speakers": "0", "diarize": "true"}, "min_speakers"),
-    ({"include[]": "logprobs", "response_format": "srt"}, "include[]"),
-    ({"include[]": "logprobs", "advanced": "true"}, "include[]"),
-    ({"include[]": "everything"}, "include[]"),
-    ({"known_speaker_names[]": "agent", "response_format": "diarized_json"}, "known_speaker_references[]"),
-    ({"known_speaker_names[]": "agent", "known_speaker_references[]": "aGVsbG8=",
-      "response_format": "diarized_json"}, "known_speaker_references[]"),
-    ({"known_speaker_names[]": "agent", "known_speaker_references[]": "data:audio/wav;base64,AAA",
-      "response_format": "diarized_json"}, "known_speaker_references[]"),
-    ({"known_speaker_names[]": ["a", "a"], "known_speaker_references[]": [DATA, DATA],
-      "response_format": "diarized_json"}, "known_speaker_names[]"),
-    ({"known_speaker_names[]": "agent", "known_speaker_references[]": DATA}, "known_speaker_names[]"),
-    ({"known_speaker_names[]": list("abcde"), "known_speaker_references[]": [DATA] * 5,
-      "response_format": "diarized_json"}, "known_speaker_names[]"),
-])
+@pytest.mark.parametrize(
+    ("fields", "param"),
+    [
+        ({"model": "gpt-nope"}, "model"),
+        ({"response_format": "mp3"}, "response_format"),
+        ({"temperature": "1.5"}, "temperature"),
+        ({"timestamp_granularities[]": "word"}, "timestamp_granularities[]"),
+        ({"timestamp_granularities[]": "sentence", "response_format": "verbose_json"}, "timestamp_granularities[]"),
+        ({"min_speakers": "2"}, "min_speakers"),
+        ({"diarize": "true", "min_speakers": "3", "max_speakers": "2"}, "min_speakers"),
+        ({"min_speakers": "0", "diarize": "true"}, "min_speakers"),
+        ({"include[]": "logprobs", "response_format": "srt"}, "include[]"),
+        ({"include[]": "logprobs", "advanced": "true"}, "include[]"),
+        ({"include[]": "everything"}, "include[]"),
+        ({"known_speaker_names[]": "agent", "response_format": "diarized_json"}, "known_speaker_references[]"),
+        (
+            {
+                "known_speaker_names[]": "agent",
+                "known_speaker_references[]": "aGVsbG8=",
+                "response_format": "diarized_json",
+            },
+            "known_speaker_references[]",
+        ),
+        (
+            {
+                "known_speaker_names[]": "agent",
+                "known_speaker_references[]": "data:audio/wav;base64,AAA",
+                "response_format": "diarized_json",
+            },
+            "known_speaker_references[]",
+        ),
+        (
+            {
+                "known_speaker_names[]": ["a", "a"],
+                "known_speaker_references[]": [DATA, DATA],
+                "response_format": "diarized_json",
+            },
+            "known_speaker_names[]",
+        ),
+        ({"known_speaker_names[]": "agent", "known_speaker_references[]": DATA}, "known_speaker_names[]"),
+        (
+            {
+                "known_speaker_names[]": list("abcde"),
+                "known_speaker_references[]": [DATA] * 5,
+                "response_format": "diarized_json",
+            },
+            "known_speaker_names[]",
+        ),
+    ],
+)
 def test_transcription_rules(gw, fields, param):
     r = gw.client.post("/v1/audio/transcriptions", files=audio_file(), data={"model": "whisper-1", **fields})
     assert r.status_code == 400, r.text
@@ -72,8 +102,9 @@ def test_transcription_rules(gw, fields, param):
 
 
 def test_empty_and_missing_file(gw):
-    r = gw.client.post("/v1/audio/transcriptions", files={"file": ("a.wav", b"", "audio/wav")},
-                       data={"model": "whisper-1"})
+    r = gw.client.post(
+        "/v1/audio/transcriptions", files={"file": ("a.wav", b"", "audio/wav")}, data={"model": "whisper-1"}
+    )
     assert r.status_code == 400 and r.json()["error"]["code"] == "empty_file"
     r = gw.client.post("/v1/audio/transcriptions", data={"model": "whisper-1"})
     assert r.status_code == 400 and r.json()["error"]["param"] == "file"
@@ -96,8 +127,12 @@ def test_echoed_values_are_cut_short(gw):
 
 
 def test_valid_requests_reach_the_backend_with_the_request_id(gw):
-    r = gw.client.post("/v1/audio/transcriptions", files=audio_file(), data={"model": "whisper-1"},
-                       headers={"x-request-id": "client-id-123"})
+    r = gw.client.post(
+        "/v1/audio/transcriptions",
+        files=audio_file(),
+        data={"model": "whisper-1"},
+        headers={"x-request-id": "client-id-123"},
+    )
     assert r.status_code == 200 and r.json()["text"] == "Hello there."
     assert r.headers["x-request-id"] == "client-id-123"
     call = infer_calls(gw.asr)[-1]
@@ -107,9 +142,16 @@ def test_valid_requests_reach_the_backend_with_the_request_id(gw):
 
 
 def test_known_speaker_references_travel_as_binary(gw):
-    r = gw.client.post("/v1/audio/transcriptions", files=audio_file(), data={
-        "model": "whisper-1", "response_format": "diarized_json", "known_speaker_names[]": ["ann", "bo"],
-        "known_speaker_references[]": [DATA, "data:audio/ogg;base64," + base64.b64encode(b"OggS-x").decode()]})
+    r = gw.client.post(
+        "/v1/audio/transcriptions",
+        files=audio_file(),
+        data={
+            "model": "whisper-1",
+            "response_format": "diarized_json",
+            "known_speaker_names[]": ["ann", "bo"],
+            "known_speaker_references[]": [DATA, "data:audio/ogg;base64," + base64.b64encode(b"OggS-x").decode()],
+        },
+    )
     assert r.status_code == 200, r.text
     request = infer_calls(gw.asr)[-1].request
     assert request.parameters["known_speaker_names"] == ["ann", "bo"]

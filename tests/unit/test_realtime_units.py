@@ -21,8 +21,9 @@ from tests.unit.fake_predictor import RESULT, error
 
 
 def test_ga_updates_change_only_what_they_name():
-    config = SessionConfig().update_ga({"type": "transcription", "audio": {"input": {
-        "transcription": {"model": "turbo", "language": "de"}}}})
+    config = SessionConfig().update_ga(
+        {"type": "transcription", "audio": {"input": {"transcription": {"model": "turbo", "language": "de"}}}}
+    )
     config = config.update_ga({"type": "transcription", "audio": {"input": {"format": {"type": "audio/pcmu"}}}})
     assert (config.model, config.language, config.format) == ("turbo", "de", "audio/pcmu")
     assert config.turn_detection == Vad()  # OpenAI's default for transcription sessions
@@ -31,8 +32,9 @@ def test_ga_updates_change_only_what_they_name():
 
 
 def test_semantic_vad_is_served_as_server_vad_and_says_so():
-    config = SessionConfig().update_ga({"audio": {"input": {"turn_detection": {"type": "semantic_vad",
-                                                                               "eagerness": "high"}}}})
+    config = SessionConfig().update_ga(
+        {"audio": {"input": {"turn_detection": {"type": "semantic_vad", "eagerness": "high"}}}}
+    )
     rendered = config.render_ga("sess_1", 0)["audio"]["input"]["turn_detection"]
     assert rendered == {"type": "server_vad", "threshold": 0.5, "prefix_padding_ms": 300, "silence_duration_ms": 250}
 
@@ -45,19 +47,26 @@ def test_renders_parse_as_the_sdk_types():
     assert beta["input_audio_format"] == "g711_alaw" and beta["turn_detection"] is None
 
 
-@pytest.mark.parametrize(("session", "param"), [
-    ({"type": "realtime"}, "session.type"),
-    ({"audio": {"input": {"format": {"type": "audio/opus"}}}}, "session.audio.input.format.type"),
-    ({"audio": {"input": {"format": {"type": "audio/pcm", "rate": 16000}}}}, "session.audio.input.format.rate"),
-    ({"audio": {"input": {"turn_detection": {"type": "server_vad", "silence_duration_ms": 10}}}},
-     "session.audio.input.turn_detection.silence_duration_ms"),
-    ({"audio": {"input": {"turn_detection": {"type": "semantic_vad", "eagerness": "max"}}}},
-     "session.audio.input.turn_detection.eagerness"),
-    ({"audio": {"input": {"transcription": {"language": 5}}}}, "session.audio.input.transcription.language"),
-    ({"include": ["item.input_audio_transcription.tokens"]}, "session.include"),
-    ({"audio": "pcm"}, "session.audio"),
-    ("nope", "session"),
-])
+@pytest.mark.parametrize(
+    ("session", "param"),
+    [
+        ({"type": "realtime"}, "session.type"),
+        ({"audio": {"input": {"format": {"type": "audio/opus"}}}}, "session.audio.input.format.type"),
+        ({"audio": {"input": {"format": {"type": "audio/pcm", "rate": 16000}}}}, "session.audio.input.format.rate"),
+        (
+            {"audio": {"input": {"turn_detection": {"type": "server_vad", "silence_duration_ms": 10}}}},
+            "session.audio.input.turn_detection.silence_duration_ms",
+        ),
+        (
+            {"audio": {"input": {"turn_detection": {"type": "semantic_vad", "eagerness": "max"}}}},
+            "session.audio.input.turn_detection.eagerness",
+        ),
+        ({"audio": {"input": {"transcription": {"language": 5}}}}, "session.audio.input.transcription.language"),
+        ({"include": ["item.input_audio_transcription.tokens"]}, "session.include"),
+        ({"audio": "pcm"}, "session.audio"),
+        ("nope", "session"),
+    ],
+)
 def test_bad_configurations_name_the_field(session, param):
     with pytest.raises(ConfigError) as err:
         SessionConfig().update_ga(session)
@@ -94,8 +103,13 @@ def events_until(ws, kind: str, count: int = 1) -> list[dict]:
     return seen
 
 
-CLIENT_COMMITS = {"type": "session.update", "session": {"type": "transcription", "audio": {"input": {
-    "turn_detection": None, "transcription": {"model": "whisper-1", "language": "en"}}}}}
+CLIENT_COMMITS = {
+    "type": "session.update",
+    "session": {
+        "type": "transcription",
+        "audio": {"input": {"turn_detection": None, "transcription": {"model": "whisper-1", "language": "en"}}},
+    },
+}
 
 
 def test_client_commit_flow(gw):
@@ -158,8 +172,9 @@ def test_keys_and_limits_are_checked_before_the_handshake(gateway_with):
     with pytest.raises(WebSocketDenialResponse) as denied:
         gw.client.websocket_connect("/v1/realtime?intent=transcription").__enter__()
     assert denied.value.status_code == 401 and denied.value.json()["error"]["code"] == "invalid_api_key"
-    with gw.client.websocket_connect("/v1/realtime?intent=transcription",
-                                     subprotocols=["realtime", f"openai-insecure-api-key.{KEYS[0]}"]) as ws:
+    with gw.client.websocket_connect(
+        "/v1/realtime?intent=transcription", subprotocols=["realtime", f"openai-insecure-api-key.{KEYS[0]}"]
+    ) as ws:
         assert ws.accepted_subprotocol == "realtime" and ws.receive_json()["type"] == "session.created"
     full = gateway_with(realtime_max_sessions=0)
     with pytest.raises(WebSocketDenialResponse) as busy:
@@ -168,9 +183,11 @@ def test_keys_and_limits_are_checked_before_the_handshake(gateway_with):
 
 
 def test_vad_failure_is_an_error_event(gw):
-    gw.asr.answer = lambda request: (httpx.Response(503, json={"error": {"message": "ASR backend unavailable",
-                                                                         "type": "server_error", "code": "x"}})
-                                     if request.url.path == "/vad" else httpx.Response(500))
+    gw.asr.answer = lambda request: (
+        httpx.Response(503, json={"error": {"message": "ASR backend unavailable", "type": "server_error", "code": "x"}})
+        if request.url.path == "/vad"
+        else httpx.Response(500)
+    )
     with gw.client.websocket_connect("/v1/realtime?intent=transcription") as ws:
         ws.receive_json()
         ws.send_json({"type": "input_audio_buffer.append", "audio": pcm(0.5, loud=True)})

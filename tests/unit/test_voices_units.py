@@ -94,15 +94,34 @@ def test_leftovers_of_a_crash_are_cleared_once_stale(tmp_path):
     assert not old.exists() and fresh.exists()
 
 
-@pytest.mark.parametrize("voice_id", ["../etc", "voice_../../x", "voice_0123", "VOICE_0123456789abcdef01234567",
-                                      "voice_0123456789abcdef0123456/"])
+@pytest.mark.parametrize(
+    "voice_id",
+    ["../etc", "voice_../../x", "voice_0123", "VOICE_0123456789abcdef01234567", "voice_0123456789abcdef0123456/"],
+)
 def test_ids_never_become_paths(tmp_path, voice_id):
     store = VoiceStore(tmp_path, max_voices=5)
     assert store.get(voice_id) is None
 
 
-@pytest.mark.parametrize("name", ["", " x", "x ", "../x", "a/b", "a\\b", "x" * 65, "名前", "voice_1", "Voice_x",
-                                  ".hidden", "-dash", "tab\there", "new\nline"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "",
+        " x",
+        "x ",
+        "../x",
+        "a/b",
+        "a\\b",
+        "x" * 65,
+        "名前",
+        "voice_1",
+        "Voice_x",
+        ".hidden",
+        "-dash",
+        "tab\there",
+        "new\nline",
+    ],
+)
 def test_bad_names(name):
     with pytest.raises(BadRequest):
         check_name(name)
@@ -115,19 +134,21 @@ def test_good_names(name):
 
 # -- samples ---------------------------------------------------------------------------------------
 def test_sample_speech_is_trimmed_and_measured():
-    padded = np.concatenate([np.zeros(samples.RATE * 10, np.float32), tone(5), np.zeros(samples.RATE * 10,
-                                                                                        np.float32)])
+    padded = np.concatenate([np.zeros(samples.RATE * 10, np.float32), tone(5), np.zeros(samples.RATE * 10, np.float32)])
     speech = samples.prepare(wav_bytes(padded), 3, 30)
     assert 5.0 <= speech.size / samples.RATE <= 5.3
 
 
-@pytest.mark.parametrize(("signal", "code"), [
-    (np.zeros(samples.RATE * 5, np.float32), "sample_silent"),
-    (tone(5, level=0.001), "sample_silent"),  # -63 dBFS: room noise, not speech
-    (tone(1.5), "sample_too_short"),
-    (tone(31), "sample_too_long"),
-    (np.concatenate([tone(5), np.zeros(samples.RATE * 70, np.float32)]), "sample_too_long"),
-])
+@pytest.mark.parametrize(
+    ("signal", "code"),
+    [
+        (np.zeros(samples.RATE * 5, np.float32), "sample_silent"),
+        (tone(5, level=0.001), "sample_silent"),  # -63 dBFS: room noise, not speech
+        (tone(1.5), "sample_too_short"),
+        (tone(31), "sample_too_long"),
+        (np.concatenate([tone(5), np.zeros(samples.RATE * 70, np.float32)]), "sample_too_long"),
+    ],
+)
 def test_bad_samples(signal, code):
     with pytest.raises(BadRequest) as err:
         samples.prepare(wav_bytes(signal), 3, 30)
@@ -152,8 +173,9 @@ def test_list_has_both_shapes(gw):
 def test_lists_are_open_by_default_but_uploads_are_not(keyed):
     assert keyed.client.get("/v1/audio/voices").status_code == 200
     assert keyed.client.get("/v1/audio/models").status_code == 200
-    upload = keyed.client.post("/v1/audio/voices", data={"name": "x"},
-                               files={"audio_sample": ("a.wav", b"RIFF", "audio/wav")})
+    upload = keyed.client.post(
+        "/v1/audio/voices", data={"name": "x"}, files={"audio_sample": ("a.wav", b"RIFF", "audio/wav")}
+    )
     assert upload.status_code == 401
     assert keyed.client.delete("/v1/audio/voices/voice_x").status_code == 401
 
@@ -167,22 +189,33 @@ def test_lists_can_need_a_key(gateway_with):
 
 def test_upload_is_forwarded_whole_as_v2(gw):
     sample = bytes(range(256)) * 100
-    r = gw.client.post("/v1/audio/voices", data={"name": "Carol", "consent": "cons_1", "language": "de"},
-                       files={"audio_sample": ("c.webm", sample, "audio/webm")})
+    r = gw.client.post(
+        "/v1/audio/voices",
+        data={"name": "Carol", "consent": "cons_1", "language": "de"},
+        files={"audio_sample": ("c.webm", sample, "audio/webm")},
+    )
     assert r.status_code == 200, r.text
-    assert r.json() == {"id": "voice_0123456789abcdef01234567", "created_at": 1700000000, "name": "Carol",
-                        "object": "audio.voice", "type": "audio_sample"}
+    assert r.json() == {
+        "id": "voice_0123456789abcdef01234567",
+        "created_at": 1700000000,
+        "name": "Carol",
+        "object": "audio.voice",
+        "type": "audio_sample",
+    }
     (seen,) = [s for s in gw.tts.seen if s.path == "/voices"]
     assert seen.request.parameters.items() >= {"name": "Carol", "consent": "cons_1", "language": "de"}.items()
     assert bytes(seen.request.tensor("audio_sample").elements()[0]) == sample
 
 
-@pytest.mark.parametrize(("data", "files", "param"), [
-    ({"name": "x", "type": "prompt", "prompt": "calm"}, {"audio_sample": ("a.wav", b"RIFF", "audio/wav")}, "type"),
-    ({"name": "x"}, {}, "audio_sample"),
-    ({}, {"audio_sample": ("a.wav", b"RIFF", "audio/wav")}, "name"),
-    ({"name": "x"}, {"audio_sample": ("a.wav", b"", "audio/wav")}, "audio_sample"),
-])
+@pytest.mark.parametrize(
+    ("data", "files", "param"),
+    [
+        ({"name": "x", "type": "prompt", "prompt": "calm"}, {"audio_sample": ("a.wav", b"RIFF", "audio/wav")}, "type"),
+        ({"name": "x"}, {}, "audio_sample"),
+        ({}, {"audio_sample": ("a.wav", b"RIFF", "audio/wav")}, "name"),
+        ({"name": "x"}, {"audio_sample": ("a.wav", b"", "audio/wav")}, "audio_sample"),
+    ],
+)
 def test_incomplete_uploads_never_reach_the_predictor(gw, data, files, param):
     r = gw.client.post("/v1/audio/voices", data=data, files=files or None)
     assert r.status_code == 400 and r.json()["error"]["param"] == param
@@ -194,8 +227,12 @@ def test_the_predictors_refusals_pass_through(gw, status):
     gw.tts.answer = error(status, "TTS says no", param="name", code="some_code")
     r = gw.client.delete("/v1/audio/voices/voice_0123")
     assert r.status_code == status
-    assert r.json()["error"] == {"message": "TTS says no", "type": "invalid_request_error", "param": "name",
-                                 "code": "some_code"}
+    assert r.json()["error"] == {
+        "message": "TTS says no",
+        "type": "invalid_request_error",
+        "param": "name",
+        "code": "some_code",
+    }
 
 
 def test_a_kserve_404_is_a_backend_failure(gw):

@@ -23,13 +23,17 @@ class SpeechRequest(BaseModel):
     input: str = Field(min_length=1, max_length=4096)
     voice: str | VoiceId
     instructions: str | None = Field(
-        None, max_length=4096,
-        description="Accepted for compatibility; Coqui models have no instruction input and ignore it.")
+        None,
+        max_length=4096,
+        description="Accepted for compatibility; Coqui models have no instruction input and ignore it.",
+    )
     response_format: SpeechFormat = "mp3"
     speed: float = Field(1.0, ge=0.25, le=4.0)
     stream: bool | None = Field(
-        None, description="Seed field. true: send audio chunk by chunk as it is made; false: the whole file. "
-                          "Omitted: mp3, opus, aac and pcm stream, wav and flac come whole with exact headers.")
+        None,
+        description="Seed field. true: send audio chunk by chunk as it is made; false: the whole file. "
+        "Omitted: mp3, opus, aac and pcm stream, wav and flac come whole with exact headers.",
+    )
     stream_format: Literal["audio", "sse"] = "audio"
 
     @property

@@ -23,18 +23,28 @@ class TranscriptionRequest(BaseModel):
     response_format: TranscriptionFormat = "json"
     temperature: float = Field(0.0, ge=0.0, le=1.0)
     timestamp_granularities: list[Granularity] = Field(
-        ["segment"], alias="timestamp_granularities[]",
-        description="word and/or segment; needs response_format=verbose_json.")
+        ["segment"],
+        alias="timestamp_granularities[]",
+        description="word and/or segment; needs response_format=verbose_json.",
+    )
     include: list[Include] = Field(
-        [], alias="include[]",
-        description="logprobs: each token's log-probability (response_format=json; greedy decoding).")
+        [],
+        alias="include[]",
+        description="logprobs: each token's log-probability (response_format=json; greedy decoding).",
+    )
     stream: bool = False
     known_speaker_names: list[str] = Field(
-        [], alias="known_speaker_names[]", max_length=4,
-        description="Names for up to 4 known speakers, paired by index with known_speaker_references[].")
+        [],
+        alias="known_speaker_names[]",
+        max_length=4,
+        description="Names for up to 4 known speakers, paired by index with known_speaker_references[].",
+    )
     known_speaker_references: list[str] = Field(
-        [], alias="known_speaker_references[]", max_length=4,
-        description="Data URLs (data:audio/wav;base64,...) of 2-10 s of each known speaker.")
+        [],
+        alias="known_speaker_references[]",
+        max_length=4,
+        description="Data URLs (data:audio/wav;base64,...) of 2-10 s of each known speaker.",
+    )
     advanced: bool = Field(False, description="Add WhisperX alignment detail (word times and scores).")
     diarize: bool = Field(False, description="Label segments and words with speakers.")
     min_speakers: int | None = Field(None, ge=1)

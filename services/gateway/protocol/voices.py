@@ -18,12 +18,18 @@ class VoiceCreateRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     name: str = Field(description="Unique name: 1-64 letters, digits, spaces, '_', '.' or '-'.")
-    consent: str | None = Field(None, description="OpenAI's consent recording id; recorded, required only when "
-                                                  "the server says so (TTS_REQUIRE_CONSENT).")
+    consent: str | None = Field(
+        None,
+        description="OpenAI's consent recording id; recorded, required only when "
+        "the server says so (TTS_REQUIRE_CONSENT).",
+    )
     type: Literal["audio_sample", "prompt"] = "audio_sample"
     prompt: str | None = Field(None, description="For type=prompt, which speech-stack does not support.")
-    language: str | None = Field(None, description="The sample's language (an XTTS language code); the voice "
-                                                   "speaks it unless a request says otherwise.")
+    language: str | None = Field(
+        None,
+        description="The sample's language (an XTTS language code); the voice "
+        "speaks it unless a request says otherwise.",
+    )
 
 
 class VoiceEntry(BaseModel):
@@ -32,7 +38,8 @@ class VoiceEntry(BaseModel):
     object: Literal["audio.voice"] = "audio.voice"
     type: Literal["builtin", "operator", "audio_sample", "alias"] = Field(
         description="builtin: the model's speaker; operator: a recording configured by the operator; "
-                    "audio_sample: uploaded through this API; alias: an OpenAI name that falls back to `maps_to`.")
+        "audio_sample: uploaded through this API; alias: an OpenAI name that falls back to `maps_to`."
+    )
     created_at: int | None = None
     language: str | None = None
     maps_to: str | None = None
@@ -41,8 +48,9 @@ class VoiceEntry(BaseModel):
 class VoiceList(BaseModel):
     object: Literal["list"] = "list"
     data: list[VoiceEntry]
-    voices: list[VoiceEntry] = Field(description="The same list, under the key Open WebUI and Kokoro-style "
-                                                 "clients read.")
+    voices: list[VoiceEntry] = Field(
+        description="The same list, under the key Open WebUI and Kokoro-style clients read."
+    )
 
 
 class AudioModel(BaseModel):

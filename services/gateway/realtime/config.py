@@ -29,8 +29,12 @@ class Vad:
     silence_duration_ms: int = 500
 
     def render(self) -> dict:
-        return {"type": "server_vad", "threshold": self.threshold, "prefix_padding_ms": self.prefix_padding_ms,
-                "silence_duration_ms": self.silence_duration_ms}
+        return {
+            "type": "server_vad",
+            "threshold": self.threshold,
+            "prefix_padding_ms": self.prefix_padding_ms,
+            "silence_duration_ms": self.silence_duration_ms,
+        }
 
 
 @dataclass(frozen=True)
@@ -51,8 +55,11 @@ class SessionConfig:
         if not isinstance(session, dict):
             raise ConfigError("session must be an object", "session")
         if session.get("type", "transcription") != "transcription":
-            raise ConfigError("this server serves transcription sessions only: session.type must be "
-                              "'transcription' (connect with ?intent=transcription)", "session.type")
+            raise ConfigError(
+                "this server serves transcription sessions only: session.type must be "
+                "'transcription' (connect with ?intent=transcription)",
+                "session.type",
+            )
         new = self
         audio = _object(session, "audio", "session")
         source = _object(audio, "input", "session.audio") if audio is not None else None
@@ -62,8 +69,12 @@ class SessionConfig:
             if "transcription" in source:
                 new = new._transcription(source["transcription"], "session.audio.input.transcription")
             if "turn_detection" in source:
-                new = replace(new, turn_detection=_turns(source["turn_detection"],
-                                                         "session.audio.input.turn_detection", self.turn_detection))
+                new = replace(
+                    new,
+                    turn_detection=_turns(
+                        source["turn_detection"], "session.audio.input.turn_detection", self.turn_detection
+                    ),
+                )
         if "include" in session:
             new = replace(new, include=_include(session["include"], "session.include"))
         return new
@@ -75,14 +86,16 @@ class SessionConfig:
         if "input_audio_format" in session:
             name = session["input_audio_format"]
             if name not in BETA_FORMATS:
-                raise ConfigError(f"input_audio_format must be one of {sorted(BETA_FORMATS)}",
-                                  "session.input_audio_format")
+                raise ConfigError(
+                    f"input_audio_format must be one of {sorted(BETA_FORMATS)}", "session.input_audio_format"
+                )
             new = replace(new, format=BETA_FORMATS[name])
         if "input_audio_transcription" in session:
             new = new._transcription(session["input_audio_transcription"], "session.input_audio_transcription")
         if "turn_detection" in session:
-            new = replace(new, turn_detection=_turns(session["turn_detection"], "session.turn_detection",
-                                                     self.turn_detection))
+            new = replace(
+                new, turn_detection=_turns(session["turn_detection"], "session.turn_detection", self.turn_detection)
+            )
         if "include" in session:
             new = replace(new, include=_include(session["include"], "session.include"))
         return new
@@ -109,19 +122,33 @@ class SessionConfig:
 
     def render_ga(self, session_id: str, expires_at: int) -> dict:
         fmt: dict[str, Any] = {"type": self.format} | ({"rate": 24000} if self.format == "audio/pcm" else {})
-        return {"id": session_id, "object": "realtime.transcription_session", "type": "transcription",
-                "expires_at": expires_at, "include": list(self.include),
-                "audio": {"input": {"format": fmt, "transcription": self._transcription_object(),
-                                    "noise_reduction": None,
-                                    "turn_detection": self.turn_detection.render() if self.turn_detection
-                                    else None}}}
+        return {
+            "id": session_id,
+            "object": "realtime.transcription_session",
+            "type": "transcription",
+            "expires_at": expires_at,
+            "include": list(self.include),
+            "audio": {
+                "input": {
+                    "format": fmt,
+                    "transcription": self._transcription_object(),
+                    "noise_reduction": None,
+                    "turn_detection": self.turn_detection.render() if self.turn_detection else None,
+                }
+            },
+        }
 
     def render_beta(self, session_id: str, expires_at: int) -> dict:
-        return {"id": session_id, "object": "realtime.transcription_session", "expires_at": expires_at,
-                "input_audio_format": FORMATS[self.format],
-                "input_audio_transcription": self._transcription_object(),
-                "turn_detection": self.turn_detection.render() if self.turn_detection else None,
-                "input_audio_noise_reduction": None, "include": list(self.include)}
+        return {
+            "id": session_id,
+            "object": "realtime.transcription_session",
+            "expires_at": expires_at,
+            "input_audio_format": FORMATS[self.format],
+            "input_audio_transcription": self._transcription_object(),
+            "turn_detection": self.turn_detection.render() if self.turn_detection else None,
+            "input_audio_noise_reduction": None,
+            "include": list(self.include),
+        }
 
 
 def expires(max_seconds: float) -> int:
@@ -148,16 +175,20 @@ def _turns(value: Any, param: str, current: Vad | None) -> Vad | None:
     if value is None:
         return None
     if not isinstance(value, dict) or value.get("type", "server_vad") not in ("server_vad", "semantic_vad"):
-        raise ConfigError(f"{param}.type must be 'server_vad' or 'semantic_vad' (or turn_detection null)",
-                          f"{param}.type")
+        raise ConfigError(
+            f"{param}.type must be 'server_vad' or 'semantic_vad' (or turn_detection null)", f"{param}.type"
+        )
     base = current or Vad()
     if value.get("type") == "semantic_vad":
         eagerness = value.get("eagerness", "auto")
         if eagerness not in EAGERNESS_SILENCE_MS:
             raise ConfigError(f"{param}.eagerness must be one of {sorted(EAGERNESS_SILENCE_MS)}", f"{param}.eagerness")
         return replace(base, silence_duration_ms=EAGERNESS_SILENCE_MS[eagerness])
-    checks = {"threshold": (float, 0.0, 1.0), "prefix_padding_ms": (int, 0, 5000),
-              "silence_duration_ms": (int, 100, 10000)}
+    checks = {
+        "threshold": (float, 0.0, 1.0),
+        "prefix_padding_ms": (int, 0, 5000),
+        "silence_duration_ms": (int, 100, 10000),
+    }
     changes = {}
     for key, (kind, low, high) in checks.items():
         if value.get(key) is None:

@@ -64,8 +64,16 @@ class SessionClosed(Exception):
 
 
 class RealtimeSession:
-    def __init__(self, ws: WebSocket, settings: GatewaySettings, asr: Backend, catalog: ModelCatalog, *,
-                 draining, model: str | None) -> None:
+    def __init__(
+        self,
+        ws: WebSocket,
+        settings: GatewaySettings,
+        asr: Backend,
+        catalog: ModelCatalog,
+        *,
+        draining,
+        model: str | None,
+    ) -> None:
         self.ws, self.settings, self.asr, self.catalog = ws, settings, asr, catalog
         self.draining = draining  # () -> bool
         self.id = new_id("sess")
@@ -116,12 +124,16 @@ class RealtimeSession:
     def _reason_to_close(self, last_event: float) -> SessionClosed | None:
         now, settings = time.monotonic(), self.settings
         if self.draining():
-            return SessionClosed(1001, "server shutting down",
-                                 ("server_shutting_down", "The server is restarting; reconnect."))
+            return SessionClosed(
+                1001, "server shutting down", ("server_shutting_down", "The server is restarting; reconnect.")
+            )
         if now - self.started > settings.realtime_max_session_seconds:
             limit = settings.realtime_max_session_seconds
-            return SessionClosed(1000, "session expired",
-                                 ("session_expired", f"The session reached its maximum duration of {limit:.0f} s."))
+            return SessionClosed(
+                1000,
+                "session expired",
+                ("session_expired", f"The session reached its maximum duration of {limit:.0f} s."),
+            )
         if now - last_event > settings.realtime_idle_seconds:
             idle = settings.realtime_idle_seconds
             return SessionClosed(1000, "idle", ("session_idle", f"No event for {idle:.0f} s."))
@@ -154,10 +166,21 @@ class RealtimeSession:
     def send(self, event: dict) -> None:
         self.outbox.put_nowait({"event_id": new_id("event"), **event})
 
-    def error(self, message: str, code: str, *, param: str | None = None, event_id: Any = None,
-              type_: str = "invalid_request_error") -> None:
-        self.send({"type": "error", "error": {"type": type_, "code": code, "message": message, "param": param,
-                                              "event_id": event_id}})
+    def error(
+        self,
+        message: str,
+        code: str,
+        *,
+        param: str | None = None,
+        event_id: Any = None,
+        type_: str = "invalid_request_error",
+    ) -> None:
+        self.send(
+            {
+                "type": "error",
+                "error": {"type": type_, "code": code, "message": message, "param": param, "event_id": event_id},
+            }
+        )
 
     # -- client events ----------------------------------------------------------------------------
     async def handle(self, message: Mapping[str, Any]) -> None:
@@ -188,9 +211,13 @@ class RealtimeSession:
                 self.clear()
                 self.send({"type": "input_audio_buffer.cleared"})
             else:
-                self.error(f"Invalid value: '{echo(kind)}'. A transcription session takes session.update, "
-                           "transcription_session.update and input_audio_buffer.append, .commit and .clear.",
-                           "invalid_value", param="type", event_id=event_id)
+                self.error(
+                    f"Invalid value: '{echo(kind)}'. A transcription session takes session.update, "
+                    "transcription_session.update and input_audio_buffer.append, .commit and .clear.",
+                    "invalid_value",
+                    param="type",
+                    event_id=event_id,
+                )
         except ConfigError as exc:
             self.error(exc.message, "invalid_value", param=exc.param, event_id=event_id)
         except ClientEventError as exc:
@@ -200,8 +227,10 @@ class RealtimeSession:
         config = self.config.update_beta(session) if beta else self.config.update_ga(session)
         if config.model != self.config.model and await self.catalog.knows("transcription", config.model) is False:
             served = await self.catalog.ids("transcription")
-            raise ConfigError(f"The model '{echo(config.model)}' does not exist or is not a transcription model; "
-                              f"use one of {served}", "session.audio.input.transcription.model")
+            raise ConfigError(
+                f"The model '{echo(config.model)}' does not exist or is not a transcription model; use one of {served}",
+                "session.audio.input.transcription.model",
+            )
         if config.format != self.config.format:
             self.input = InputAudio(config.format)
             self.input.samples_in = self.end * self.input.rate // RATE
@@ -210,16 +239,18 @@ class RealtimeSession:
             self.speech_item = None
         self.config = config
         if beta:
-            self.send({"type": "transcription_session.updated",
-                       "session": config.render_beta(self.id, self.expires_at)})
+            self.send(
+                {"type": "transcription_session.updated", "session": config.render_beta(self.id, self.expires_at)}
+            )
         else:
             self.send({"type": "session.updated", "session": config.render_ga(self.id, self.expires_at)})
         self._kick_vad()
 
     def append(self, audio: Any) -> None:
         if not isinstance(audio, str):
-            raise ClientEventError("input_audio_buffer.append needs 'audio': base64-encoded audio", "invalid_value",
-                                   "audio")
+            raise ClientEventError(
+                "input_audio_buffer.append needs 'audio': base64-encoded audio", "invalid_value", "audio"
+            )
         try:
             data = base64.b64decode(audio, validate=True)
             samples = self.input.convert(data)
@@ -232,8 +263,12 @@ class RealtimeSession:
                 self._end_turn(self.detector.start, self.end)  # a turn as long as the buffer: cut it here
                 self.detector.reset()
             else:
-                raise ClientEventError(f"The input audio buffer is full ({self.settings.realtime_max_buffer_seconds:g}"
-                                       " s of audio): commit or clear it.", "input_audio_buffer_full", "audio")
+                raise ClientEventError(
+                    f"The input audio buffer is full ({self.settings.realtime_max_buffer_seconds:g}"
+                    " s of audio): commit or clear it.",
+                    "input_audio_buffer_full",
+                    "audio",
+                )
         self.buffer = np.concatenate([self.buffer, samples])
         self._kick_vad()
 
@@ -241,7 +276,10 @@ class RealtimeSession:
         if self.buffer.size < MIN_COMMIT_SAMPLES:
             raise ClientEventError(
                 "Error committing input audio buffer: buffer too small. Expected at least 100ms of audio, but "
-                f"buffer only has {ms(self.buffer.size):.2f}ms of audio.", "input_audio_buffer_commit_empty", None)
+                f"buffer only has {ms(self.buffer.size):.2f}ms of audio.",
+                "input_audio_buffer_commit_empty",
+                None,
+            )
         item_id = self.speech_item or new_id("item")
         self._commit(item_id, self.buffer)
         self.clear()
@@ -265,16 +303,21 @@ class RealtimeSession:
                 start, generation = self.vad_done, self.generation
                 context = FRAME if start - FRAME >= self.buffer_start else 0
                 begin = start - context - self.buffer_start
-                chunk = self.buffer[begin: begin + context + frames * FRAME]
+                chunk = self.buffer[begin : begin + context + frames * FRAME]
                 probabilities = await self._score(chunk)
                 if generation != self.generation or self.detector is None:
                     continue
                 self.vad_done = start + frames * FRAME
-                for turn in self.detector.feed(start // FRAME, probabilities[context // FRAME:]):
+                for turn in self.detector.feed(start // FRAME, probabilities[context // FRAME :]):
                     if isinstance(turn, Started):
                         self.speech_item = new_id("item")
-                        self.send({"type": "input_audio_buffer.speech_started", "item_id": self.speech_item,
-                                   "audio_start_ms": ms(turn.sample)})
+                        self.send(
+                            {
+                                "type": "input_audio_buffer.speech_started",
+                                "item_id": self.speech_item,
+                                "audio_start_ms": ms(turn.sample),
+                            }
+                        )
                     else:  # (one batch of frames may end a turn and start the next)
                         self._end_turn(turn.start, turn.sample)
                 if not self.detector.in_speech:  # nothing to keep but the prefix padding (and a context frame)
@@ -297,7 +340,7 @@ class RealtimeSession:
         item_id = self.speech_item or new_id("item")
         self.send({"type": "input_audio_buffer.speech_stopped", "item_id": item_id, "audio_end_ms": ms(end)})
         stop = min(self.end, end + TAIL_SAMPLES)
-        audio = self.buffer[max(0, start - self.buffer_start): max(0, stop - self.buffer_start)]
+        audio = self.buffer[max(0, start - self.buffer_start) : max(0, stop - self.buffer_start)]
         self.speech_item = None
         if audio.size >= MIN_COMMIT_SAMPLES:
             self._commit(item_id, audio)
@@ -311,8 +354,14 @@ class RealtimeSession:
 
     # -- items ------------------------------------------------------------------------------------
     def _commit(self, item_id: str, audio: np.ndarray) -> None:
-        item = {"id": item_id, "object": "realtime.item", "type": "message", "status": "completed", "role": "user",
-                "content": [{"type": "input_audio", "transcript": None}]}
+        item = {
+            "id": item_id,
+            "object": "realtime.item",
+            "type": "message",
+            "status": "completed",
+            "role": "user",
+            "content": [{"type": "input_audio", "transcript": None}],
+        }
         previous = self.last_item
         self.send({"type": "input_audio_buffer.committed", "item_id": item_id, "previous_item_id": previous})
         self.send({"type": "conversation.item.added", "item": item, "previous_item_id": previous})
@@ -324,8 +373,14 @@ class RealtimeSession:
 
     async def _transcribe(self, item_id: str, audio: np.ndarray, config: SessionConfig) -> None:
         REQUEST_ID.set(f"{self.id}/{item_id}")
-        params = {"model": config.model, "task": "transcribe", "language": config.language, "prompt": config.prompt,
-                  "temperature": 0.0, "logprobs": config.logprobs}
+        params = {
+            "model": config.model,
+            "task": "transcribe",
+            "language": config.language,
+            "prompt": config.prompt,
+            "temperature": 0.0,
+            "logprobs": config.logprobs,
+        }
         base = {"item_id": item_id, "content_index": 0}
         try:
             response = await self.asr.open_stream(new_request(params), [Blob.of("audio", [wav_bytes(audio)])])
@@ -336,14 +391,26 @@ class RealtimeSession:
                     started = started or bool(delta)
                     if delta:
                         extra = {"logprobs": event["logprobs"]} if config.logprobs and "logprobs" in event else {}
-                        self.send({"type": "conversation.item.input_audio_transcription.delta", **base,
-                                   "delta": delta, **extra})
+                        self.send(
+                            {
+                                "type": "conversation.item.input_audio_transcription.delta",
+                                **base,
+                                "delta": delta,
+                                **extra,
+                            }
+                        )
                 elif event["type"] == "result":
                     result = event["result"]
                     extra = {"logprobs": result.get("logprobs") or []} if config.logprobs else {}
-                    self.send({"type": "conversation.item.input_audio_transcription.completed", **base,
-                               "transcript": result["text"], **extra,
-                               "usage": {"type": "duration", "seconds": round(audio.size / RATE, 3)}})
+                    self.send(
+                        {
+                            "type": "conversation.item.input_audio_transcription.completed",
+                            **base,
+                            "transcript": result["text"],
+                            **extra,
+                            "usage": {"type": "duration", "seconds": round(audio.size / RATE, 3)},
+                        }
+                    )
                     return
                 else:
                     raise ItemFailed(f"ASR backend failed: {event.get('message')}", event.get("code"))
@@ -357,8 +424,13 @@ class RealtimeSession:
             self._failed(base, "ASR backend stream broke off", "backend_stream_failed", "server_error")
 
     def _failed(self, base: dict, message: str, code: str | None, type_: str) -> None:
-        self.send({"type": "conversation.item.input_audio_transcription.failed", **base,
-                   "error": {"type": type_, "code": code, "message": message, "param": None}})
+        self.send(
+            {
+                "type": "conversation.item.input_audio_transcription.failed",
+                **base,
+                "error": {"type": type_, "code": code, "message": message, "param": None},
+            }
+        )
 
 
 class ClientEventError(Exception):

@@ -7,8 +7,11 @@ from services.gateway.errors import NotFound
 from services.gateway.openapi import ERROR_RESPONSES
 from services.gateway.protocol.models import Model
 
-router = APIRouter(prefix="/v1", tags=["models"], responses={
-    401: ERROR_RESPONSES[401], 404: {**ERROR_RESPONSES[400], "description": "No such model"}})
+router = APIRouter(
+    prefix="/v1",
+    tags=["models"],
+    responses={401: ERROR_RESPONSES[401], 404: {**ERROR_RESPONSES[400], "description": "No such model"}},
+)
 
 
 async def served_models(request: Request) -> list[Model]:

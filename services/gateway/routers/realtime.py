@@ -22,24 +22,33 @@ async def realtime(websocket: WebSocket) -> None:
     intent, model = websocket.query_params.get("intent"), websocket.query_params.get("model")
     refusal: ServiceError | None = None
     if intent not in (None, "transcription"):
-        refusal = BadRequest(f"intent '{echo(intent)}' is not served: this server runs transcription sessions "
-                             "(intent=transcription)", param="intent", code="invalid_value")
+        refusal = BadRequest(
+            f"intent '{echo(intent)}' is not served: this server runs transcription sessions (intent=transcription)",
+            param="intent",
+            code="invalid_value",
+        )
     elif model is not None and await state.catalog.knows("transcription", model) is False:
-        refusal = BadRequest(f"The model '{echo(model)}' is not a transcription model", param="model",
-                             code="model_not_found")
+        refusal = BadRequest(
+            f"The model '{echo(model)}' is not a transcription model", param="model", code="model_not_found"
+        )
     elif state.drain.draining:
-        refusal = Unavailable("the gateway is shutting down; reconnect shortly", code="shutting_down",
-                              headers={"Retry-After": "1"})
+        refusal = Unavailable(
+            "the gateway is shutting down; reconnect shortly", code="shutting_down", headers={"Retry-After": "1"}
+        )
     elif state.realtime_sessions >= settings.realtime_max_sessions:
-        refusal = Overloaded(f"all {settings.realtime_max_sessions} realtime sessions are in use; retry shortly",
-                             code="server_busy", headers={"Retry-After": str(settings.retry_after_seconds)})
+        refusal = Overloaded(
+            f"all {settings.realtime_max_sessions} realtime sessions are in use; retry shortly",
+            code="server_busy",
+            headers={"Retry-After": str(settings.retry_after_seconds)},
+        )
     if refusal is not None:
         await deny_websocket(websocket.scope, websocket.send, refusal)
         return
     offered = websocket.scope.get("subprotocols", [])
     await websocket.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None)
-    session = RealtimeSession(websocket, settings, state.asr, state.catalog, model=model,
-                              draining=lambda: state.drain.draining)
+    session = RealtimeSession(
+        websocket, settings, state.asr, state.catalog, model=model, draining=lambda: state.drain.draining
+    )
     state.realtime_sessions += 1
     state.drain.in_flight += 1  # a drain waits for sessions to close
     log.info("realtime session %s started", session.id)

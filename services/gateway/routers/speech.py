@@ -31,7 +31,9 @@ async def create_speech(body: SpeechRequest, request: Request) -> Response:
         return Response(audio, media_type=content_type(body.response_format), headers=headers)
     pcm = await open_stream(state.tts, body)  # backend errors are still HTTP errors here
     if body.stream_format == "sse":
-        return StreamingResponse(sse_events(pcm, body, settings, done), media_type="text/event-stream",
-                                 headers=sse.HEADERS | headers)
-    return StreamingResponse(encoded(pcm, body, settings, done), media_type=content_type(body.response_format),
-                             headers=headers)
+        return StreamingResponse(
+            sse_events(pcm, body, settings, done), media_type="text/event-stream", headers=sse.HEADERS | headers
+        )
+    return StreamingResponse(
+        encoded(pcm, body, settings, done), media_type=content_type(body.response_format), headers=headers
+    )

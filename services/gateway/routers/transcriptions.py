@@ -31,8 +31,9 @@ def _respond(body: str | dict) -> Response:
 
 
 @router.post("/transcriptions")
-async def create_transcription(request: Request, file: Annotated[UploadFile, File()],
-                               form: Annotated[TranscriptionRequest, Form()]) -> Response:
+async def create_transcription(
+    request: Request, file: Annotated[UploadFile, File()], form: Annotated[TranscriptionRequest, Form()]
+) -> Response:
     """OpenAI's transcription, plus WhisperX's `advanced` (aligned words), `diarize` and speaker bounds."""
     annotate(request.scope, model=form.model, response_format=form.response_format, stream=form.stream)
     settings, state = request.app.state.settings, request.app.state
@@ -52,8 +53,9 @@ async def create_transcription(request: Request, file: Annotated[UploadFile, Fil
 
 
 @router.post("/translations")
-async def create_translation(request: Request, file: Annotated[UploadFile, File()],
-                             form: Annotated[TranslationRequest, Form()]) -> Response:
+async def create_translation(
+    request: Request, file: Annotated[UploadFile, File()], form: Annotated[TranslationRequest, Form()]
+) -> Response:
     """Speech in any language -> English text."""
     annotate(request.scope, model=form.model, response_format=form.response_format)
     settings, state = request.app.state.settings, request.app.state

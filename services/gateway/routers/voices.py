@@ -21,8 +21,9 @@ async def get_voices(request: Request) -> VoiceList:
 
 
 @router.post("/voices", response_model_exclude_none=True)
-async def post_voice(request: Request, audio_sample: Annotated[UploadFile, File()],
-                     form: Annotated[VoiceCreateRequest, Form()]) -> Voice:
+async def post_voice(
+    request: Request, audio_sample: Annotated[UploadFile, File()], form: Annotated[VoiceCreateRequest, Form()]
+) -> Voice:
     """Clone a voice from 3-30 s of speech (any format FFmpeg decodes); use its `voice_...` id as `voice`."""
     annotate(request.scope, model="voices")
     size = check_upload(audio_sample, request.app.state.settings, param="audio_sample")
