@@ -113,7 +113,13 @@ def test_real_asr_predictor_unloads_after_each_request_by_default(workdir, spoke
             )
             assert r.status_code == 200 and "dog" in r.json()["text"]
             status = httpx.get(f"{asr.url}/status").json()["model:whisper-1"]
-            assert status == {"loaded": False, "in_use": 0, "loads": expected_loads, "unload_after": 0.0}
+            assert status == {
+                "loaded": False,
+                "loading": False,
+                "in_use": 0,
+                "loads": expected_loads,
+                "unload_after": 0.0,
+            }
     finally:
         for svc in reversed(services):
             svc.stop()

@@ -1,4 +1,4 @@
-"""``python -m services.asr``: settings -> engine -> predictor -> KServe ModelServer."""
+"""``python -m services.asr``: settings -> engine -> predictor -> v2 server."""
 
 from services.asr.engine import AsrEngine
 from services.asr.metrics import AsrMetrics

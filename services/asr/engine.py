@@ -12,7 +12,7 @@ import contextlib
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -49,6 +49,7 @@ def supported_languages() -> set[str]:
 class AsrEngine:
     def __init__(self, settings: AsrSettings, metrics: PredictorMetrics) -> None:
         self.settings, self.metrics = settings, metrics
+        self.waiting: Callable[[], int] = lambda: 0  # requests queued for a place (set by the predictor)
         self.device = resolve_device(settings.device)
         self.compute_type = settings.compute_type or ("float16" if self.device == "cuda" else "int8")
         self.token = settings.hf_token.get_secret_value() if settings.hf_token else None
@@ -61,7 +62,14 @@ class AsrEngine:
         self._diarizer = self._managed(f"diarization:{settings.diarization_model}", self._load_diarizer)
 
     def _managed(self, name: str, loader) -> ManagedModel:
-        return ManagedModel(name, loader, self.settings.unload_policy, observer=self.metrics, on_unload=_close_batcher)
+        return ManagedModel(
+            name,
+            loader,
+            self.settings.unload_policy,
+            observer=self.metrics,
+            on_unload=_close_batcher,
+            keep_while=lambda: self.waiting() > 0,
+        )
 
     @property
     def public_models(self) -> list[str]:

@@ -1,4 +1,4 @@
-"""The ASR KServe predictor. Request: v2 with the audio as a binary BYTES input, the known-speaker
+"""The ASR predictor. Request: v2 with the audio as a binary BYTES input, the known-speaker
 references as a second one, options as parameters. Answer: the rich result as one JSON document in a
 binary BYTES output, or on the streaming route NDJSON events as batches are decoded."""
 
@@ -17,7 +17,8 @@ from services.asr.job import TranscribeJob
 from services.asr.vad import RATE, Vad
 from services.common import v2wire
 from services.common.errors import BadRequest, ServiceError
-from services.common.predictor_server import LazyPredictor, read_v2
+from services.common.predictor import LazyPredictor, TensorSpec
+from services.common.predictor_routes import read_v2
 from services.common.work import Emit
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,8 @@ def _event(kind: str, **fields) -> bytes:
 class AsrPredictor(LazyPredictor):
     speech_engine: AsrEngine
     label = "ASR"
+    inputs = (TensorSpec("audio", "BYTES", (1,)), TensorSpec("known_speaker_references", "BYTES", (-1,)))
+    outputs = (TensorSpec("result", "BYTES", (1,)),)
 
     def public_models(self) -> list[str]:
         return self.speech_engine.public_models

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 import uvicorn
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -105,3 +106,18 @@ class DrainingServer(uvicorn.Server):
                 log.warning("grace period over: cancelling %d request(s)", self.drain.in_flight)
             self.should_exit = True
         return await super().on_tick(counter)
+
+
+def serve(app: ASGIApp, drain: Drain, host: str, port: int, *, keep_alive: int = 5, **options: Any) -> None:
+    """Run ``app`` with uvicorn until a stop signal has drained it (our access log replaces uvicorn's)."""
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=1,
+        timeout_keep_alive=keep_alive,
+        **options,
+    )
+    DrainingServer(config, drain).run()

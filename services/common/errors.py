@@ -7,6 +7,7 @@ messages name the service and the kind of failure; exception text goes to the lo
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 
 MAX_ECHO = 64  # characters of a client's value quoted back in an error message
 
@@ -16,7 +17,12 @@ class ServiceError(Exception):
     type = "server_error"
 
     def __init__(
-        self, message: str, *, param: str | None = None, code: str | None = None, headers: dict[str, str] | None = None
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.message, self.param, self.code = message, param, code
@@ -71,6 +77,23 @@ class Unavailable(ServiceError):
 
 class InternalError(ServiceError):
     status = 500
+
+
+class MethodNotAllowed(ServiceError):
+    status, type = 405, "invalid_request_error"
+
+
+def route_error(status: int, method: str, path: str, headers: Mapping[str, str] | None = None) -> ServiceError:
+    """A route-level refusal as OpenAI words it: an unknown route names the method and the path
+    (``Invalid URL (POST /v1/foo)``); a known route with another method keeps its ``Allow``."""
+    where = f"{method} {echo(path)}"
+    if status == 405:
+        return MethodNotAllowed(f"Method not allowed ({where})", code="method_not_allowed", headers=headers)
+    if status == 404:
+        return NotFound(f"Invalid URL ({where})", headers=headers)
+    err = BadRequest(f"Invalid request ({where})", headers=headers)
+    err.status = status
+    return err
 
 
 def error_body(message: str, type_: str, param: str | None = None, code: str | None = None) -> dict:

@@ -62,7 +62,7 @@ def adopt(name: str) -> None:
 
 
 def configure(service: str, fmt: LogFormat = "text", level: str = "INFO") -> None:
-    """Replace the root handlers (uvicorn's and KServe's loggers propagate to it)."""
+    """Replace the root handlers (uvicorn's loggers propagate to it)."""
     handler = logging.StreamHandler()
     handler.addFilter(_RequestIdFilter(service))
     if fmt == "json":
@@ -74,8 +74,7 @@ def configure(service: str, fmt: LogFormat = "text", level: str = "INFO") -> Non
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(level)
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "kserve", "kserve.trace"):
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logger = logging.getLogger(name)
         logger.handlers, logger.propagate = [], True
     logging.getLogger("uvicorn.access").disabled = True  # our access line replaces it
-    logging.getLogger("kserve.trace").setLevel(logging.WARNING)  # one timing line per request otherwise

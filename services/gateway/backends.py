@@ -78,25 +78,21 @@ class Backend:
     async def _send(
         self, method: str, path: str, body: Body | None, headers: dict[str, str], stream: bool
     ) -> httpx.Response:
+        """Send once; again (once) only when the first attempt provably never reached the predictor
+        (no connection) or could not change anything (a read). A POST whose connection broke after
+        it was written may have been worked on: it is never sent twice (a poison file, a voice upload)."""
         headers = {**headers, "x-request-id": REQUEST_ID.get()}
         for attempt in (1, 2):
             request = self.client.build_request(method, path, content=body() if body else None, headers=headers)
             try:
                 return await self.client.send(request, stream=stream)
-            except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
-                # a pooled connection the predictor closed just before we used it: nothing reached it
-                if attempt == 2:
-                    raise self._transport_error(exc) from exc
-                log.info(
-                    "%s backend: %s before any answer; retrying once on a new connection",
-                    self.label,
-                    type(exc).__name__,
-                )
             except httpx.HTTPError as exc:
-                raise self._transport_error(exc) from exc
+                if attempt == 2 or not _safe_to_resend(method, exc):
+                    raise self._transport_error(exc, method) from exc
+                log.info("%s backend: %s; sending once more", self.label, type(exc).__name__)
         raise AssertionError("unreachable")
 
-    def _transport_error(self, exc: httpx.HTTPError) -> ServiceError:
+    def _transport_error(self, exc: httpx.HTTPError, method: str = "GET") -> ServiceError:
         log.warning("%s backend transport error: %s: %s", self.label, type(exc).__name__, exc)
         if isinstance(exc, httpx.ConnectTimeout):
             return BackendUnavailable(
@@ -112,8 +108,11 @@ class Backend:
             )
         if isinstance(exc, httpx.ConnectError):
             return BackendFailed(f"{self.label} backend request failed: could not connect", code="backend_unreachable")
+        # the predictor may have worked on it (and may fail the same way again): the SDKs must not resend it
         return BackendFailed(
-            f"{self.label} backend request failed: the connection broke off", code="backend_connection_failed"
+            f"{self.label} backend request failed: the connection broke off",
+            code="backend_connection_failed",
+            headers=no_retry() if method == "POST" else {},
         )
 
     async def post(self, path: str, body: Body, headers: dict[str, str]) -> httpx.Response:
@@ -250,6 +249,12 @@ def request_body(header: v2wire.InferRequestHeader, blobs: list[Blob]) -> tuple[
         return parts()
 
     return body, v2wire.request_headers(head, header.body_length(head))
+
+
+def _safe_to_resend(method: str, exc: httpx.HTTPError) -> bool:
+    if isinstance(exc, httpx.ConnectError):  # no connection: nothing was sent
+        return True
+    return method == "GET" and isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError))
 
 
 def new_request(parameters: dict[str, Any]) -> v2wire.InferRequestHeader:

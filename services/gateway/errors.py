@@ -19,6 +19,7 @@ from services.common.errors import (
     ServiceError,
     Unauthorized,
     Unavailable,
+    route_error,
 )
 
 log = logging.getLogger(__name__)
@@ -87,10 +88,10 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(_validation_error(exc))
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        cls: type[ServiceError] = {401: Unauthorized, 404: NotFound, 413: PayloadTooLarge}.get(
-            exc.status_code, BadRequest
-        )
-        err = cls(str(exc.detail))
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code in (404, 405):  # routing: the path or the method is not served
+            return error_response(route_error(exc.status_code, request.method, request.url.path, exc.headers))
+        cls: type[ServiceError] = {401: Unauthorized, 413: PayloadTooLarge}.get(exc.status_code, BadRequest)
+        err = cls(str(exc.detail), headers=exc.headers)
         err.status = exc.status_code
         return error_response(err)

@@ -1,4 +1,4 @@
-"""``python -m services.tts``: settings -> engine -> predictor -> KServe ModelServer."""
+"""``python -m services.tts``: settings -> engine -> predictor -> v2 server."""
 
 from services.common.predictor_server import main
 from services.tts.engine import TtsEngine

@@ -7,7 +7,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,7 +70,14 @@ class TtsEngine:
     def __init__(self, settings: TtsSettings, metrics: PredictorMetrics) -> None:
         self.settings, self.metrics = settings, metrics
         self.device = resolve_device(settings.device)
-        self.coqui = ManagedModel(f"coqui:{settings.model}", self._load, settings.unload_policy, observer=metrics)
+        self.waiting: Callable[[], int] = lambda: 0  # requests queued for a place (set by the predictor)
+        self.coqui = ManagedModel(
+            f"coqui:{settings.model}",
+            self._load,
+            settings.unload_policy,
+            observer=metrics,
+            keep_while=lambda: self.waiting() > 0,
+        )
         self.voices = VoiceLibrary(settings, settings.voice_store or coqui_cache_dir() / "voice-store")
         self.streams_cancelled = 0
         self._voice_facts: tuple[bool, str | None] | None = None  # (clones, fallback voice), known once loaded

@@ -1,4 +1,4 @@
-"""The TTS KServe predictor (and its voice library routes, ``voice_routes``). Request: v2 with the
+"""The TTS predictor (and its voice library routes, ``voice_routes``). Request: v2 with the
 text as one BYTES element, options as parameters.
 Answer: float32 PCM as a binary FP32 output, or on the streaming route raw little-endian float32 PCM
 as it is synthesised (``x-sample-rate`` header)."""
@@ -13,7 +13,7 @@ from starlette.types import Scope
 
 from services.common import v2wire
 from services.common.errors import BadRequest
-from services.common.predictor_server import LazyPredictor
+from services.common.predictor import LazyPredictor, TensorSpec
 from services.common.work import Emit
 from services.tts.engine import Audio, SpeechJob, TtsEngine
 from services.tts.voice_routes import BODY_OVERHEAD, add_voice_routes
@@ -22,6 +22,8 @@ from services.tts.voice_routes import BODY_OVERHEAD, add_voice_routes
 class TtsPredictor(LazyPredictor):
     speech_engine: TtsEngine
     label = "TTS"
+    inputs = (TensorSpec("text", "BYTES", (1,)),)
+    outputs = (TensorSpec("audio", "FP32", (-1,)),)
 
     def public_models(self) -> list[str]:
         return self.speech_engine.public_models

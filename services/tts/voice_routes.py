@@ -12,7 +12,8 @@ from fastapi import FastAPI, Request, Response
 
 from services.common import v2wire
 from services.common.errors import BadRequest
-from services.common.predictor_server import LazyPredictor, admitted, read_v2
+from services.common.predictor import LazyPredictor
+from services.common.predictor_routes import admitted, read_v2
 from services.common.work import ClientGone
 from services.tts.engine import TtsEngine
 from services.tts.voice_library import VoiceUpload

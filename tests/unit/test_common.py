@@ -156,6 +156,65 @@ def test_load_failures_say_whether_a_retry_can_help(cause, permanent):
     assert not str(cause) or str(cause) not in str(err.value)  # the cause goes to the log, not the message
 
 
+def test_status_answers_while_the_model_loads():
+    """A scrape or /status during a (slow) load must not wait for it."""
+    release, entered = threading.Event(), threading.Event()
+
+    def loader():
+        entered.set()
+        release.wait(30)
+        return object()
+
+    model = ManagedModel("m", loader, -1)
+    user = threading.Thread(target=lambda: model.use().__enter__())
+    user.start()
+    assert entered.wait(10)
+    answers = []
+    asker = threading.Thread(target=lambda: answers.append(model.status()))
+    asker.start()
+    asker.join(5)  # before the fix status() took the lock held across the load: it waited here
+    try:
+        assert answers == [{"loaded": False, "loading": True, "in_use": 1, "loads": 0, "unload_after": -1}]
+    finally:
+        release.set()
+        user.join(10)
+    assert model.status()["loaded"] and model.loads == 1
+
+
+def test_after_request_keeps_the_model_while_requests_wait_for_it():
+    waiting = [1]
+    unloaded = []
+    model = ManagedModel("m", object, 0.0, on_unload=unloaded.append, keep_while=lambda: waiting[0] > 0)
+    with model.use():
+        pass
+    assert model.loaded and model.timer_pending  # the next request would only load it again
+    generation = model._generation
+    model._idle_unload(generation)  # the re-check while a request still waits: kept, re-armed
+    assert model.loaded and model.timer_pending
+    waiting[0] = 0
+    with model.use():
+        pass  # the last one out with nobody waiting unloads at once
+    assert not model.loaded and len(unloaded) == 1 and model.loads == 1
+
+
+def test_a_wrapped_transient_cause_is_still_transient():
+    """A hub outage arrives wrapped in the library's own error type (as huggingface_hub wraps it)."""
+
+    class LibraryError(OSError):
+        pass
+
+    def loader():
+        try:
+            raise ConnectionError("connection reset")
+        except ConnectionError as exc:
+            raise LibraryError("could not fetch the model") from exc
+
+    model = ManagedModel("whisper:x", loader, -1)
+    with pytest.raises(ModelLoadError) as err, model.use():
+        pass
+    assert err.value.permanent is False
+
+
 def test_request_ids_are_bounded_and_plain():
     assert accept_request_id("abc-123_x.y:z") == "abc-123_x.y:z"
     for bad in ("", "a" * 129, "has space", "new\nline", None):

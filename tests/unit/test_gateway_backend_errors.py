@@ -75,17 +75,45 @@ def test_unexpected_gateway_failure_is_a_500_with_the_request_id(gw):
     assert rid in body["message"] and "/internal/path" not in body["message"] and body["type"] == "server_error"
 
 
-def test_stale_connection_is_retried_once(gw):
+def test_a_post_whose_connection_broke_is_never_sent_twice(gw):
+    """The predictor may have worked on it (a poison file crashes it again): one attempt, a 502 the SDKs
+    do not retry."""
+    calls = []
+
+    def broken(request):
+        calls.append(1)
+        raise httpx.RemoteProtocolError("Server disconnected without sending a response.", request=request)
+
+    gw.tts.answer = broken
+    r = speak(gw)
+    assert r.status_code == 502 and len(calls) == 1 and r.headers["x-should-retry"] == "false"
+    assert r.json()["error"]["code"] == "backend_connection_failed"
+
+
+def test_a_request_that_never_connected_is_sent_once_more(gw):
+    calls = []
+
+    def refused(request):
+        calls.append(1)
+        gw.tts.answer = None  # the second attempt gets the happy path
+        raise httpx.ConnectError("connection refused", request=request)
+
+    gw.tts.answer = refused
+    r = speak(gw)
+    assert r.status_code == 200 and r.content[:4] == b"RIFF" and len(calls) == 1
+
+
+def test_a_read_that_broke_off_is_asked_again(gw):
     calls = []
 
     def flaky(request):
         calls.append(1)
-        gw.tts.answer = None  # the retry gets the happy path
-        raise httpx.RemoteProtocolError("Server disconnected without sending a response.", request=request)
+        gw.tts.answer = None
+        raise httpx.ReadError("connection reset", request=request)
 
     gw.tts.answer = flaky
-    r = speak(gw)
-    assert r.status_code == 200 and r.content[:4] == b"RIFF" and len(calls) == 1
+    r = gw.client.get("/v1/audio/voices")
+    assert r.status_code == 200 and len(calls) == 1
 
 
 def test_transcription_stream_broken_after_start_ends_with_an_error_event(gw):

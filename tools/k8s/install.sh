@@ -59,6 +59,40 @@ pause_build() {  # needs gcc and glibc's static libc (libc6-dev)
   gcc -Os -Wall -Werror -static -DVERSION="$KUBERNETES_VERSION" -o "$OUT" "$dir/build/pause/linux/pause.c"
 }
 etcd_build() { (cd "$HERE/etcd" && go build -trimpath -ldflags "-s -w" -o "$OUT" go.etcd.io/etcd/server/v3); }
+# mod_copy MODULE VERSION: a writable copy of a module, for tools whose go.mod has replace directives
+# (\`go install\` refuses them) or whose version list the proxy refuses; prints its directory.
+mod_copy() {
+  local src="$CACHE/src/$(basename "$1")-$2"
+  if [ ! -d "$src" ]; then
+    mkdir -p "$CACHE/src"
+    cp -r "$(go mod download -json "$1@$2" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')" "$src.partial"
+    chmod -R u+w "$src.partial"
+    mv "$src.partial" "$src"
+  fi
+  echo "$src"
+}
+traefik_build() {  # upstream's ldflags; the web UI is a placeholder in the module (no dashboard)
+  local src
+  src=$(mod_copy github.com/traefik/traefik/v3 "$TRAEFIK_VERSION")
+  (cd "$src" && go build -trimpath -ldflags "-s -w -X github.com/traefik/traefik/v3/pkg/version.Version=$TRAEFIK_VERSION \
+    -X github.com/traefik/traefik/v3/pkg/version.Codename=speech-stack \
+    -X github.com/traefik/traefik/v3/pkg/version.BuildDate=2026-01-01T00:00:00Z" -o "$OUT" ./cmd/traefik)
+}
+skaffold_build() {  # upstream's Linux release tags
+  local src v=github.com/GoogleContainerTools/skaffold/v2/pkg/skaffold/version
+  src=$(mod_copy github.com/GoogleContainerTools/skaffold/v2 "$SKAFFOLD_VERSION")
+  (cd "$src" && go build -trimpath -tags "timetzdata osusergo netgo static_build release" -ldflags "-s -w \
+    -X $v.version=$SKAFFOLD_VERSION -X $v.buildDate=2026-01-01T00:00:00Z" -o "$OUT" ./cmd/skaffold)
+}
+crane_build() {
+  GOBIN=$(dirname "$OUT") go install -trimpath -ldflags "-s -w" "github.com/google/go-containerregistry/cmd/crane@$CRANE_VERSION"
+}
+keda_build() {  # $1: operator or adapter
+  local src
+  src=$(mod_copy github.com/kedacore/keda/v2 "$KEDA_VERSION")
+  (cd "$src" && go build -trimpath -ldflags "-s -w -X github.com/kedacore/keda/v2/version.Version=${KEDA_VERSION#v} \
+    -X github.com/kedacore/keda/v2/version.GitCommit=release" -o "$OUT" "./cmd/$1")
+}
 kserve_dir() { go mod download -json "github.com/kserve/kserve@$KSERVE_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])'; }
 kserve_build() {
   # KServe's go.mod carries replace directives, so build inside a writable copy of the module.
@@ -83,6 +117,11 @@ build kwok "$KWOK_VERSION" kwok_build
 build coredns "$COREDNS_VERSION" coredns_build
 build pause "$KUBERNETES_VERSION" pause_build
 build kserve-manager "$KSERVE_VERSION-loopback" kserve_build
+build crane "$CRANE_VERSION" crane_build
+build traefik "$TRAEFIK_VERSION" traefik_build
+build skaffold "$SKAFFOLD_VERSION" skaffold_build
+build keda-operator "$KEDA_VERSION" keda_build operator
+build keda-adapter "$KEDA_VERSION" keda_build adapter
 
 # KServe CRDs (full schemas) and its webhook manifests, plus kubeconform's CRD-to-JSON-schema converter.
 CRDS="$CACHE/kserve-crds-$KSERVE_VERSION"
