@@ -98,7 +98,6 @@ class SegmentBatcher:
         self._ready = threading.Condition()
         self._thread: threading.Thread | None = None
         self._closed = False
-        self.dispatches = 0
 
     # -- requests' side ---------------------------------------------------------------------------
     def submit(
@@ -126,10 +125,6 @@ class SegmentBatcher:
             self._ready.notify()
         return job.future
 
-    @property
-    def waiting(self) -> int:
-        return len(self._jobs)
-
     def close(self) -> None:
         with self._ready:
             self._closed = True
@@ -152,7 +147,18 @@ class SegmentBatcher:
                         self._ready.wait(left)
                 jobs = self._take()
             if jobs:
-                self._run(jobs)
+                self._dispatch(jobs)
+
+    def _dispatch(self, jobs: list[SegmentJob]) -> None:
+        """Run one batch; whatever goes wrong fails that batch's segments, never the batcher's thread
+        (its waiters would otherwise wait for ever)."""
+        try:
+            self._run(jobs)
+        except Exception as exc:
+            log.exception("a batch of %d segment(s) failed", len(jobs))
+            for job in jobs:
+                if not job.future.done():
+                    job.future.set_exception(exc)
 
     def _take(self) -> list[SegmentJob]:
         """Up to a batch of live jobs, first in first out, at most ``per_owner`` from one request."""
@@ -180,13 +186,17 @@ class SegmentBatcher:
         for job in jobs:
             groups.setdefault(job.key, []).append(job)
         now = time.perf_counter()
-        self.dispatches += 1
         if self.on_dispatch is not None:
-            self.on_dispatch(len(jobs), len(groups), [now - j.queued for j in jobs])
+            try:
+                self.on_dispatch(len(jobs), len(groups), [now - j.queued for j in jobs])
+            except Exception:
+                log.exception("reporting a batch failed")  # the batch itself still runs
         for key, group in groups.items():
             try:
                 encoded = self.encode(np.stack([j.features for j in group]))
                 results = self.generate(encoded, [j.prompt for j in group], **key.generate_kwargs())
+                if len(results) != len(group):
+                    raise RuntimeError(f"the model returned {len(results)} results for {len(group)} segments")
             except Exception as exc:
                 log.exception("batched decode of %d segment(s) failed", len(group))
                 for job in group:

@@ -9,6 +9,7 @@ decodes under the model's lock); aligners and the diarization pipeline serve one
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 import time
 from collections import OrderedDict
@@ -34,16 +35,16 @@ from services.common.work import Cancelled
 MAX_KNOWN_SPEAKERS = 4
 
 
-def _close_batcher(model) -> None:
-    batcher = getattr(model, "speech_stack_batcher", None)
-    if batcher is not None:
-        batcher.close()
+def _close(model: Any) -> None:
+    if isinstance(model, decoding.LoadedWhisper):
+        model.close()
 
 
-def supported_languages() -> set[str]:
+@functools.cache
+def supported_languages() -> frozenset[str]:
     from faster_whisper.tokenizer import _LANGUAGE_CODES
 
-    return set(_LANGUAGE_CODES)
+    return frozenset(_LANGUAGE_CODES)
 
 
 class AsrEngine:
@@ -67,7 +68,7 @@ class AsrEngine:
             loader,
             self.settings.unload_policy,
             observer=self.metrics,
-            on_unload=_close_batcher,
+            on_unload=_close,
             keep_while=lambda: self.waiting() > 0,
         )
 
@@ -102,20 +103,20 @@ class AsrEngine:
                 download_root=self.settings.download_root,
                 threads=self.settings.threads,
                 vad_method=self.settings.vad_method,
+                vad_options={"vad_onset": decoding.VAD_ONSET, "vad_offset": decoding.VAD_OFFSET},
                 use_auth_token=self.token,
             )
             torch.set_num_threads(self.settings.threads)
             decoding.seed_sampling()
-            hooks = decoding.install_hooks(pipe)
-            pipe.speech_stack_batcher = SegmentBatcher(
+            batcher = SegmentBatcher(
                 pipe.model.encode,
-                hooks.raw.generate,
+                pipe.model.model.generate,
                 batch_size=self.settings.batch_size,
                 max_wait=self.settings.batch_wait_ms / 1000,
                 share=self.settings.batch_share,
                 on_dispatch=getattr(self.metrics, "dispatched", None),
             )
-            return pipe
+            return decoding.LoadedWhisper(pipe, batcher)
 
         return load
 
@@ -249,28 +250,22 @@ class AsrEngine:
 
     def _decode(self, audio, job: TranscribeJob, on_text, cancel) -> tuple[str, list[dict]]:
         whisper = self._whisper_for(job.options.model)
-        sequential = job.options.word_timestamps and self.settings.word_timestamps == "whisper"
-        if self.settings.cross_request_batching and not sequential:
-            with whisper.use() as pipe:  # the batcher serialises the model's calls
-                return decoding.shared(
-                    pipe,
-                    audio,
-                    job.options,
-                    batcher=pipe.speech_stack_batcher,
-                    sampling=self.sampling(job, pipe),
-                    on_text=on_text,
-                    cancel=cancel,
+        if job.options.word_timestamps and self.settings.word_timestamps == "whisper":
+            with whisper.exclusive() as loaded:
+                sampling = self.sampling(job, loaded.pipe)
+                return decoding.sequential(
+                    loaded, audio, job.options, sampling=sampling, on_text=on_text, cancel=cancel
                 )
-        with whisper.exclusive() as pipe:
-            sampling = self.sampling(job, pipe)
-            if sequential:
-                return decoding.sequential(pipe, audio, job.options, sampling=sampling, on_text=on_text, cancel=cancel)
-            return decoding.batched(
-                pipe,
+        # with cross-request batching the batcher shares the model's calls; without it, the model's
+        # lock makes the same path decode one request at a time
+        hold = whisper.use if self.settings.cross_request_batching else whisper.exclusive
+        with hold() as loaded:
+            return decoding.transcribe(
+                loaded,
                 audio,
                 job.options,
-                batch_size=self.settings.batch_size,
-                sampling=sampling,
+                sampling=self.sampling(job, loaded.pipe),
+                window=self.settings.batch_size,
                 on_text=on_text,
                 cancel=cancel,
             )

@@ -4,12 +4,14 @@ The predictor decides every rule; this module only shapes OpenAI's objects."""
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from fastapi import UploadFile
 from pydantic import ValidationError
 
 from services.common.errors import echo
 from services.gateway.backends import Backend, Blob, new_request, request_body
-from services.gateway.errors import BadRequest
+from services.gateway.errors import BadRequest, NotFound
 from services.gateway.protocol.voices import (
     AudioModel,
     AudioModelList,
@@ -63,5 +65,7 @@ async def create_voice(backend: Backend, form: VoiceCreateRequest, sample: Uploa
 async def delete_voice(backend: Backend, voice_id: str) -> VoiceDeleted:
     if not voice_id or len(voice_id) > 128 or not set(voice_id) <= VOICE_ID_CHARS:
         raise BadRequest(f"invalid voice id '{echo(voice_id)}'", param="voice_id", code="invalid_value")
-    done = await backend.json("DELETE", f"/voices/{voice_id}")
+    if voice_id.strip(".") == "":  # "." and ".." would name another route once the URL is normalised
+        raise NotFound(f"No voice with id '{echo(voice_id)}'", param="voice_id", code="voice_not_found")
+    done = await backend.json("DELETE", f"/voices/{quote(voice_id, safe='')}")
     return VoiceDeleted(id=str(done.get("id", voice_id)), deleted=True, object="audio.voice.deleted")

@@ -20,11 +20,12 @@ from services.common.errors import BadRequest, echo
 from services.common.lifecycle import ManagedModel
 from services.common.predictor_metrics import PredictorMetrics
 from services.common.work import Cancelled
+from services.tts import samples
 from services.tts import text as texts
 from services.tts.settings import TtsSettings
 from services.tts.tempo import change_speed
-from services.tts.voice_library import VoiceLibrary, VoiceUpload
-from services.tts.voice_store import StoredVoice
+from services.tts.voice_library import VoiceLibrary, VoiceUpload, condition
+from services.tts.voice_store import ID_PREFIX, StoredVoice
 from services.tts.voices import VoiceChoice, choose_voice
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,26 @@ class SpeechJob:
     speed: float = 1.0
     language: str | None = None
     clone: StoredVoice | None = None  # a voice uploaded through the API
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """What the voice routes need to know about the configured model. ``clones`` (XTTS) and its
+    languages are read from a local model directory's config without loading; the rest, and
+    everything for a hub model, once the model has loaded."""
+
+    clones: bool | None = None
+    languages: list[str] | None = None
+    fallback: str | None = None  # the voice an unknown name falls back to
+    loaded: bool = False
+
+    @classmethod
+    def from_config(cls, model_dir: Path) -> ModelFacts:
+        try:
+            config = json.loads((model_dir / "config.json").read_text())
+        except (OSError, ValueError):
+            return cls()
+        return cls(config.get("model") == "xtts", config.get("languages") or None)
 
 
 @dataclass
@@ -80,7 +101,7 @@ class TtsEngine:
         )
         self.voices = VoiceLibrary(settings, settings.voice_store or coqui_cache_dir() / "voice-store")
         self.streams_cancelled = 0
-        self._voice_facts: tuple[bool, str | None] | None = None  # (clones, fallback voice), known once loaded
+        self.facts = ModelFacts.from_config(Path(settings.model))  # completed by the first load
 
     @property
     def public_models(self) -> list[str]:
@@ -112,7 +133,13 @@ class TtsEngine:
             self._ensure_default_reference()
         self.voices.builtin = list(tts.speakers or [])
         fallback = self.voice_for(tts, None)
-        self._voice_facts = _clones(tts), "default reference" if fallback.speaker_wav else fallback.speaker
+        model = tts.synthesizer.tts_model
+        self.facts = ModelFacts(
+            _clones(tts),
+            list(getattr(model.config, "languages", None) or [self.settings.language]),
+            "default reference" if fallback.speaker_wav else fallback.speaker,
+            loaded=True,
+        )
         return tts
 
     def _ensure_default_reference(self) -> None:
@@ -155,26 +182,52 @@ class TtsEngine:
         return SpeechJob(cleaned, voice, speed, str(language) if language else None, self.voices.clone_for(voice))
 
     # -- voices ----------------------------------------------------------------------------------
-    def list_voices(self) -> list[dict]:
-        """Every voice a request can name (the model is loaded once, to learn its speakers)."""
-        if self._voice_facts is None:
+    def learned(self) -> ModelFacts:
+        """What only a load tells (built-in speakers, languages, the fallback voice): loads the model
+        once, without taking its lock (synthesis goes on)."""
+        if not self.facts.loaded:
             with self.coqui.use():
                 pass
-        clones, fallback = self._voice_facts or (False, None)
-        return self.voices.listing(clones, fallback)
+        return self.facts
+
+    def list_voices(self) -> list[dict]:
+        """Every voice a request can name (the model is loaded once, to learn its speakers)."""
+        facts = self.learned()
+        return self.voices.listing(facts.clones is True, facts.fallback)
 
     def create_voice(self, upload: VoiceUpload, cancel: threading.Event | None = None) -> StoredVoice:
-        """Store an uploaded voice with its conditioning latents, computed once here."""
-        with self.coqui.exclusive() as tts:
-            if not _clones(tts):
-                raise BadRequest(
-                    f"the speech model '{echo(self.settings.model)}' cannot clone voices (XTTS can)",
-                    param="audio_sample",
-                    code="voice_cloning_unsupported",
-                )
-            model = tts.synthesizer.tts_model
-            languages = list(getattr(model.config, "languages", None) or [self.settings.language])
-            return self.voices.create(upload, model, languages, cancel)
+        """Check the upload, then store it with its conditioning latents, computed once here. Every
+        400 and 409 is decided before the model's lock is taken (synthesis is not held up by a bad
+        or duplicate upload), and a bad sample never loads the model."""
+        if self.facts.clones is False:
+            raise self._cannot_clone()
+        speech = samples.prepare(
+            upload.sample, self.settings.min_sample_seconds, self.settings.max_sample_seconds, cancel
+        )
+        facts = self.learned()
+        if not facts.clones:
+            raise self._cannot_clone()
+        self.voices.check_new(upload, facts.languages)
+
+        def condition_with_model(sample: Path, latents: Path) -> None:
+            with self.coqui.exclusive() as tts:
+                condition(tts.synthesizer.tts_model, sample, latents)
+
+        return self.voices.create(upload, speech, condition_with_model)
+
+    def delete_voice(self, voice_id: str) -> StoredVoice:
+        """Only uploaded voices can go; the server's own names are a 403 (built-in speakers are known
+        once the model has loaded, so a name that is not an upload's id waits for that)."""
+        if not voice_id.startswith(ID_PREFIX):
+            self.learned()
+        return self.voices.delete(voice_id)
+
+    def _cannot_clone(self) -> BadRequest:
+        return BadRequest(
+            f"the speech model '{echo(self.settings.model)}' cannot clone voices (XTTS can)",
+            param="audio_sample",
+            code="voice_cloning_unsupported",
+        )
 
     def voice_for(self, tts, voice: str | None) -> VoiceChoice:
         return choose_voice(voice, list(tts.speakers or []), self.settings.voices, self.default_reference, _clones(tts))
@@ -219,7 +272,9 @@ class TtsEngine:
     def plan(self, tts, job: SpeechJob) -> list[Piece]:
         """The pieces to synthesise, each within what the model takes; 400 when nothing is speakable."""
         default = job.language or (job.clone and job.clone.language) or self.settings.language
-        sentences = tts.synthesizer.split_into_sentences(job.text)
+        segmenters = getattr(tts.synthesizer, "segmenter", None) or {}
+        # pySBD's rules of the request's language (Coqui's default is the model's first language)
+        sentences = tts.synthesizer.split_into_sentences(job.text, default if default in segmenters else None)
         if _clones(tts):
             model = tts.synthesizer.tts_model
             languages = list(getattr(model.config, "languages", None) or [default])

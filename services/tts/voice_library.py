@@ -8,9 +8,12 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from services.common.errors import BadRequest, Conflict, Forbidden, PayloadTooLarge, echo
 from services.tts import samples
@@ -67,8 +70,9 @@ class VoiceLibrary:
 
     # -- speech -----------------------------------------------------------------------------------
     def clone_for(self, voice: str | None) -> StoredVoice | None:
-        """The uploaded voice a request names (by id, or by name unless an operator voice has it);
-        an unknown ``voice_...`` id is a 400 here, before any audio."""
+        """The uploaded voice a request names (by id, or by name unless the server answers to that
+        name itself: an operator voice, a built-in speaker, or one of OpenAI's names, which an upload
+        can never take over); an unknown ``voice_...`` id is a 400 here, before any audio."""
         if not voice:
             return None
         if voice.startswith(ID_PREFIX):
@@ -76,9 +80,13 @@ class VoiceLibrary:
             if stored is None:
                 raise UnknownVoice(voice)
             return stored
-        if voice in self.settings.voices or (self.builtin and voice in self.builtin):
+        if voice.casefold() in self.reserved_names():
             return None
         return self.store.named(voice)
+
+    def reserved_names(self) -> set[str]:
+        """Names the server itself answers to (case-insensitive): never an uploaded voice's."""
+        return {n.casefold() for n in (*self.operator, *(self.builtin or []), *OPENAI_VOICES)}
 
     def latents(self, model, voice: StoredVoice):
         """The clone's XTTS conditioning latents: from memory, from its directory, or (a voice made
@@ -151,31 +159,35 @@ class VoiceLibrary:
         language = str(params["language"]) if params.get("language") else None
         return VoiceUpload(name, sample, language, consent)
 
-    def create(
-        self, upload: VoiceUpload, model, languages: list[str], cancel: threading.Event | None = None
-    ) -> StoredVoice:
-        """Check the sample, then store it with its latents (``model``: a loaded XTTS)."""
-        speech = samples.prepare(
-            upload.sample, self.settings.min_sample_seconds, self.settings.max_sample_seconds, cancel
-        )
-        if upload.name.casefold() in {n.casefold() for n in [*self.operator, *(self.builtin or [])]}:
+    def check_new(self, upload: VoiceUpload, languages: list[str] | None) -> None:
+        """The upload's name and language against the server's own (the store decides duplicates
+        between uploads and the limit, when it claims the name)."""
+        if upload.name.casefold() in self.reserved_names():
             raise Conflict(
                 f"'{echo(upload.name)}' is already a voice of this server", param="name", code="voice_name_taken"
             )
-        if upload.language is not None and upload.language not in languages:
+        if self.store.named(upload.name) is not None:  # (the claim also decides races between uploads)
+            raise Conflict(f"a voice named '{echo(upload.name)}' already exists", param="name", code="voice_name_taken")
+        if upload.language is not None and languages is not None and upload.language not in languages:
             raise BadRequest(
                 f"language '{echo(upload.language)}' is not one of the model's: {languages}",
                 param="language",
                 code="unsupported_language",
             )
+
+    def create(
+        self, upload: VoiceUpload, speech: np.ndarray, condition_with: Callable[[Path, Path], None]
+    ) -> StoredVoice:
+        """Claim the name, store the trimmed sample and the latents ``condition_with(sample, out)``
+        computes; the voice appears whole or not at all."""
         seconds = speech.size / samples.RATE
         with self.store.creating(upload.name, seconds, upload.language, upload.consent) as draft:
             write_wav(draft.sample, speech, samples.RATE)
-            condition(model, draft.sample, draft.directory / f"latents-{_model_key(self.settings.model)}.pth")
+            condition_with(draft.sample, draft.directory / f"latents-{_model_key(self.settings.model)}.pth")
         return draft.voice
 
     def delete(self, voice_id: str) -> StoredVoice:
-        if voice_id in {*self.operator, *(self.builtin or []), *OPENAI_VOICES}:
+        if voice_id.casefold() in self.reserved_names():
             raise Forbidden(
                 f"'{echo(voice_id)}' is a voice of the server, not an uploaded one; it cannot be deleted",
                 param="voice_id",

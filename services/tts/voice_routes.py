@@ -50,5 +50,5 @@ def add_voice_routes(app: FastAPI, predictor: LazyPredictor, engine: TtsEngine) 
 
     @app.delete("/voices/{voice_id}", include_in_schema=False)
     async def delete_voice(voice_id: str) -> dict:
-        voice = await asyncio.to_thread(engine.voices.delete, voice_id)
+        voice = await asyncio.to_thread(engine.delete_voice, voice_id)
         return {"id": voice.id, "deleted": True}

@@ -34,6 +34,7 @@ NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 _.\-]{0,63}")
 VOICE_ID = re.compile(r"voice_[0-9a-f]{24}")
 ID_PREFIX = "voice_"
 SAMPLE, META = "sample.wav", "meta.json"
+SETTLED_NS = 2_000_000_000  # a directory unchanged this long can be cached by its mtime
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,8 @@ class VoiceStore:
         self.root, self.max_voices, self.stale_seconds = root, max_voices, stale_seconds
         self._lock = threading.Lock()  # claim checks within this process; mkdir decides between processes
         self._ready = False
+        self._scanned: tuple[int, list[StoredVoice]] | None = None  # (root mtime, the voices then)
+        self._scan_lock = threading.Lock()
 
     @property
     def names_dir(self) -> Path:
@@ -118,10 +121,22 @@ class VoiceStore:
 
     # -- reading ------------------------------------------------------------------------------
     def all(self) -> list[StoredVoice]:
-        if not self.root.is_dir():
+        """Every stored voice. The scan is kept until the root directory changes (a voice appears or
+        disappears by a rename in it, which changes its mtime, on a shared volume too); a directory
+        changed in the last two seconds is scanned every time (timestamps are coarse)."""
+        try:
+            changed = self.root.stat().st_mtime_ns
+        except FileNotFoundError:
             return []
+        with self._scan_lock:
+            if self._scanned is not None and self._scanned[0] == changed:
+                return self._scanned[1]
         voices = [v for p in self.root.iterdir() if VOICE_ID.fullmatch(p.name) and (v := self._read(p))]
-        return sorted(voices, key=lambda v: v.id)
+        voices.sort(key=lambda v: v.id)
+        if time.time_ns() - changed > SETTLED_NS:  # a change within the clock's tick would share the mtime
+            with self._scan_lock:
+                self._scanned = (changed, voices)
+        return voices
 
     def _read(self, directory: Path) -> StoredVoice | None:
         try:

@@ -2,6 +2,8 @@
 temperature fallback, speaker naming, option typing, capped audio decoding."""
 
 import io
+from concurrent.futures import Future
+from dataclasses import replace
 from types import SimpleNamespace
 
 import numpy as np
@@ -9,7 +11,8 @@ import pytest
 import soundfile as sf
 
 from services.asr.audio import AudioTooLong, BadAudio, decode
-from services.asr.decoding import DecodeHooks, Sampling
+from services.asr.batcher import CallKey
+from services.asr.decoding import Sampling, avg_logprob, decode_chunks, fall_back, looks_failed
 from services.asr.diarization import name_speakers
 from services.asr.job import UnsupportedOption, options_from
 
@@ -32,24 +35,51 @@ class FakeCT2:
         ]
 
 
-def hooks_for(fake, sampling, text="plain words"):
-    hooks = DecodeHooks(fake)
-    hooks.reset(sampling=sampling, text_of=lambda tokens: text)
-    return hooks
+KEY = CallKey(
+    beam_size=5,
+    patience=1.0,
+    length_penalty=1.0,
+    repetition_penalty=1.0,
+    no_repeat_ngram_size=0,
+    suppress_blank=True,
+    suppress_tokens=(-1,),
+    max_length=448,
+    temperature=0.0,
+    logprobs=False,
+    prompt_length=4,
+    timestamps=False,
+)
+
+
+def decode_at(fake: FakeCT2, temperature: float):
+    """One segment decoded at this temperature, as the batcher calls the model."""
+    return fake.generate("features", ["prompt"], **replace(KEY, temperature=temperature).generate_kwargs())[0]
+
+
+def settle(fake: FakeCT2, sampling: Sampling, text: str = "plain words"):
+    """A chunk's first decode, then OpenAI's fallback where it applies (as ``ChunkRequest.settle``)."""
+    kwargs = {"length_penalty": 1.0}
+
+    def fails(result) -> bool:
+        return looks_failed(result, sampling, lambda tokens: text, kwargs)
+
+    first = decode_at(fake, sampling.temperature)
+    if not (sampling.fallback and sampling.temperature == 0 and fails(first)):
+        return first, sampling.temperature
+    return fall_back(first, lambda t: decode_at(fake, t), sampling, fails, lambda r: avg_logprob(r, kwargs))
 
 
 def test_temperature_reaches_ctranslate2_as_sampling():
     fake = FakeCT2({})
-    hooks = hooks_for(fake, Sampling(temperature=0.7))
-    hooks.generate("features", ["p1", "p2"], beam_size=5, length_penalty=1.0)
+    _, temperature = settle(fake, Sampling(temperature=0.7))
     (call,) = fake.calls
     assert call["sampling_temperature"] == 0.7 and call["sampling_topk"] == 0 and call["beam_size"] == 1
-    assert [d.temperature for d in hooks.decoded] == [0.7, 0.7]
+    assert temperature == 0.7
 
 
 def test_zero_temperature_decodes_without_sampling():
     fake = FakeCT2({})
-    hooks_for(fake, Sampling(temperature=0.0, fallback=True)).generate("f", ["p"], beam_size=5, length_penalty=1.0)
+    settle(fake, Sampling(temperature=0.0, fallback=True))
     (call,) = fake.calls
     assert "sampling_temperature" not in call and call["beam_size"] == 5
 
@@ -57,22 +87,54 @@ def test_zero_temperature_decodes_without_sampling():
 def test_fallback_redecodes_unlikely_segments_at_rising_temperatures():
     # score -8 over 3 tokens -> avg log-prob -2 (< -1: failed) at 0.0 and 0.2; fine from 0.4
     fake, counted = FakeCT2({0.0: -8.0, 0.2: -8.0, 0.4: -0.4}), []
-    hooks = hooks_for(fake, Sampling(temperature=0.0, fallback=True, redecoded=lambda t, n: counted.append((t, n))))
-    results = hooks.generate("f", ["p"], beam_size=5, length_penalty=1.0)
+    result, temperature = settle(
+        fake, Sampling(temperature=0.0, fallback=True, redecoded=lambda t, n: counted.append((t, n)))
+    )
     assert [c.get("sampling_temperature", 0.0) for c in fake.calls] == [0.0, 0.2, 0.4]
     assert counted == [(0.2, 1), (0.4, 1)]  # what the fallback metric counts
-    assert hooks.decoded[0].temperature == 0.4 and results[0].scores == [-0.4]
+    assert temperature == 0.4 and result.scores == [-0.4]
 
 
 def test_fallback_catches_repetitive_text_and_can_be_switched_off():
     fake = FakeCT2({})
-    hooks_for(fake, Sampling(temperature=0.0, fallback=True), text="la " * 200).generate("f", ["p"], length_penalty=1.0)
+    settle(fake, Sampling(temperature=0.0, fallback=True), text="la " * 200)
     assert len(fake.calls) == 6  # 0.0 then every fallback temperature: the text stays repetitive
     fake = FakeCT2({})
-    hooks_for(fake, Sampling(temperature=0.0, fallback=False), text="la " * 200).generate(
-        "f", ["p"], length_penalty=1.0
-    )
+    settle(fake, Sampling(temperature=0.0, fallback=False), text="la " * 200)
     assert len(fake.calls) == 1
+
+
+class CountingRequest:
+    """A request at the decoding loop's boundary: counts the chunks submitted and not yet taken."""
+
+    def __init__(self) -> None:
+        self.sampling, self.cancel = Sampling(), None
+        self.outstanding = self.most = 0
+
+    def submit(self, chunk, temperature):
+        self.outstanding += 1
+        self.most = max(self.most, self.outstanding)
+        future: Future = Future()
+        future.set_result(chunk["n"])
+        return future
+
+    def settle(self, chunk, result):
+        self.outstanding -= 1
+        return result, 0.0
+
+    def segment(self, i, chunk, result, temperature):
+        return {"id": i, "text": f" {result}"}
+
+
+def test_a_long_file_holds_a_window_of_chunks_not_all_of_them():
+    """Features are made when a chunk is submitted (about 1 MB each): a two-hour file must not hold
+    240 chunks' worth at once."""
+    request = CountingRequest()
+    chunks = [{"n": n} for n in range(240)]
+    texts = []
+    segments = decode_chunks(request, chunks, window=4, on_text=lambda text, _: texts.append(text))
+    assert [s["text"] for s in segments] == [f" {n}" for n in range(240)] == texts
+    assert request.most == 4
 
 
 def test_speakers_are_named_once_for_segments_and_their_words():

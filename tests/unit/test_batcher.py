@@ -4,7 +4,6 @@ first-in-first-out with a per-request share, work conservation, cancellation, fa
 from __future__ import annotations
 
 import threading
-import time
 from dataclasses import replace
 
 import numpy as np
@@ -36,11 +35,13 @@ class FakeModel:
         self.calls: list[tuple[list[int], dict]] = []
         self.gate = threading.Event()
         self.gate.set()
+        self.entered = threading.Event()  # a generate call is running (held at the gate)
 
     def encode(self, features: np.ndarray) -> np.ndarray:
         return features
 
     def generate(self, encoded: np.ndarray, prompts: list[list[int]], **kwargs) -> list:
+        self.entered.set()
         self.gate.wait(10)
         self.calls.append(([int(f[0, 0]) for f in encoded], kwargs))
         return [f"result {int(f[0, 0])}" for f in encoded]
@@ -59,7 +60,7 @@ def test_an_idle_model_decodes_at_once_and_waiting_segments_share_the_next_call(
     b = batcher(model)
     model.gate.clear()
     first = b.submit("a", features(0), [1, 2, 3, 4], KEY)
-    time.sleep(0.2)  # the first call is running: the next segments pile up
+    assert model.entered.wait(10)  # the first call is running: the next segments pile up
     rest = [b.submit(owner, features(n), [1, 2, 3, 4], KEY) for n, owner in ((1, "b"), (2, "c"), (3, "d"))]
     model.gate.set()
     assert wait(first, None) == "result 0" and [wait(f, None) for f in rest] == ["result 1", "result 2", "result 3"]
@@ -71,7 +72,7 @@ def test_calls_are_grouped_by_what_ctranslate2_fixes_per_call():
     b = batcher(model, batch_size=8)
     model.gate.clear()
     wait_first = b.submit("x", features(9), [1, 2, 3, 4], KEY)
-    time.sleep(0.2)
+    assert model.entered.wait(10)
     sampled = replace(KEY, temperature=0.4)
     longer = replace(KEY, prompt_length=6)
     futures = [
@@ -95,7 +96,7 @@ def test_one_request_takes_at_most_its_share_and_order_is_first_in_first_out():
     b = batcher(model, batch_size=4, share=0.5)
     model.gate.clear()
     b.submit("warm", features(99), [1], KEY)
-    time.sleep(0.2)
+    assert model.entered.wait(10)
     long_file = [b.submit("long", features(n), [1], KEY) for n in range(10)]
     clip = b.submit("clip", features(50), [1], KEY)
     model.gate.set()
@@ -111,7 +112,7 @@ def test_segments_of_a_request_that_left_are_dropped():
     b = batcher(model)
     model.gate.clear()
     b.submit("warm", features(99), [1], KEY)
-    time.sleep(0.2)
+    assert model.entered.wait(10)
     gone = threading.Event()
     dropped = [b.submit("gone", features(n), [1], KEY, gone) for n in range(3)]
     kept = b.submit("stays", features(7), [1], KEY)
@@ -149,3 +150,25 @@ def test_dispatches_are_reported():
     b = SegmentBatcher(model.encode, model.generate, batch_size=4, on_dispatch=lambda *a: seen.append(a))
     wait(b.submit("a", features(1), [1], KEY), None)
     assert seen[0][0] == 1 and seen[0][1] == 1 and len(seen[0][2]) == 1
+
+
+def test_a_failing_report_or_a_short_answer_never_stops_the_batcher():
+    """Before, an exception in on_dispatch or a result count that did not match ended the batcher's
+    thread: every later segment then waited for ever."""
+    model = FakeModel()
+
+    def report(*_):
+        raise ValueError("a metrics bug")
+
+    b = SegmentBatcher(model.encode, model.generate, batch_size=4, on_dispatch=report)
+    assert wait(b.submit("a", features(1), [1], KEY), None) == "result 1"  # reported badly, decoded anyway
+
+    def short(encoded, prompts, **kwargs):
+        return model.generate(encoded, prompts, **kwargs)[:-1]  # one result fewer than segments
+
+    b = SegmentBatcher(model.encode, short, batch_size=4)
+    with pytest.raises(RuntimeError, match=r"0 results for 1 segments"):
+        wait(b.submit("a", features(1), [1], KEY), None)
+    second = b.submit("b", features(2), [1], KEY)
+    with pytest.raises(RuntimeError):
+        second.result(10)  # answered (with the error), not left waiting

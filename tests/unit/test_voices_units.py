@@ -244,3 +244,111 @@ def test_a_kserve_404_is_a_backend_failure(gw):
 def test_malformed_voice_list_is_a_502(gw):
     gw.tts.answer = lambda _: httpx.Response(200, content=json.dumps({"data": [{"id": 1}]}))
     assert gw.client.get("/v1/audio/voices").status_code == 502
+
+
+# -- names the server answers to, and the order of an upload's checks ---------------------------------
+def tts_engine(tmp_path, model_config: dict, **settings):
+    from services.common.predictor_metrics import PredictorMetrics
+    from services.tts.engine import TtsEngine
+    from services.tts.settings import TtsSettings
+
+    model_dir = tmp_path / "model"
+    model_dir.mkdir(parents=True)
+    (model_dir / "config.json").write_text(json.dumps(model_config))
+    conf = TtsSettings(model=str(model_dir), voice_store=tmp_path / "store", voice_dir=tmp_path / "voices", **settings)
+    engine = TtsEngine(conf, PredictorMetrics("tts"))
+    loads = []
+
+    def loader():
+        loads.append(1)
+        raise AssertionError("the model was loaded")
+
+    engine.coqui._loader = loader
+    return engine, loads
+
+
+def upload(name: str, signal: np.ndarray):
+    from services.tts.voice_library import VoiceUpload
+
+    return VoiceUpload(name, memoryview(wav_bytes(signal)), None, None)
+
+
+@pytest.mark.parametrize("name", ["alloy", "Alloy", "NOVA", "verse", "Narrator"])
+def test_an_upload_cannot_take_a_name_the_server_answers_to(tmp_path, name):
+    """Security: a voice named alloy would otherwise be spoken for every client's voice="alloy"."""
+    engine, _ = tts_engine(tmp_path, {"model": "xtts", "languages": ["en"]}, voices={"narrator": "/x.wav"})
+    with pytest.raises(Conflict) as err:
+        engine.voices.check_new(upload(name, tone(4)), ["en"])
+    assert err.value.code == "voice_name_taken"
+
+
+def test_a_stored_voice_never_shadows_an_openai_name(tmp_path):
+    """A voice stored under one of OpenAI's names (before this rule, or by hand) is usable by its id only."""
+    engine, _ = tts_engine(tmp_path, {"model": "xtts", "languages": ["en"]})
+    voice_id = make(engine.voices.store, "Alloy")
+    assert engine.voices.clone_for("alloy") is None and engine.voices.clone_for("ALLOY") is None
+    assert engine.voices.clone_for(voice_id).id == voice_id
+
+
+def test_a_bad_sample_or_a_model_that_cannot_clone_never_loads_the_model(tmp_path):
+    engine, loads = tts_engine(tmp_path, {"model": "xtts", "languages": ["en"]})
+    with pytest.raises(BadRequest) as err:
+        engine.create_voice(upload("Narrator", tone(1.0)))
+    assert err.value.code == "sample_too_short" and not loads
+    vits, loads = tts_engine(tmp_path / "vits", {"model": "vits"})
+    with pytest.raises(BadRequest) as err:
+        vits.create_voice(upload("Narrator", tone(5)))
+    assert err.value.code == "voice_cloning_unsupported" and not loads
+
+
+def test_a_duplicate_upload_is_refused_while_synthesis_holds_the_model(tmp_path):
+    """The 409 is decided without the model's lock: a bad or duplicate upload never waits for (or
+    holds up) synthesis."""
+    import threading
+
+    from services.tts.engine import ModelFacts
+
+    engine, loads = tts_engine(tmp_path, {"model": "xtts", "languages": ["en"]})
+    engine.facts = ModelFacts(True, ["en"], None, loaded=True)
+    make(engine.voices.store, "Narrator")
+    outcome = []
+    with engine.coqui.work_lock:  # a long synthesis is running
+        worker = threading.Thread(
+            target=lambda: outcome.append(_raised(engine.create_voice, upload("narrator", tone(5))))
+        )
+        worker.start()
+        worker.join(30)
+    assert outcome and isinstance(outcome[0], Conflict) and outcome[0].code == "voice_name_taken" and not loads
+
+
+def _raised(fn, *args):
+    try:
+        fn(*args)
+    except Exception as exc:  # noqa: BLE001 - the test looks at what was raised
+        return exc
+    return None
+
+
+def test_the_store_scan_is_kept_until_the_directory_changes(tmp_path):
+    store = VoiceStore(tmp_path, 20)
+    first = make(store, "One")
+    past = time.time() - 10  # settled: older than the clock's tick
+    os.utime(tmp_path, (past, past))
+    assert [v.id for v in store.all()] == [first]
+    (tmp_path / first / "meta.json").write_text("{}")  # a scan now would drop it: the cache is used instead
+    assert [v.id for v in store.all()] == [first]
+    second = make(store, "Two")  # a voice appears by a rename: the directory changed
+    assert {v.id for v in store.all()} == {second}  # rescanned (the damaged first one is skipped now)
+
+
+@pytest.mark.parametrize("voice_id", ["..", "."])
+def test_delete_of_dot_segments_is_a_404_not_another_route(gw, voice_id):
+    """``DELETE /v1/audio/voices/%2e%2e`` reaches the route as ``..`` (clients send it unnormalised);
+    forwarded, the predictor's URL would lose a segment (it answered 405, which became a 502)."""
+    import asyncio
+
+    from services.gateway.voices import delete_voice
+
+    with pytest.raises(NotFound) as err:
+        asyncio.run(delete_voice(gw.client.app.state.tts, voice_id))
+    assert err.value.code == "voice_not_found" and not gw.tts.seen
