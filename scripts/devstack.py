@@ -8,6 +8,7 @@ and, after a grace period, SIGKILL.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
 import signal
 import socket
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,6 +47,24 @@ def base_env(threads: int, offline: bool, root: Path = ROOT) -> dict[str, str]:
     return env
 
 
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> Callable[[], None]:
+    """For ``preexec_fn``: the service gets SIGTERM (and drains) when the process that started it dies,
+    however it died. Each service runs in a session of its own (a Ctrl-C reaches only ``make run``,
+    which stops them in order), so without this a killed ``make run`` left them holding their ports."""
+    parent = os.getpid()
+
+    def arm() -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the parent died before the signal was armed
+            os._exit(1)
+
+    return arm
+
+
 @dataclass
 class Service:
     name: str
@@ -68,6 +88,7 @@ class Service:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=die_with_parent(),
                 text=True,
             )
             threading.Thread(target=self._relay, daemon=True).start()
@@ -81,6 +102,7 @@ class Service:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=die_with_parent(),
             )
 
     def _relay(self) -> None:

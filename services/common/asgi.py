@@ -115,8 +115,13 @@ class BodyLimit:
     """413 for a body over ``limit_for(scope)`` bytes: at once from Content-Length, or as soon as
     the streamed bytes pass it (the app then sees a disconnect and its partial response is dropped)."""
 
-    def __init__(self, app: ASGIApp, limit_for: Callable[[Scope], int | None]) -> None:
-        self.app, self.limit_for = app, limit_for
+    def __init__(
+        self,
+        app: ASGIApp,
+        limit_for: Callable[[Scope], int | None],
+        param_for: Callable[[Scope], str | None] | None = None,
+    ) -> None:
+        self.app, self.limit_for, self.param_for = app, limit_for, param_for
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         limit = self.limit_for(scope) if scope["type"] == "http" else None
@@ -124,7 +129,10 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         too_large = PayloadTooLarge(
-            f"Maximum content size limit ({limit}) exceeded", code="request_too_large", headers={"Connection": "close"}
+            f"Maximum content size limit ({limit}) exceeded",
+            param=self.param_for(scope) if self.param_for else None,
+            code="request_too_large",
+            headers={"Connection": "close"},
         )
         declared = header(scope, b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:

@@ -23,6 +23,7 @@ from services.gateway.cancellation import CancelOnDisconnect
 from services.gateway.catalog import ModelCatalog
 from services.gateway.errors import install_error_handlers
 from services.gateway.metrics import GatewayMetrics
+from services.gateway.readiness import Readiness
 from services.gateway.routers import health, models, playground, realtime, speech, transcriptions, voices
 from services.gateway.settings import GatewaySettings
 
@@ -41,6 +42,13 @@ def body_limit(settings: GatewaySettings):
         return settings.max_json_bytes
 
     return limit_for
+
+
+def body_param(scope: Scope) -> str | None:
+    """The field an oversized body is blamed on: the upload of a multipart form."""
+    if not (header(scope, b"content-type") or "").lower().startswith("multipart/"):
+        return None
+    return "audio_sample" if scope["path"].startswith("/v1/audio/voices") else "file"
 
 
 def _secret(value) -> str | None:
@@ -71,6 +79,7 @@ def create_app(settings: GatewaySettings, transports: dict[str, httpx.AsyncBaseT
             settings=settings,
             transport=transports.get("tts"),
         )
+        app.state.readiness = Readiness({"asr": app.state.asr, "tts": app.state.tts})
         app.state.catalog = ModelCatalog(
             {"transcription": app.state.asr, "speech": app.state.tts},
             settings.models_ttl_seconds,
@@ -97,7 +106,7 @@ def create_app(settings: GatewaySettings, transports: dict[str, httpx.AsyncBaseT
     install_error_handlers(app)
     openapi.install(app)
     app.add_middleware(CancelOnDisconnect)
-    app.add_middleware(BodyLimit, limit_for=body_limit(settings))
+    app.add_middleware(BodyLimit, limit_for=body_limit(settings), param_for=body_param)
     app.add_middleware(
         ApiKeyMiddleware,
         keys=[k.get_secret_value() for k in settings.api_keys],

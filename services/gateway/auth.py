@@ -12,6 +12,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.common.asgi import header, send_error
 from services.common.errors import ServiceError, Unauthorized
+from services.common.logs import accept_request_id
 
 OPEN_LISTS = ("/v1/audio/voices", "/v1/audio/models")
 INSECURE_KEY_PROTOCOL = "openai-insecure-api-key."
@@ -81,9 +82,11 @@ async def deny_websocket(scope: Scope, send: Send, exc: ServiceError) -> None:
         await send({"type": "websocket.close", "code": 1008})
         return
     body = json.dumps(exc.body()).encode()
+    rid = accept_request_id(header(scope, b"x-request-id"))
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
+        (b"x-request-id", rid.encode()),
         *((k.lower().encode(), v.encode()) for k, v in exc.headers.items()),
     ]
     await send({"type": "websocket.http.response.start", "status": exc.status, "headers": headers})

@@ -31,6 +31,7 @@ from services.gateway.errors import (
 from services.gateway.settings import GatewaySettings
 
 log = logging.getLogger(__name__)
+PROBE_TIMEOUT_SECONDS = 2.0
 CHUNK = 1 << 16  # bytes read from an upload's spool file at a time
 CLIENT_ERRORS: dict[int, type[ServiceError]] = {
     400: BadRequest,
@@ -114,6 +115,14 @@ class Backend:
             code="backend_connection_failed",
             headers=no_retry() if method == "POST" else {},
         )
+
+    async def ready(self) -> bool:
+        """Whether the predictor answers its readiness probe now (for the gateway's own /readyz)."""
+        try:
+            response = await self.client.get("/readyz", timeout=PROBE_TIMEOUT_SECONDS)
+        except httpx.HTTPError:
+            return False
+        return response.status_code == 200
 
     async def post(self, path: str, body: Body, headers: dict[str, str]) -> httpx.Response:
         response = await self._send("POST", path, body, headers, stream=False)

@@ -16,6 +16,7 @@ from services.common.errors import ServiceError
 from services.gateway.backends import Backend
 
 log = logging.getLogger(__name__)
+FAILED_RETRY_SECONDS = 5.0
 
 
 class ModelCatalog:
@@ -42,7 +43,10 @@ class ModelCatalog:
             ids = [str(i) for i in doc["data"]]
         except (ServiceError, KeyError, TypeError) as exc:
             log.warning("could not list the %s models: %s", kind, getattr(exc, "message", exc))
-            return  # keep what was known; ask again next time
+            # keep what was known, and ask again only after a while: a predictor that is down must not
+            # cost every request a failed call under the lock
+            self._fetched[kind] = time.monotonic() - self.ttl + min(self.ttl, FAILED_RETRY_SECONDS)
+            return
         self._known[kind], self._fetched[kind] = ids, time.monotonic()
         if self.on_update is not None:
             self.on_update(ids)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -46,7 +48,11 @@ class GatewaySettings(BaseSettings):
     )
     max_json_bytes: int = Field(256 * 1024, ge=1024, description="Largest JSON request body (413 above).")
     models_ttl_seconds: float = Field(30.0, ge=0, description="How long the predictors' model lists are cached.")
-    speech_sample_rate: int = Field(24000, description="Sample rate of generated audio (OpenAI: 24 kHz).")
+    speech_sample_rate: Literal[8000, 12000, 16000, 24000, 48000] = Field(
+        24000,
+        description="Sample rate of generated audio (OpenAI: 24 kHz); one every format encodes (Opus takes "
+        "only 8, 12, 16, 24 and 48 kHz).",
+    )
     shutdown_grace_seconds: float = Field(
         120.0, ge=0, description="On SIGTERM, how long requests in flight may finish (new ones get 503)."
     )

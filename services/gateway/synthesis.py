@@ -8,7 +8,9 @@ import asyncio
 import base64
 import logging
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
+import av
 import httpx
 import numpy as np
 
@@ -17,11 +19,17 @@ from services.gateway import sse
 from services.gateway.audio_encoding import AudioEncoder, encode_whole
 from services.gateway.backends import Backend, Blob, new_request
 from services.gateway.catalog import ModelCatalog
-from services.gateway.errors import BackendFailed, BadRequest
+from services.gateway.errors import BackendFailed, BadRequest, ServiceError
 from services.gateway.protocol.speech import SpeechRequest
 from services.gateway.settings import GatewaySettings
 
 log = logging.getLogger(__name__)
+
+
+class EncodingFailed(ServiceError):
+    status = 500
+
+
 STREAMED_BY_DEFAULT = ("mp3", "opus", "aac", "pcm")  # containers that need no final header
 
 
@@ -59,7 +67,7 @@ async def synthesize(backend: Backend, req: SpeechRequest, settings: GatewaySett
     if audio.raw is None or not rate or len(audio.raw) % 4:
         raise backend.malformed(ValueError("no float32 samples or no sample rate"))
     samples = np.frombuffer(audio.raw, dtype="<f4")
-    data = await asyncio.to_thread(encode_whole, samples, int(rate), req.response_format, settings.speech_sample_rate)
+    data = await _encoding(req, encode_whole, samples, int(rate), req.response_format, settings.speech_sample_rate)
     return data, samples.size / int(rate)
 
 
@@ -112,11 +120,20 @@ async def encoded(
     cuts the response off (the HTTP client sees an incomplete body, never a short file that looks whole)."""
     encoder = AudioEncoder(req.response_format, pcm.rate, settings.speech_sample_rate, streaming=True)
     async for samples in pcm.chunks():
-        if data := await asyncio.to_thread(encoder.feed, samples):
+        if data := await _encoding(req, encoder.feed, samples):
             yield data
-    if tail := await asyncio.to_thread(encoder.finish):
+    if tail := await _encoding(req, encoder.finish):
         yield tail
     on_end(pcm.seconds)
+
+
+async def _encoding(req: SpeechRequest, step: Callable[..., bytes], *args: Any) -> bytes:
+    """One encoder step in a worker thread; an encoder failure is named (an ``error`` event in SSE)."""
+    try:
+        return await asyncio.to_thread(step, *args)
+    except (av.FFmpegError, ValueError, OSError) as exc:
+        log.warning("encoding %s failed: %s: %s", req.response_format, type(exc).__name__, exc)
+        raise EncodingFailed(f"encoding the audio as {req.response_format} failed", code="encoding_failed") from exc
 
 
 async def sse_events(
@@ -128,7 +145,7 @@ async def sse_events(
     try:
         async for data in encoded(pcm, req, settings, on_end):
             yield sse.event({"type": "speech.audio.delta", "audio": base64.b64encode(data).decode()})
-    except BackendFailed as exc:
+    except ServiceError as exc:  # the backend's stream broke off, or encoding failed
         yield sse.error_event(exc.message, exc.code)
         return
     frames = int(pcm.seconds * 50)

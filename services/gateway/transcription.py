@@ -173,7 +173,7 @@ def render_transcription(result: dict, form: TranscriptionRequest) -> str | dict
     if fmt == "verbose_json":
         return verbose_transcription(result, set(form.timestamp_granularities), form.advanced)
     if fmt == "json":
-        usage = {"type": "duration", "seconds": result["duration"]}
+        usage = duration_usage(result)
         return Transcription(text=result["text"], logprobs=_logprobs(result, form), usage=usage).model_dump(
             exclude_none=True
         )
@@ -212,7 +212,7 @@ def verbose_transcription(result: dict, granularities: set[str], advanced: bool)
         text=result["text"],
         segments=segments if ("segment" in granularities or advanced) else None,
         words=result.get("words") if ("word" in granularities or advanced) else None,
-        usage={"type": "duration", "seconds": result["duration"]},
+        usage=duration_usage(result),
     )
     return {"task": "transcribe", **body.model_dump(exclude_none=True)}
 
@@ -239,7 +239,7 @@ def diarized(result: dict) -> dict:
         duration=result["duration"],
         text=text,
         segments=segments,
-        usage={"type": "duration", "seconds": result["duration"]},
+        usage=duration_usage(result),
     ).model_dump()
 
 
@@ -299,4 +299,10 @@ def final_events(result: dict, form: TranscriptionRequest) -> list[bytes]:
     done = TranscriptionTextDoneEvent.model_validate(
         {"type": "transcript.text.done", "text": result["text"], "logprobs": _logprobs(result, form)}
     )
-    return [*events, sse.event(done.model_dump(exclude_none=True))]
+    # usage as the JSON answer gives it (the SDK's done event types only token usage; it parses this too)
+    return [*events, sse.event(done.model_dump(exclude_none=True) | {"usage": duration_usage(result)})]
+
+
+def duration_usage(result: dict) -> dict:
+    """Whisper's usage, as OpenAI reports it for whisper-1: the seconds of audio."""
+    return {"type": "duration", "seconds": result["duration"]}

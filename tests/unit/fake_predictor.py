@@ -49,6 +49,7 @@ class FakePredictor:
     models: list[str]
     seen: list[Seen] = field(default_factory=list)
     answer: Callable[[httpx.Request], httpx.Response] | None = None  # overrides the happy path
+    down: bool = False  # its readiness probe cannot connect
 
     @property
     def transport(self) -> httpx.MockTransport:
@@ -63,6 +64,10 @@ class FakePredictor:
         self.seen.append(Seen(path, request.headers, parsed))
         if path == "/models":
             return httpx.Response(200, json={"object": "list", "data": self.models})
+        if path == "/readyz":
+            if self.down:
+                raise httpx.ConnectError("connection refused", request=request)
+            return httpx.Response(200, json={"status": "ready"})
         if self.answer is not None:
             return self.answer(request)
         if path.startswith("/voices"):

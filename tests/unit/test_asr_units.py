@@ -185,3 +185,10 @@ def test_decode_refuses_what_is_not_audio():
     for data in (b"", b"hello world" * 100, b"RIFF\x00\x00"):
         with pytest.raises(BadAudio):
             decode(data, max_seconds=10)
+
+
+def test_a_long_prompt_keeps_only_what_whisper_reads():
+    prompt = "start " + "word " * 20_000 + "the end"
+    options = options_from({"model": "whisper-1", "prompt": prompt})
+    assert len(options.prompt) == 2000 and options.prompt.endswith("word the end")
+    assert options_from({"model": "whisper-1", "prompt": "short"}).prompt == "short"

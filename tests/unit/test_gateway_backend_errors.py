@@ -1,5 +1,7 @@
 """How the gateway turns each backend answer or failure into an OpenAI error, in process."""
 
+import json
+
 import httpx
 import pytest
 
@@ -128,3 +130,37 @@ def test_transcription_stream_broken_after_start_ends_with_an_error_event(gw):
     events = [line for line in r.text.splitlines() if line.startswith("data: ")]
     assert '"transcript.text.delta"' in events[0] and '"type":"error"' in events[-1]
     assert "backend_stream_failed" in events[-1]
+
+
+def test_an_encoder_failure_after_the_200_is_an_sse_error_event(gw, monkeypatch):
+    import av
+
+    from services.gateway import synthesis
+
+    def broken(self, samples):
+        raise av.error.ArgumentError(22, "Invalid argument")  # as libopus refuses a rate it does not take
+
+    monkeypatch.setattr(synthesis.AudioEncoder, "feed", broken)
+    body = {"model": "tts-1", "voice": "alloy", "input": "hi", "response_format": "opus", "stream_format": "sse"}
+    r = gw.client.post("/v1/audio/speech", json=body)
+    events = [json.loads(line[6:]) for line in r.text.splitlines() if line.startswith("data: ")]
+    assert r.status_code == 200 and events[-1]["type"] == "error"
+    assert events[-1]["error"]["code"] == "encoding_failed" and "opus" in events[-1]["error"]["message"]
+
+
+@pytest.mark.parametrize("rate", [22050, 44100, 11025])
+def test_a_sample_rate_opus_cannot_take_is_refused_at_start_up(rate):
+    from pydantic import ValidationError
+
+    from services.gateway.settings import GatewaySettings
+
+    with pytest.raises(ValidationError):
+        GatewaySettings(speech_sample_rate=rate)
+
+
+def test_the_streamed_done_event_carries_usage_like_the_json_answer(gw):
+    r = transcribe(gw, stream="true")
+    events = [json.loads(line[6:]) for line in r.text.splitlines() if line.startswith("data: ")]
+    done = events[-1]
+    assert done["type"] == "transcript.text.done"
+    assert done["usage"] == transcribe(gw).json()["usage"] == {"type": "duration", "seconds": 2.5}

@@ -128,6 +128,17 @@ def test_client_commit_flow(gw):
     assert events[-1]["usage"] == {"type": "duration", "seconds": pytest.approx(1.0, abs=0.01)}
     (sent,) = [s for s in gw.asr.seen if s.path.endswith("/infer_stream")]
     assert sent.request.parameters["language"] == "en" and sent.request.parameters["logprobs"] is False
+    session_id = created["session"]["id"]
+    assert sent.headers["x-request-id"] == f"{session_id}/{events[0]['item_id']}"
+
+
+def test_vad_calls_carry_the_session_id(gw):
+    with gw.client.websocket_connect("/v1/realtime?intent=transcription") as ws:
+        session_id = ws.receive_json()["session"]["id"]
+        ws.send_json({"type": "input_audio_buffer.append", "audio": pcm(1.0, loud=True)})
+        events_until(ws, "input_audio_buffer.speech_started")
+    vad = [s for s in gw.asr.seen if s.path == "/vad"]
+    assert vad and {s.headers["x-request-id"] for s in vad} == {session_id}
 
 
 def test_server_vad_commits_each_turn(gw):
@@ -172,6 +183,7 @@ def test_keys_and_limits_are_checked_before_the_handshake(gateway_with):
     with pytest.raises(WebSocketDenialResponse) as denied:
         gw.client.websocket_connect("/v1/realtime?intent=transcription").__enter__()
     assert denied.value.status_code == 401 and denied.value.json()["error"]["code"] == "invalid_api_key"
+    assert denied.value.headers["x-request-id"].startswith("req_")  # refusals carry one, as every answer
     with gw.client.websocket_connect(
         "/v1/realtime?intent=transcription", subprotocols=["realtime", f"openai-insecure-api-key.{KEYS[0]}"]
     ) as ws:

@@ -98,6 +98,7 @@ class RealtimeSession:
 
     # -- the loop ---------------------------------------------------------------------------------
     async def run(self) -> None:
+        REQUEST_ID.set(self.id)  # the session's calls (VAD) carry its id; its items carry <session>/<item>
         writer = asyncio.create_task(self._writer())
         self.send({"type": "session.created", "session": self.config.render_ga(self.id, self.expires_at)})
         last_event = time.monotonic()

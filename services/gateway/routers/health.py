@@ -13,10 +13,14 @@ async def healthz() -> dict:
 
 @router.get("/readyz")
 async def readyz(request: Request) -> Response:
-    """Readiness: 503 while the gateway drains on shutdown."""
+    """Readiness: 503 while the gateway drains on shutdown, or while none of its predictors answers;
+    the body names each predictor's state (``services.gateway.readiness``)."""
     if request.app.state.drain.draining:
         return JSONResponse({"status": "draining"}, status_code=503)
-    return JSONResponse({"status": "ready"})
+    ready, backends = await request.app.state.readiness.ready()
+    return JSONResponse(
+        {"status": "ready" if ready else "unavailable", "backends": backends}, status_code=200 if ready else 503
+    )
 
 
 @router.get("/metrics", include_in_schema=False)
