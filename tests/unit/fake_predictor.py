@@ -55,6 +55,11 @@ class FakePredictor:
     def transport(self) -> httpx.MockTransport:
         return httpx.MockTransport(self.handle)
 
+    def _readiness(self, request: httpx.Request) -> httpx.Response:
+        if self.down:
+            raise httpx.ConnectError("connection refused", request=request)
+        return httpx.Response(200, json={"status": "ready"})
+
     async def handle(self, request: httpx.Request) -> httpx.Response:
         body = await request.aread()
         path = request.url.path
@@ -65,9 +70,7 @@ class FakePredictor:
         if path == "/models":
             return httpx.Response(200, json={"object": "list", "data": self.models})
         if path == "/readyz":
-            if self.down:
-                raise httpx.ConnectError("connection refused", request=request)
-            return httpx.Response(200, json={"status": "ready"})
+            return self._readiness(request)
         if self.answer is not None:
             return self.answer(request)
         if path.startswith("/voices"):
