@@ -55,7 +55,12 @@ class FakePredictor:
     def transport(self) -> httpx.MockTransport:
         return httpx.MockTransport(self.handle)
 
-    def _readiness(self, request: httpx.Request) -> httpx.Response:
+    def _operations(self, request: httpx.Request) -> httpx.Response | None:
+        """The model list and readiness (never scripted by ``answer``)."""
+        if request.url.path == "/models":
+            return httpx.Response(200, json={"object": "list", "data": self.models})
+        if request.url.path != "/readyz":
+            return None
         if self.down:
             raise httpx.ConnectError("connection refused", request=request)
         return httpx.Response(200, json={"status": "ready"})
@@ -67,10 +72,8 @@ class FakePredictor:
         if path.startswith("/v2/") or (path in ("/voices", "/vad") and request.method == "POST"):
             parsed = v2wire.parse_request(body, request.headers.get(v2wire.HEADER_LENGTH))
         self.seen.append(Seen(path, request.headers, parsed))
-        if path == "/models":
-            return httpx.Response(200, json={"object": "list", "data": self.models})
-        if path == "/readyz":
-            return self._readiness(request)
+        if (answered := self._operations(request)) is not None:
+            return answered
         if self.answer is not None:
             return self.answer(request)
         if path.startswith("/voices"):

@@ -62,7 +62,7 @@ etcd_build() { (cd "$HERE/etcd" && go build -trimpath -ldflags "-s -w" -o "$OUT"
 # mod_copy MODULE VERSION: a writable copy of a module, for tools whose go.mod has replace directives
 # (\`go install\` refuses them) or whose version list the proxy refuses; prints its directory.
 mod_copy() {
-  local src="$CACHE/src/$(basename "$1")-$2"
+  local src="$CACHE/src/${1//\//_}@$2"
   if [ ! -d "$src" ]; then
     mkdir -p "$CACHE/src"
     cp -r "$(go mod download -json "$1@$2" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')" "$src.partial"
