@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
+
+from services.asr.decoding import check
 
 
 def load_diarizer(model_name: str, device: str, token: str | None, cache_dir: str | None):
@@ -20,14 +24,25 @@ def diarize(
     max_speakers: int | None,
     known: list[tuple[str, np.ndarray]],
     min_similarity: float,
+    cancel: threading.Event | None = None,
 ) -> None:
     """Label segments and their words with ``speaker`` in place, with the names clients see: a known
-    speaker's name where its reference matches a diarized speaker, otherwise OpenAI's A, B, ..."""
+    speaker's name where its reference matches a diarized speaker, otherwise OpenAI's A, B, ...
+    pyannote reports its progress batch by batch; a client that leaves stops it at the next batch."""
     from whisperx.diarize import assign_word_speakers
+
+    def progress(_: float) -> None:
+        check(cancel)
 
     names: dict[str, str] = {}
     if known:
-        turns, centroids = diarizer(audio, min_speakers=min_speakers, max_speakers=max_speakers, return_embeddings=True)
+        turns, centroids = diarizer(
+            audio,
+            min_speakers=min_speakers,
+            max_speakers=max_speakers,
+            return_embeddings=True,
+            progress_callback=progress,
+        )
         names = match_known_speakers(
             centroids or {},
             reference_embeddings(diarizer, [ref for _, ref in known]),
@@ -35,7 +50,7 @@ def diarize(
             min_similarity,
         )
     else:
-        turns = diarizer(audio, min_speakers=min_speakers, max_speakers=max_speakers)
+        turns = diarizer(audio, min_speakers=min_speakers, max_speakers=max_speakers, progress_callback=progress)
     assign_word_speakers(turns, {"segments": segments}, fill_nearest=True)
     name_speakers(segments, names)
 

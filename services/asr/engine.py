@@ -232,7 +232,7 @@ class AsrEngine:
             language, segments = self._decode(audio, job, on_text, cancel)
         if segments and options.word_timestamps and self.settings.word_timestamps == "alignment":
             with self._stage("align", cancel), self._aligner(language).exclusive() as model:
-                alignment.align(model, segments, audio, self.device)
+                alignment.align(model, segments, audio, self.device, cancel)
         if segments and options.diarize:
             with self._stage("diarize", cancel), self._diarizer.exclusive() as model:
                 diarization.diarize(
@@ -243,6 +243,7 @@ class AsrEngine:
                     max_speakers=options.max_speakers,
                     known=known,
                     min_similarity=self.settings.known_speaker_min_similarity,
+                    cancel=cancel,
                 )
         result = assemble(language, audio, options.task, segments)
         self.metrics.work_done(result["duration"], time.perf_counter() - started)

@@ -302,7 +302,8 @@ class TtsEngine:
 
     def _coqui_audio(self, tts, pieces: list[Piece], job: SpeechJob, streaming: bool) -> Iterator[Audio]:
         rate = int(tts.synthesizer.output_sample_rate)
-        kwargs = self._voice_kwargs(tts, self.voice_for(tts, job.voice))
+        speaker = self.voice_for(tts, job.voice).speaker  # a built-in speaker: these models do not clone
+        kwargs = {"speaker": speaker} if speaker else {}
         for piece in pieces:
             extra = {"language": piece.language} if tts.is_multi_lingual else {}
             samples = np.asarray(tts.tts(piece.text, split_sentences=False, **kwargs, **extra), dtype=np.float32)
@@ -366,15 +367,6 @@ class TtsEngine:
             sound_norm_refs=cfg.sound_norm_refs,
         )
         return voice["gpt_conditioning_latents"], voice["speaker_embedding"]
-
-    def _voice_kwargs(self, tts, choice: VoiceChoice) -> dict:
-        if choice.speaker_wav is None:
-            return {"speaker": choice.speaker} if choice.speaker else {}
-        self.voice_dir.mkdir(parents=True, exist_ok=True)
-        kwargs = {"speaker": choice.speaker, "voice_dir": str(self.voice_dir)}
-        if not (self.voice_dir / f"{choice.speaker}.pth").exists():
-            kwargs["speaker_wav"] = str(choice.speaker_wav)  # first use: compute and cache the latents
-        return kwargs
 
 
 def _xtts_fits(model, language: str):

@@ -26,7 +26,8 @@ def clean(text: str) -> str:
 
 def split_to_fit(pieces: Iterable[str], fits: Callable[[str], bool]) -> list[str]:
     """Every piece that does not ``fit`` is halved at its best break until it does; a single
-    character that still does not fit is kept (the model's own check decides about it)."""
+    character that still does not fit is returned as it is: the caller decides (the TTS engine
+    drops what its model cannot take, and answers 400 when nothing speakable is left)."""
     out: list[str] = []
     pending = [p.strip() for p in pieces if p.strip()]
     while pending:

@@ -38,7 +38,6 @@ class InputAudio:
         self.format = fmt
         self.rate = INPUT_RATES[fmt]
         self.resampler = av.AudioResampler(format="flt", layout="mono", rate=RATE)
-        self.samples_in = 0  # input samples so far (the session's clock)
 
     def pcm16(self, data: bytes) -> np.ndarray:
         if self.format in G711:
@@ -49,7 +48,6 @@ class InputAudio:
 
     def convert(self, data: bytes) -> np.ndarray:
         samples = self.pcm16(data)
-        self.samples_in += samples.size
         if samples.size == 0:
             return np.zeros(0, np.float32)
         frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1).astype(np.int16), format="s16", layout="mono")

@@ -234,7 +234,6 @@ class RealtimeSession:
             )
         if config.format != self.config.format:
             self.input = InputAudio(config.format)
-            self.input.samples_in = self.end * self.input.rate // RATE
         if config.turn_detection != self.config.turn_detection:
             self.detector = TurnDetector(config.turn_detection) if config.turn_detection else None
             self.speech_item = None
