@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.common.logs import LogFormat
+
+
+SPEECH_SAMPLE_RATES = (8000, 12000, 16000, 24000, 48000)
 
 
 class GatewaySettings(BaseSettings):
@@ -48,7 +49,7 @@ class GatewaySettings(BaseSettings):
     )
     max_json_bytes: int = Field(256 * 1024, ge=1024, description="Largest JSON request body (413 above).")
     models_ttl_seconds: float = Field(30.0, ge=0, description="How long the predictors' model lists are cached.")
-    speech_sample_rate: Literal[8000, 12000, 16000, 24000, 48000] = Field(
+    speech_sample_rate: int = Field(
         24000,
         description="Sample rate of generated audio (OpenAI: 24 kHz); one every format encodes (Opus takes "
         "only 8, 12, 16, 24 and 48 kHz).",
@@ -79,4 +80,11 @@ class GatewaySettings(BaseSettings):
     playground: bool = Field(
         True, description="Serve the playground page at /playground (it calls the API with the key typed into it)."
     )
+    @field_validator("speech_sample_rate")
+    @classmethod
+    def _every_format_encodes(cls, rate: int) -> int:
+        if rate not in SPEECH_SAMPLE_RATES:
+            raise ValueError(f"must be one of {SPEECH_SAMPLE_RATES} (rates every format, Opus included, encodes)")
+        return rate
+
     log_format: LogFormat = Field("text", description="'text' or 'json' (one object per line).")

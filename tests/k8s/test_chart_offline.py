@@ -206,6 +206,31 @@ def test_chart_env_vars_are_settings_the_services_read(component, settings_cls):
     settings_cls.model_validate({k: _json_or_str(v, settings_cls.model_fields[k].annotation) for k, v in plain.items()})
 
 
+# Settings the chart leaves to the services' defaults or sets under another name, and why.
+NOT_FROM_THE_CHART = {
+    "ASR_HF_TOKEN": "the chart sets HF_TOKEN (the same field's other name) from its Secret",
+    "ASR_DOWNLOAD_ROOT": "HF_HOME on the model volume decides where weights go",
+}
+
+
+@pytest.mark.parametrize(
+    ("component", "settings_cls"), [("asr", AsrSettings), ("tts", TtsSettings), ("gateway", GatewaySettings)]
+)
+def test_every_setting_is_set_by_the_chart(component, settings_cls):
+    """The README promises every setting is a Helm value: each field's variable is in the rendered pod
+    (with the values that are empty by default given)."""
+    docs = objects(render(values={"gateway.apiKeys.values": ["sk-aaaaaaaa"], "asr.computeType": "int8"}).stdout)
+    container = (
+        find(docs, "Deployment", "-gateway")["spec"]["template"]["spec"]["containers"][0]
+        if component == "gateway"
+        else predictor(docs, component)[2]
+    )
+    prefix = settings_cls.model_config["env_prefix"]
+    env = set(env_of(container))
+    missing = {f"{prefix}{name}".upper() for name in settings_cls.model_fields} - env - set(NOT_FROM_THE_CHART)
+    assert not missing, f"settings the chart cannot set: {sorted(missing)}"
+
+
 def _json_or_str(value: str, annotation) -> typing.Any:
     origin = typing.get_origin(annotation)
     return json.loads(value) if origin in (dict, list) else value

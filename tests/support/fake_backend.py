@@ -28,7 +28,7 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None, **f
 
 class FaultyBackend:
     def __init__(self, port: int) -> None:
-        self.mode = "503"
+        self.mode = "ok"  # or: alternate, crash, slow, cut
         self.port = port
         self.calls = 0
         app = Starlette(
@@ -55,29 +55,11 @@ class FaultyBackend:
         return await self._scripted(mode)
 
     async def _scripted(self, mode: str) -> Response:
-        if mode == "503":
-            return _error(
-                503,
-                "TTS backend unavailable: could not load model 'coqui:x'",
-                {"Retry-After": "2"},
-                code="model_unavailable",
-            )
-        if mode == "503-permanent":
-            return _error(
-                503,
-                "TTS backend unavailable: could not load model 'coqui:x'",
-                {"x-should-retry": "false"},
-                code="model_unavailable",
-            )
-        if mode == "429":
-            return _error(429, "TTS is at capacity", {"Retry-After": "3"}, code="server_busy")
-        if mode == "500":
-            return _error(500, "RuntimeError: CUDA out of memory in /opt/app/secret.py")
         if mode == "slow":
             await asyncio.sleep(5)
         if mode == "cut":  # a stream that starts, then breaks off mid-way
             return StreamingResponse(self._cut(), headers={"x-sample-rate": "16000"})
-        return Response(b"not json", status_code=200)
+        return _error(503, "TTS backend unavailable", {"Retry-After": "2"}, code="model_unavailable")
 
     @staticmethod
     async def _cut():

@@ -192,3 +192,20 @@ def test_a_long_prompt_keeps_only_what_whisper_reads():
     options = options_from({"model": "whisper-1", "prompt": prompt})
     assert len(options.prompt) == 2000 and options.prompt.endswith("word the end")
     assert options_from({"model": "whisper-1", "prompt": "short"}).prompt == "short"
+
+
+@pytest.mark.parametrize("text", [" Le garçon a mangé une pêche à l'école.", " 🎉 party", " Ærøskøbing", " 鬱"])
+def test_logprob_bytes_rebuild_text_whose_characters_span_tokens(text):
+    """With Whisper base's real tokenizer: a character split over tokens (emoji, Æ) has its bytes spread
+    over the items, and the items' bytes joined are exactly the text (deterministic, unlike a decode)."""
+    from tokenizers import Tokenizer
+
+    from services.asr.decoding import openai_logprobs
+    from tests.conftest import WHISPER
+
+    tokenizer = Tokenizer.from_file(str(WHISPER / "tokenizer.json"))
+    eot = tokenizer.token_to_id("<|endoftext|>")
+    ids = [50258, *tokenizer.encode(text, add_special_tokens=False).ids, eot]  # special tokens are left out
+    items = openai_logprobs(tokenizer, [(i, -0.5) for i in ids], eot)
+    assert len(items) == len(ids) - 2 and all(item["logprob"] == -0.5 for item in items)
+    assert bytes(b for item in items for b in item["bytes"]).decode("utf-8") == text

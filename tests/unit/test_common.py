@@ -100,19 +100,17 @@ def test_reuse_cancels_the_idle_timer():
     assert model.loaded and not unloaded
 
 
-def test_a_timer_that_fired_during_a_reuse_does_not_unload_after_it():
-    """The stale-timer race: the timer fires and waits for the lock while a reuse holds it; after the
-    reuse it must not unload (the reuse armed a new timer)."""
+def test_a_stale_timer_never_unloads():
+    """An idle timer armed before a reuse (it may fire while the reuse runs, or wait for the lock until
+    after it) carries an old generation: it unloads neither during the reuse nor after it."""
     model, unloaded = managed(60)
     with model.use():
         pass
     stale_generation = model._generation
     with model.use():
-        fired = threading.Thread(target=model._idle_unload, args=(stale_generation,))
-        fired.start()  # blocks on nothing (the lock is free) but sees a user: no unload
-        fired.join()
-    model._idle_unload(stale_generation)  # the same stale timer, once the reuse ended
-    assert model.loaded and not unloaded
+        model._idle_unload(stale_generation)  # fired during the reuse: the model is in use
+    model._idle_unload(stale_generation)  # fired late, after the reuse armed a timer of its own
+    assert model.loaded and not unloaded and model.timer_pending
 
 
 def test_exclusive_serialises_users():

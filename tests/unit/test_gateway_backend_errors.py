@@ -38,6 +38,18 @@ def test_predictor_429_passes_retry_after(gw):
     assert r.json()["error"]["type"] == "rate_limit_error"
 
 
+def test_a_transient_load_failure_passes_retry_after(gw):
+    gw.tts.answer = error(
+        503,
+        "TTS backend unavailable: could not load model 'coqui:x'",
+        code="model_unavailable",
+        headers={"Retry-After": "2"},
+    )
+    r = speak(gw)
+    assert r.status_code == 503 and r.headers["retry-after"] == "2" and "x-should-retry" not in r.headers
+    assert r.json()["error"]["code"] == "model_unavailable" and r.headers["x-request-id"]
+
+
 def test_permanent_load_failure_is_not_retried(gw):
     gw.tts.answer = error(
         503,
