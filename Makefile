@@ -72,7 +72,8 @@ cluster-down:
 run: setup
 	$(PY) -m scripts.devstack
 
-# The lint and type gate: ruff's formatter and linter (rules in pyproject.toml) over all Python, mypy.
+# The lint and type gate: ruff's formatter and linter (rules in pyproject.toml) over all Python, mypy over
+# all Python (annotations required in services/).
 lint: setup
 	$(PY) -m ruff format --check services scripts bench tests
 	$(PY) -m ruff check services scripts bench tests

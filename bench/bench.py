@@ -186,11 +186,12 @@ def first_byte_and_total(open_stream) -> tuple[float, float]:
     started = time.perf_counter()
     with open_stream() as response:
         response.raise_for_status()
-        first = None
+        first: float | None = None
         for chunk in response.iter_raw():
             if chunk and first is None:
                 first = time.perf_counter() - started
-    return first, time.perf_counter() - started
+    end = time.perf_counter() - started
+    return (end if first is None else first), end
 
 
 def median_pair(fn, runs: int) -> tuple[float, float]:

@@ -208,7 +208,7 @@ def bench_memory(tmp: Path, threads: int, minutes: int, table) -> None:
         httpx.post(
             f"{gw.url}/v1/audio/transcriptions", files={"file": short}, data={"model": "whisper-1"}, timeout=600
         ).raise_for_status()
-        warm = peak_rss_mb(asr.proc.pid)
+        warm = peak_rss_mb(asr.process.pid)
         started = time.perf_counter()
         r = httpx.post(
             f"{gw.url}/v1/audio/transcriptions",
@@ -223,13 +223,13 @@ def bench_memory(tmp: Path, threads: int, minutes: int, table) -> None:
                 f"{minutes} min of speech, {audio.stat().st_size / 1e6:.1f} MB Opus",
                 str(r.status_code),
                 f"{warm:.0f}",
-                f"{peak_rss_mb(asr.proc.pid):.0f}",
+                f"{peak_rss_mb(asr.process.pid):.0f}",
                 f"{took:.0f}",
             ]
         )
         body = {"model": "tts-1", "voice": "alloy", "input": ("word " * 820)[:4096], "response_format": "wav"}
         httpx.post(f"{gw.url}/v1/audio/speech", json=body | {"input": "Hello."}, timeout=600).raise_for_status()
-        warm = peak_rss_mb(tts.proc.pid)
+        warm = peak_rss_mb(tts.process.pid)
         for stream in (False, True):
             started = time.perf_counter()
             r = httpx.post(f"{gw.url}/v1/audio/speech", json=body | {"stream": stream}, timeout=600)
@@ -239,7 +239,7 @@ def bench_memory(tmp: Path, threads: int, minutes: int, table) -> None:
                     f"4096 unpunctuated characters, {'streamed' if stream else 'whole'}",
                     str(r.status_code),
                     f"{warm:.0f}",
-                    f"{peak_rss_mb(tts.proc.pid):.0f}",
+                    f"{peak_rss_mb(tts.process.pid):.0f}",
                     f"{time.perf_counter() - started:.0f}",
                 ]
             )

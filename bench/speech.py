@@ -116,7 +116,7 @@ _TEMPLATES = [
 
 def varied_sentences(count: int, seed: int = 7) -> list[str]:
     """``count`` distinct sentences from a fixed seed (the same list on every run)."""
-    rng, seen, out = random.Random(seed), set(), []
+    rng, seen, out = random.Random(seed), set[str](), list[str]()
     while len(out) < count:
         parts = {
             "who": rng.choice(_WHO),

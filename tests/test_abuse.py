@@ -248,11 +248,13 @@ def _fuzz(op, failures: list[str], calls: list[int]) -> None:
 
 def test_schemathesis_finds_no_server_error(gateway_url):
     import schemathesis
+    from schemathesis.core.result import Ok
 
     schema = schemathesis.openapi.from_url(f"{gateway_url}/openapi.json")
     failures: list[str] = []
     statuses: list[int] = []
-    for operation in schema.get_all_operations():
-        _fuzz(operation.ok(), failures, statuses)
+    for result in schema.get_all_operations():
+        assert isinstance(result, Ok), result  # the gateway's own schema: every operation is valid
+        _fuzz(result.ok(), failures, statuses)
     assert not failures, failures[:3]
     assert len(statuses) >= 40 and all(s < 500 for s in statuses), statuses

@@ -38,6 +38,7 @@ def test_services_stop_when_the_process_that_started_them_is_killed(tmp_path):
         [sys.executable, "-c", PARENT, str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE, text=True
     )
     try:
+        assert parent.stdout is not None
         child = int(parent.stdout.readline())
         assert alive(child)
         parent.send_signal(signal.SIGKILL)

@@ -9,6 +9,7 @@ import pytest
 
 from scripts.devstack import Service, base_env, free_port
 from tests.conftest import start
+from tests.support.errors import error_of
 from tests.support.fake_backend import FaultyBackend
 
 
@@ -35,14 +36,14 @@ def test_stopped_tts_backend_is_502_naming_it(dead_backends_gateway):
     with pytest.raises(openai.InternalServerError) as err:
         client_for(dead_backends_gateway).audio.speech.create(model="tts-1", voice="alloy", input="hi")
     assert err.value.status_code == 502
-    assert err.value.body["message"] == "TTS backend request failed: could not connect"
+    assert error_of(err.value)["message"] == "TTS backend request failed: could not connect"
 
 
 def test_stopped_asr_backend_is_502_naming_it(dead_backends_gateway, spoken):
     wav = next(iter(spoken.values()))
     with pytest.raises(openai.InternalServerError) as err:
         client_for(dead_backends_gateway).audio.transcriptions.create(model="whisper-1", file=wav.open("rb"))
-    assert err.value.status_code == 502 and err.value.body["message"].startswith("ASR backend request failed")
+    assert err.value.status_code == 502 and error_of(err.value)["message"].startswith("ASR backend request failed")
 
 
 def test_model_list_leaves_out_unreachable_backends(dead_backends_gateway):
@@ -71,7 +72,7 @@ def test_a_predictor_slower_than_the_read_timeout_is_a_504(faulty):
     fake.mode = "slow"
     with pytest.raises(openai.APIStatusError) as err:
         speech(svc)
-    assert err.value.status_code == 504 and err.value.body["message"] == "TTS backend timed out after 1 s"
+    assert err.value.status_code == 504 and error_of(err.value)["message"] == "TTS backend timed out after 1 s"
     assert err.value.response.headers["x-should-retry"] == "false" and err.value.response.headers["x-request-id"]
 
 
@@ -131,6 +132,6 @@ def test_upload_over_the_limit_is_413_before_any_backend_work(workdir, spoken):
         wav = next(iter(spoken.values()))
         with pytest.raises(openai.APIStatusError) as err:
             client_for(svc).audio.transcriptions.create(model="whisper-1", file=wav.open("rb"))
-        assert err.value.status_code == 413 and "Maximum content size limit" in err.value.body["message"]
+        assert err.value.status_code == 413 and "Maximum content size limit" in error_of(err.value)["message"]
     finally:
         svc.stop()

@@ -12,7 +12,7 @@ from tests.conftest import start, whisper_models
 
 
 def managed(policy):
-    unloaded = []
+    unloaded: list[object] = []
     model = ManagedModel("m", object, parse_unload_policy(policy), on_unload=unloaded.append)
     return model, unloaded
 
@@ -79,7 +79,11 @@ def test_load_failure_names_model_and_recovers():
 
 
 def test_concurrent_users_share_one_load():
-    model = ManagedModel("m", lambda: time.sleep(0.2) or object(), 0)
+    def slow_load() -> object:
+        time.sleep(0.2)
+        return object()
+
+    model = ManagedModel("m", slow_load, 0)
     seen, together = [], threading.Barrier(4)
 
     def request():

@@ -1,6 +1,8 @@
 import openai
 import pytest
 
+from tests.support.errors import error_of
+
 
 def test_list_models_shows_public_ids_only(client):
     ids = [m.id for m in client.models.list()]
@@ -17,7 +19,7 @@ def test_unknown_model_is_404_openai_shaped(client):
     with pytest.raises(openai.NotFoundError) as err:
         client.models.retrieve("gpt-nope")
     assert err.value.code == "model_not_found"
-    assert err.value.body["type"] == "invalid_request_error"
+    assert error_of(err.value)["type"] == "invalid_request_error"
 
 
 def test_docs_and_openapi(gateway_url):

@@ -11,6 +11,7 @@ import json
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import openai
@@ -47,7 +48,7 @@ def chunks(data: bytes, bytes_per_ms: int) -> list[str]:
     return [base64.b64encode(data[i : i + step]).decode() for i in range(0, len(data), step)]
 
 
-def session(turn_detection=None, fmt: dict | None = None, **extra) -> dict:
+def session(turn_detection=None, fmt: dict | None = None, **extra) -> Any:
     return {
         "type": "transcription",
         "audio": {
@@ -208,7 +209,7 @@ def test_beta_transcription_session_update(gateway_url, spoken):
     assert normalize(done["transcript"]) and wer([text], [done["transcript"]]) <= 0.2
 
 
-BAD_EVENTS = [  # (what the client sends, expected error code, expected param)
+BAD_EVENTS: list[tuple[dict[str, Any], str, str | None]] = [  # (the client sends, error code, param)
     ({"type": "response.create"}, "invalid_value", "type"),
     ({"type": "input_audio_buffer.append", "audio": "%%% not base64 %%%"}, "invalid_value", "audio"),
     (

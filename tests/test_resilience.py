@@ -19,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from scripts.devstack import local_stack
 from tests.conftest import start, whisper_models
+from tests.support.errors import error_of
 
 
 @pytest.fixture(scope="module")
@@ -176,7 +177,7 @@ def test_killed_asr_mid_request_is_a_clean_502_and_the_next_request_works(rig, s
     thread.join(60)
     err = outcome["error"]
     assert isinstance(err, openai.InternalServerError) and err.status_code == 502
-    assert err.body["message"].startswith("ASR backend request failed")
+    assert error_of(err)["message"].startswith("ASR backend request failed")
     restart(asr, logs, "asr-after-kill")
     wav = next(iter(spoken.values()))
     assert "dog" in client.audio.transcriptions.create(model="whisper-1", file=wav.open("rb")).text

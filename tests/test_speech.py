@@ -3,6 +3,7 @@
 import openai
 import pytest
 
+from tests.support.errors import error_of
 from tests.support.espeak import decode, duration
 
 TEXT = "Today is a wonderful day to build something people love."
@@ -66,7 +67,7 @@ def test_bad_requests_are_400_with_param(client, kwargs, param):
     with pytest.raises(openai.BadRequestError) as err:
         speech(client, **kwargs)
     assert err.value.param == param
-    assert err.value.body["type"] == "invalid_request_error"
+    assert error_of(err.value)["type"] == "invalid_request_error"
 
 
 def test_wrong_json_types_are_400(gateway_url):

@@ -6,6 +6,7 @@ import openai
 import pytest
 import soundfile as sf
 
+from tests.support.errors import error_of
 from tests.support.text import normalize
 
 
@@ -335,7 +336,7 @@ def test_missing_alignment_model_is_503_naming_it(client, wav):
             response_format="verbose_json",
             timestamp_granularities=["word"],
         )
-    message = err.value.body["message"]
+    message = error_of(err.value)["message"]
     assert err.value.status_code == 503 and "alignment" in message and ":fr" in message
 
 
@@ -381,4 +382,4 @@ def test_missing_diarization_model_is_503_naming_it(whisper_method_stack, dialog
             model="whisper-1", file=dialog.open("rb"), response_format="diarized_json"
         )
     assert err.value.status_code == 503
-    assert "pyannote/speaker-diarization-community-1" in err.value.body["message"]
+    assert "pyannote/speaker-diarization-community-1" in error_of(err.value)["message"]

@@ -9,6 +9,7 @@ import json
 import subprocess
 import threading
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -90,7 +91,7 @@ def listed(services) -> dict[str, dict]:
     return {v["id"]: v for v in doc["data"]}
 
 
-def say(services, voice, fmt: str = "wav", **kw) -> bytes:
+def say(services, voice, fmt: Any = "wav", **kw: Any) -> bytes:
     return (
         sdk(services)
         .audio.speech.create(model="tts-1", voice=voice, input="Hello there.", response_format=fmt, **kw)
@@ -171,7 +172,7 @@ def test_upload_list_speak_restart_delete(voices, samples, tmp_path):
     assert deleted.id == voice.id and deleted.deleted and deleted.object == "audio.voice.deleted"
     with pytest.raises(openai.NotFoundError):
         client.audio.voices.delete(voice.id)
-    for kwargs in ({}, {"extra_body": {"stream": True}}):
+    for kwargs in ({}, {"extra_body": {"stream": True}}):  # type: dict[str, Any]
         with pytest.raises(openai.BadRequestError) as err:
             say(services, voice.id, **kwargs)
         assert err.value.code == "voice_not_found" and err.value.param == "voice"

@@ -10,6 +10,7 @@ import pytest
 
 from scripts.devstack import local_stack
 from tests.conftest import start
+from tests.support.errors import error_of
 from tests.support.espeak import decode, speak
 
 
@@ -72,7 +73,7 @@ def test_unloadable_model_is_503_naming_it_and_service_stays_up(workdir):
             with pytest.raises(openai.InternalServerError) as err:
                 client.audio.speech.create(model="tts-1", voice="alloy", input="hi")
             assert err.value.status_code == 503
-            assert "tts_models/multilingual/multi-dataset/xtts_v2" in err.value.body["message"]
+            assert "tts_models/multilingual/multi-dataset/xtts_v2" in error_of(err.value)["message"]
         assert httpx.get(f"{services[1].url}/healthz").status_code == 200
     finally:
         for svc in reversed(services):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import numpy as np
 
@@ -10,7 +11,7 @@ from services.asr.decoding import check
 from services.asr.result import attach_words, fill_word_times
 
 
-def load_aligner(language: str, device: str, model_name: str | None, model_dir: str | None):
+def load_aligner(language: str, device: str, model_name: str | None, model_dir: str | None) -> tuple[Any, Any]:
     import whisperx
 
     model, metadata = whisperx.load_align_model(
@@ -22,7 +23,13 @@ def load_aligner(language: str, device: str, model_name: str | None, model_dir: 
 SEGMENTS_PER_STEP = 8  # aligned between two cancellation checks (WhisperX aligns each segment on its own)
 
 
-def align(aligner, segments: list[dict], audio: np.ndarray, device: str, cancel: threading.Event | None = None) -> None:
+def align(
+    aligner: tuple[Any, Any],
+    segments: list[dict],
+    audio: np.ndarray,
+    device: str,
+    cancel: threading.Event | None = None,
+) -> None:
     """Add ``words`` to every segment in place; the segments themselves are kept as decoded. A client
     that leaves stops it within a few segments."""
     import whisperx

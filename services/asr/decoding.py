@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -281,7 +281,18 @@ def fall_back(
     return best, best_temperature
 
 
-def decode_chunks(request: ChunkRequest, chunks: list[dict], *, window: int, on_text: OnText | None) -> list[dict]:
+class Chunks(Protocol):
+    """What the decoding loop needs of a request (``ChunkRequest``)."""
+
+    sampling: Sampling
+    cancel: threading.Event | None
+
+    def submit(self, chunk: dict, temperature: float) -> Future: ...
+    def settle(self, chunk: dict, result: Any) -> tuple[Any, float]: ...
+    def segment(self, i: int, chunk: dict, result: Any, temperature: float) -> dict: ...
+
+
+def decode_chunks(request: Chunks, chunks: list[dict], *, window: int, on_text: OnText | None) -> list[dict]:
     """Each chunk's segment, in order, with at most ``window`` chunks submitted and not yet taken."""
     pending: deque[tuple[dict, Future]] = deque()
     queued = iter(chunks)

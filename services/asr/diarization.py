@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import numpy as np
 
 from services.asr.decoding import check
 
 
-def load_diarizer(model_name: str, device: str, token: str | None, cache_dir: str | None):
+def load_diarizer(model_name: str, device: str, token: str | None, cache_dir: str | None) -> Any:
     from whisperx.diarize import DiarizationPipeline
 
     return DiarizationPipeline(model_name=model_name, token=token, device=device, cache_dir=cache_dir)
 
 
 def diarize(
-    diarizer,
+    diarizer: Any,
     segments: list[dict],
     audio: np.ndarray,
     *,
@@ -74,7 +75,7 @@ def _letter(i: int) -> str:
     return chr(ord("A") + i) if i < 26 else f"S{i}"
 
 
-def reference_embeddings(diarizer, references: list[np.ndarray]) -> np.ndarray:
+def reference_embeddings(diarizer: Any, references: list[np.ndarray]) -> np.ndarray:
     """One embedding per reference recording, from the pipeline's own speaker-embedding model
     (pyannote keeps it as ``_embedding``; it is the model the centroids come from)."""
     import torch

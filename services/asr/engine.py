@@ -62,7 +62,7 @@ class AsrEngine:
         self._aligners_lock = threading.Lock()
         self._diarizer = self._managed(f"diarization:{settings.diarization_model}", self._load_diarizer)
 
-    def _managed(self, name: str, loader) -> ManagedModel:
+    def _managed(self, name: str, loader: Callable[[], Any]) -> ManagedModel:
         return ManagedModel(
             name,
             loader,
@@ -90,8 +90,8 @@ class AsrEngine:
         return out | {"diarization": self._diarizer.status()}
 
     # -- loaders ---------------------------------------------------------------------------
-    def _whisper_loader(self, backend: str):
-        def load():
+    def _whisper_loader(self, backend: str) -> Callable[[], decoding.LoadedWhisper]:
+        def load() -> decoding.LoadedWhisper:
             import torch
             import whisperx
 
@@ -127,7 +127,7 @@ class AsrEngine:
             if language not in self._aligners:
                 name = self.settings.align_models.get(language)
 
-                def loader():
+                def loader() -> tuple[Any, Any]:
                     return alignment.load_aligner(language, self.device, name, self.settings.align_model_dir)
 
                 self._aligners[language] = self._managed(f"alignment:{name or 'whisperx-default'}:{language}", loader)
@@ -139,7 +139,7 @@ class AsrEngine:
                     del self._aligners[lang]
             return self._aligners[language]
 
-    def _load_diarizer(self):
+    def _load_diarizer(self) -> Any:
         return diarization.load_diarizer(
             self.settings.diarization_model, self.device, self.token, self.settings.download_root
         )
@@ -185,7 +185,7 @@ class AsrEngine:
         with self.metrics.stage.labels(name).time():
             yield
 
-    def _known_speakers(self, job: TranscribeJob, cancel) -> list[tuple[str, np.ndarray]]:
+    def _known_speakers(self, job: TranscribeJob, cancel: threading.Event | None) -> list[tuple[str, np.ndarray]]:
         """Each known speaker's reference decoded; OpenAI asks for 2 to 10 seconds of speech."""
         out = []
         for i, (name, data) in enumerate(zip(job.options.known_speaker_names, job.references, strict=False)):
@@ -204,13 +204,13 @@ class AsrEngine:
             out.append((name, audio))
         return out
 
-    def decode_audio(self, data: memoryview, cancel=None) -> np.ndarray:
+    def decode_audio(self, data: memoryview, cancel: threading.Event | None = None) -> np.ndarray:
         audio = decode(data, self.settings.max_audio_seconds, cancel=cancel)
         if float(np.max(np.abs(audio))) < self.settings.silence_threshold:
             raise BadAudio("the audio is silent (no signal above the silence threshold)")
         return audio
 
-    def sampling(self, job: TranscribeJob, pipe) -> Sampling:
+    def sampling(self, job: TranscribeJob, pipe: Any) -> Sampling:
         o = pipe.options
         return Sampling(
             job.options.temperature,
@@ -249,7 +249,9 @@ class AsrEngine:
         self.metrics.work_done(result["duration"], time.perf_counter() - started)
         return result
 
-    def _decode(self, audio, job: TranscribeJob, on_text, cancel) -> tuple[str, list[dict]]:
+    def _decode(
+        self, audio: np.ndarray, job: TranscribeJob, on_text: OnText | None, cancel: threading.Event | None
+    ) -> tuple[str, list[dict]]:
         whisper = self._whisper_for(job.options.model)
         if job.options.word_timestamps and self.settings.word_timestamps == "whisper":
             with whisper.exclusive() as loaded:

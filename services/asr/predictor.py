@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import StreamingResponse
@@ -24,7 +26,7 @@ from services.common.work import Emit
 log = logging.getLogger(__name__)
 
 
-def _event(kind: str, **fields) -> bytes:
+def _event(kind: str, **fields: Any) -> bytes:
     return json.dumps({"type": kind, **fields}, separators=(",", ":")).encode() + b"\n"
 
 
@@ -64,7 +66,7 @@ class AsrPredictor(LazyPredictor):
             raise BadRequest(f"ASR backend: {exc}", code="malformed_request") from exc
         return self.speech_engine.job(request.parameters, audio, references)
 
-    def run(self, job: TranscribeJob, cancel) -> list[v2wire.BinaryOutput]:
+    def run(self, job: TranscribeJob, cancel: threading.Event) -> list[v2wire.BinaryOutput]:
         result = json.dumps(self.speech_engine.run(job, None, cancel), separators=(",", ":")).encode()
         return [
             v2wire.BinaryOutput(
@@ -76,7 +78,7 @@ class AsrPredictor(LazyPredictor):
             )
         ]
 
-    def produce(self, job: TranscribeJob, emit: Emit, cancel) -> None:
+    def produce(self, job: TranscribeJob, emit: Emit, cancel: threading.Event) -> None:
         """``text`` events (with ``logprobs`` when asked) per decoded batch or segment, then ``result``."""
 
         def on_text(text: str, logprobs: list[dict] | None) -> None:

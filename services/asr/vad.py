@@ -6,6 +6,7 @@ sends only new frames (plus the frame before them)."""
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import numpy as np
 
@@ -21,7 +22,7 @@ class Vad:
         self._model = None
         self._lock = threading.Lock()
 
-    def _loaded(self):
+    def _loaded(self) -> Any:
         with self._lock:
             if self._model is None:
                 from faster_whisper.vad import get_vad_model

@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import logging
 import threading
+from typing import Any
 
 import av
 import numpy as np
@@ -47,7 +48,7 @@ class _Reader(io.RawIOBase):
     def seekable(self) -> bool:
         return True
 
-    def readinto(self, buffer) -> int:
+    def readinto(self, buffer: Any) -> int:
         n = max(0, min(len(buffer), len(self.data) - self.pos))
         buffer[:n] = self.data[self.pos : self.pos + n]
         self.pos += n
@@ -86,14 +87,16 @@ def decode(
     return samples
 
 
-def _decode_stream(container, rate: int, param: str, max_seconds: float, cancel: threading.Event | None) -> np.ndarray:
+def _decode_stream(
+    container: Any, rate: int, param: str, max_seconds: float, cancel: threading.Event | None
+) -> np.ndarray:
     limit = int(max_seconds * rate)
     stream = container.streams.audio[0]
     resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
     chunks: list[np.ndarray] = []
     total = skipped = 0
 
-    def take(frames) -> None:
+    def take(frames: list[Any]) -> None:
         nonlocal total
         for frame in frames:
             chunk = frame.to_ndarray().reshape(-1)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from types import FrameType
 from typing import Any
 
 import uvicorn
@@ -94,7 +95,7 @@ class DrainingServer(uvicorn.Server):
         super().__init__(config)
         self.drain = drain
 
-    def handle_exit(self, sig: int, frame) -> None:
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if self.drain.draining:
             super().handle_exit(sig, frame)  # a second signal: stop now
             return

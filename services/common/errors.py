@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from typing import Any
 
 MAX_ECHO = 64  # characters of a client's value quoted back in an error message
 
@@ -39,7 +40,7 @@ class BadRequest(ServiceError):
 class Unauthorized(ServiceError):
     status, type = 401, "invalid_request_error"
 
-    def __init__(self, message: str = "Incorrect API key provided.", **kwargs) -> None:
+    def __init__(self, message: str = "Incorrect API key provided.", **kwargs: Any) -> None:
         kwargs.setdefault("code", "invalid_api_key")
         kwargs.setdefault("headers", {"WWW-Authenticate": 'Bearer realm="speech-stack"'})
         super().__init__(message, **kwargs)

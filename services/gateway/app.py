@@ -8,10 +8,12 @@ reading); cancellation of the work of a client that left.
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import httpx
 from fastapi import FastAPI
+from pydantic import SecretStr
 from starlette.types import Scope
 
 from services.common.asgi import BodyLimit, RequestContext, header
@@ -30,7 +32,7 @@ from services.gateway.settings import GatewaySettings
 OPEN_PATHS = ("/healthz", "/readyz", "/metrics")
 
 
-def body_limit(settings: GatewaySettings):
+def body_limit(settings: GatewaySettings) -> Callable[[Scope], int | None]:
     """Multipart bodies: the file limit plus room for the other fields; anything else: the JSON limit."""
 
     def limit_for(scope: Scope) -> int | None:
@@ -51,7 +53,7 @@ def body_param(scope: Scope) -> str | None:
     return "audio_sample" if scope["path"].startswith("/v1/audio/voices") else "file"
 
 
-def _secret(value) -> str | None:
+def _secret(value: SecretStr | None) -> str | None:
     return value.get_secret_value() if value else None
 
 
@@ -62,7 +64,7 @@ def create_app(settings: GatewaySettings, transports: dict[str, httpx.AsyncBaseT
     drain = Drain("gateway", settings.shutdown_grace_seconds, exempt=OPEN_PATHS)
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI):
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.asr = Backend(
             "ASR",
             settings.asr_url,

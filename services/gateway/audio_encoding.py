@@ -10,9 +10,11 @@ from __future__ import annotations
 import io
 import struct
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 import av
 import numpy as np
+from av.audio.stream import AudioStream
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,7 @@ class _StreamSink(io.RawIOBase):
     def seekable(self) -> bool:
         return False
 
-    def write(self, data) -> int:
+    def write(self, data: Any) -> int:
         self.buf += data
         return len(data)
 
@@ -79,9 +81,9 @@ class AudioEncoder:
         if not self._raw:
             self._sink = _StreamSink() if streaming else io.BytesIO()
             self._out = av.open(self._sink, mode="w", format=self.spec.container, options=self.spec.options)
-            self._stream = self._out.add_stream(self.spec.codec, rate=out_rate, layout="mono")
+            self._stream = cast(AudioStream, self._out.add_stream(self.spec.codec, rate=out_rate, layout="mono"))
 
-    def _frames(self, samples: np.ndarray | None):
+    def _frames(self, samples: np.ndarray | None) -> list[av.AudioFrame]:
         if samples is None:
             return self._resampler.resample(None)
         frame = av.AudioFrame.from_ndarray(
@@ -90,13 +92,13 @@ class AudioEncoder:
         frame.sample_rate = self.in_rate
         return self._resampler.resample(frame)
 
-    def _encode(self, frames) -> bytes:
+    def _encode(self, frames: list[av.AudioFrame]) -> bytes:
         if self._raw:
             return b"".join(bytes(f.planes[0])[: f.samples * 2] for f in frames)
         for frame in frames:
             frame.pts = self._pts
             self._pts += frame.samples
-            for packet in self._stream.encode(frame):  # type: ignore[union-attr]
+            for packet in self._stream.encode(frame):
                 self._out.mux(packet)
         return self._drain()
 
@@ -112,7 +114,7 @@ class AudioEncoder:
         tail = head + self._encode(self._frames(None))
         if self._raw:
             return tail
-        for packet in self._stream.encode(None):  # type: ignore[union-attr]
+        for packet in self._stream.encode(None):
             self._out.mux(packet)
         self._out.close()
         if isinstance(self._sink, _StreamSink):

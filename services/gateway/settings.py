@@ -7,7 +7,6 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.common.logs import LogFormat
 
-
 SPEECH_SAMPLE_RATES = (8000, 12000, 16000, 24000, 48000)
 
 
@@ -80,6 +79,7 @@ class GatewaySettings(BaseSettings):
     playground: bool = Field(
         True, description="Serve the playground page at /playground (it calls the API with the key typed into it)."
     )
+
     @field_validator("speech_sample_rate")
     @classmethod
     def _every_format_encodes(cls, rate: int) -> int:

@@ -14,6 +14,7 @@ import av
 import httpx
 import numpy as np
 
+from services.common import v2wire
 from services.common.errors import echo
 from services.gateway import sse
 from services.gateway.audio_encoding import AudioEncoder, encode_whole
@@ -54,7 +55,7 @@ def streamed(req: SpeechRequest) -> bool:
     return req.stream if req.stream is not None else req.response_format in STREAMED_BY_DEFAULT
 
 
-def _backend_request(req: SpeechRequest):
+def _backend_request(req: SpeechRequest) -> tuple[v2wire.InferRequestHeader, list[Blob]]:
     header = new_request({"model": req.model, "voice": req.voice_name, "speed": req.speed})
     return header, [Blob.of("text", [req.input.encode("utf-8")])]
 

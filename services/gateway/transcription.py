@@ -11,7 +11,7 @@ import json
 import logging
 import re
 import struct
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 
 import httpx
 from fastapi import UploadFile
@@ -244,7 +244,13 @@ def diarized(result: dict) -> dict:
 
 
 async def stream_transcription(
-    backend: Backend, file: UploadFile, size: int, form: TranscriptionRequest, *, references: list[bytes], on_result
+    backend: Backend,
+    file: UploadFile,
+    size: int,
+    form: TranscriptionRequest,
+    *,
+    references: list[bytes],
+    on_result: Callable[[dict], None],
 ) -> AsyncIterator[bytes]:
     """Open the backend stream now (its errors are HTTP errors); return the SSE body to send."""
     header = new_request(transcription_parameters(form))
@@ -263,7 +269,9 @@ async def asr_events(response: httpx.Response) -> AsyncGenerator[dict, None]:
         await response.aclose()
 
 
-async def _sse(response: httpx.Response, form: TranscriptionRequest, on_result) -> AsyncIterator[bytes]:
+async def _sse(
+    response: httpx.Response, form: TranscriptionRequest, on_result: Callable[[dict], None]
+) -> AsyncIterator[bytes]:
     started = False
     events = asr_events(response)
     try:

@@ -115,7 +115,7 @@ class TtsEngine:
     def voice_dir(self) -> Path:
         return self.settings.voice_dir or coqui_cache_dir() / "voices"
 
-    def _load(self):
+    def _load(self) -> Any:
         import torch
         from TTS.api import TTS
 
@@ -229,7 +229,7 @@ class TtsEngine:
             code="voice_cloning_unsupported",
         )
 
-    def voice_for(self, tts, voice: str | None) -> VoiceChoice:
+    def voice_for(self, tts: Any, voice: str | None) -> VoiceChoice:
         return choose_voice(voice, list(tts.speakers or []), self.settings.voices, self.default_reference, _clones(tts))
 
     def synthesize(self, job: SpeechJob, cancel: threading.Event | None = None) -> Audio:
@@ -269,7 +269,7 @@ class TtsEngine:
                     yield chunk
         self.metrics.work_done(produced, time.perf_counter() - started)
 
-    def plan(self, tts, job: SpeechJob) -> list[Piece]:
+    def plan(self, tts: Any, job: SpeechJob) -> list[Piece]:
         """The pieces to synthesise, each within what the model takes; 400 when nothing is speakable."""
         default = job.language or (job.clone and job.clone.language) or self.settings.language
         segmenters = getattr(tts.synthesizer, "segmenter", None) or {}
@@ -300,7 +300,7 @@ class TtsEngine:
             )
         return pieces
 
-    def _coqui_audio(self, tts, pieces: list[Piece], job: SpeechJob, streaming: bool) -> Iterator[Audio]:
+    def _coqui_audio(self, tts: Any, pieces: list[Piece], job: SpeechJob, streaming: bool) -> Iterator[Audio]:
         rate = int(tts.synthesizer.output_sample_rate)
         speaker = self.voice_for(tts, job.voice).speaker  # a built-in speaker: these models do not clone
         kwargs = {"speaker": speaker} if speaker else {}
@@ -309,7 +309,7 @@ class TtsEngine:
             samples = np.asarray(tts.tts(piece.text, split_sentences=False, **kwargs, **extra), dtype=np.float32)
             yield Audio(change_speed(samples, rate, job.speed), rate)
 
-    def _xtts_audio(self, tts, pieces: list[Piece], job: SpeechJob, streaming: bool) -> Iterator[Audio]:
+    def _xtts_audio(self, tts: Any, pieces: list[Piece], job: SpeechJob, streaming: bool) -> Iterator[Audio]:
         model = tts.synthesizer.tts_model
         if job.clone is not None:
             latent, embedding = self.voices.latents(model, job.clone)
@@ -347,7 +347,7 @@ class TtsEngine:
                 )
                 yield Audio(np.asarray(out["wav"], dtype=np.float32).reshape(-1), rate)
 
-    def _xtts_voice(self, model, choice: VoiceChoice):
+    def _xtts_voice(self, model: Any, choice: VoiceChoice) -> tuple[Any, Any]:
         """Conditioning latents: a built-in speaker's, or a reference's (cached in ``voice_dir``)."""
         speakers = getattr(model.speaker_manager, "speakers", None) or {}
         if choice.speaker_wav is None and choice.speaker in speakers:
@@ -369,7 +369,7 @@ class TtsEngine:
         return voice["gpt_conditioning_latents"], voice["speaker_embedding"]
 
 
-def _xtts_fits(model, language: str):
+def _xtts_fits(model: Any, language: str) -> Callable[[str], bool]:
     """XTTS takes a piece within its per-language character budget and under its text-token limit."""
     tokenizer = model.tokenizer
     char_limit = getattr(tokenizer, "char_limits", {}).get(language.split("-", maxsplit=1)[0], 250)
@@ -386,7 +386,7 @@ def _xtts_fits(model, language: str):
     return fits
 
 
-def _special_ids(tokenizer) -> set[int]:
+def _special_ids(tokenizer: Any) -> set[int]:
     chars = tokenizer.characters
     names = (
         getattr(chars, "pad", None),
@@ -397,7 +397,7 @@ def _special_ids(tokenizer) -> set[int]:
     return {chars.char_to_id(n) for n in names if n and n in chars.vocab}
 
 
-def _speakable(tts, piece: str) -> bool:
+def _speakable(tts: Any, piece: str) -> bool:
     """Whether the model's tokenizer keeps any of the piece's characters (an empty sequence crashes
     Coqui's models). Models without a tokenizer of this kind are trusted."""
     tokenizer = getattr(tts.synthesizer.tts_model, "tokenizer", None)
@@ -407,7 +407,7 @@ def _speakable(tts, piece: str) -> bool:
     return any(i not in _special_ids(tokenizer) for i in ids)
 
 
-def _unknown_characters(tts, text: str) -> str:
+def _unknown_characters(tts: Any, text: str) -> str:
     tokenizer = getattr(tts.synthesizer.tts_model, "tokenizer", None)
     vocab = set(getattr(getattr(tokenizer, "characters", None), "vocab", None) or [])
     if not vocab or getattr(tokenizer, "use_phonemes", False):
@@ -436,6 +436,6 @@ def _checkpoint_path(model_dir: Path) -> Path:
     return model_dir if config.get("model") == "xtts" else model_dir / "model.pth"
 
 
-def _clones(tts) -> bool:
+def _clones(tts: Any) -> bool:
     """XTTS conditions on a reference recording (and takes ``speed`` natively)."""
     return getattr(tts.synthesizer.tts_config, "model", "") == "xtts"

@@ -5,6 +5,7 @@ as it is synthesised (``x-sample-rate`` header)."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
@@ -49,7 +50,7 @@ class TtsPredictor(LazyPredictor):
             ) from exc
         return self.speech_engine.job(request.parameters, text)
 
-    def run(self, job: SpeechJob, cancel) -> list[v2wire.BinaryOutput]:
+    def run(self, job: SpeechJob, cancel: threading.Event) -> list[v2wire.BinaryOutput]:
         audio = self.speech_engine.synthesize(job, cancel)
         samples = audio.samples.astype("<f4", copy=False)
         return [
@@ -58,7 +59,7 @@ class TtsPredictor(LazyPredictor):
             )
         ]
 
-    def produce(self, job: SpeechJob, emit: Emit, cancel) -> None:
+    def produce(self, job: SpeechJob, emit: Emit, cancel: threading.Event) -> None:
         for chunk in self.speech_engine.stream(job, cancel):
             emit(chunk)
 

@@ -88,7 +88,7 @@ class VoiceLibrary:
         """Names the server itself answers to (case-insensitive): never an uploaded voice's."""
         return {n.casefold() for n in (*self.operator, *(self.builtin or []), *OPENAI_VOICES)}
 
-    def latents(self, model, voice: StoredVoice):
+    def latents(self, model: Any, voice: StoredVoice) -> tuple[Any, Any]:
         """The clone's XTTS conditioning latents: from memory, from its directory, or (a voice made
         with another model) computed again from its sample and stored."""
         import torch
@@ -196,7 +196,7 @@ class VoiceLibrary:
         return self.store.delete(voice_id)
 
 
-def condition(model, sample: Path, out: Path):
+def condition(model: Any, sample: Path, out: Path) -> tuple[Any, Any]:
     """XTTS conditioning latents of a recording, saved to ``out`` (written whole, then renamed)."""
     import torch
 

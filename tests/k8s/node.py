@@ -37,6 +37,7 @@ class RealNode:
             "K8S_TOOLS_BIN": str(Path(tool("helm")).parent),
         }
         self.forwards: list[subprocess.Popen] = []
+        self.images: dict[str, str] = {}  # the images the chart installs (set by the test fixture)
 
     def _script(self, name: str, timeout: float) -> subprocess.CompletedProcess:
         with (self.state / "logs" / f"{name}.out").open("w") as out:
@@ -101,6 +102,7 @@ class RealNode:
             start_new_session=True,
         )
         self.forwards.append(proc)
+        assert proc.stdout is not None
         line = proc.stdout.readline()  # "Forwarding from 127.0.0.1:PORT -> 5148"
         assert line.startswith("Forwarding from 127.0.0.1:"), f"port-forward: {line!r}"
         return int(line.split(":")[1].split()[0])

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from typing import Any, cast
 
 import openai
 import pytest
@@ -247,7 +248,7 @@ def test_openai_client_through_port_forward(node, spoken, tmp_path):
     for fmt, codec in (("mp3", "mp3"), ("wav", "pcm_s16le")):
         out = tmp_path / f"speech.{fmt}"
         client.audio.speech.create(
-            model="tts-1", voice="alloy", input="Hello from the real node.", response_format=fmt
+            model="tts-1", voice="alloy", input="Hello from the real node.", response_format=cast(Any, fmt)
         ).write_to_file(out)
         info = ffprobe(out)
         assert info["codec_name"] == codec and info["sample_rate"] == "24000" and info["duration"] > 0.3

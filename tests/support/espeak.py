@@ -21,7 +21,7 @@ def speak(text: str, out: Path, voice: str = "en-us", rate: int = 160) -> Path:
 
 def decode(data: bytes, fmt: str | None = None) -> tuple[np.ndarray, int]:
     """Decode any container to mono float samples and their rate (raises on bad audio)."""
-    with av.open(io.BytesIO(data), format=fmt) as container:
+    with av.open(io.BytesIO(data), mode="r", format=fmt) as container:
         stream = container.streams.audio[0]
         frames = [
             f.to_ndarray().reshape(-1) if f.format.is_planar is False else f.to_ndarray()[0]

@@ -2,9 +2,11 @@
 temperature fallback, speaker naming, option typing, capped audio decoding."""
 
 import io
+import threading
 from concurrent.futures import Future
 from dataclasses import replace
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -108,7 +110,8 @@ class CountingRequest:
     """A request at the decoding loop's boundary: counts the chunks submitted and not yet taken."""
 
     def __init__(self) -> None:
-        self.sampling, self.cancel = Sampling(), None
+        self.sampling = Sampling()
+        self.cancel: threading.Event | None = None
         self.outstanding = self.most = 0
 
     def submit(self, chunk, temperature):
@@ -138,7 +141,7 @@ def test_a_long_file_holds_a_window_of_chunks_not_all_of_them():
 
 
 def test_speakers_are_named_once_for_segments_and_their_words():
-    segments = [
+    segments: list[dict[str, Any]] = [
         {"speaker": "SPEAKER_01", "words": [{"speaker": "SPEAKER_01"}, {"speaker": "SPEAKER_00"}]},
         {"speaker": "SPEAKER_00", "words": [{"speaker": "SPEAKER_00"}, {}]},
         {"speaker": "SPEAKER_02", "words": [{"speaker": "SPEAKER_02"}]},
@@ -190,7 +193,7 @@ def test_decode_refuses_what_is_not_audio():
 def test_a_long_prompt_keeps_only_what_whisper_reads():
     prompt = "start " + "word " * 20_000 + "the end"
     options = options_from({"model": "whisper-1", "prompt": prompt})
-    assert len(options.prompt) == 2000 and options.prompt.endswith("word the end")
+    assert options.prompt is not None and len(options.prompt) == 2000 and options.prompt.endswith("word the end")
     assert options_from({"model": "whisper-1", "prompt": "short"}).prompt == "short"
 
 

@@ -83,7 +83,7 @@ def test_malformed_requests_are_wire_errors(body):
 
 
 def managed(policy):
-    unloaded = []
+    unloaded: list[object] = []
     model = ManagedModel("m", object, parse_unload_policy(policy), on_unload=unloaded.append)
     return model, unloaded
 
@@ -181,7 +181,7 @@ def test_status_answers_while_the_model_loads():
 
 def test_after_request_keeps_the_model_while_requests_wait_for_it():
     waiting = [1]
-    unloaded = []
+    unloaded: list[object] = []
     model = ManagedModel("m", object, 0.0, on_unload=unloaded.append, keep_while=lambda: waiting[0] > 0)
     with model.use():
         pass

@@ -43,8 +43,9 @@ def make(store: VoiceStore, name: str) -> str:
 def test_a_voice_appears_whole_and_disappears_whole(tmp_path):
     store = VoiceStore(tmp_path, max_voices=5)
     voice_id = make(store, "Alice")
-    assert [v.name for v in store.all()] == ["Alice"] and store.get(voice_id).language == "en"
-    assert store.named("ALICE").id == voice_id  # names are unique regardless of case
+    stored, named = store.get(voice_id), store.named("ALICE")
+    assert [v.name for v in store.all()] == ["Alice"] and stored is not None and stored.language == "en"
+    assert named is not None and named.id == voice_id  # names are unique regardless of case
     assert sorted(p.name for p in (tmp_path / voice_id).iterdir()) == ["meta.json", "sample.wav"]
     store.delete(voice_id)
     assert store.all() == [] and not list((tmp_path / ".names").iterdir())

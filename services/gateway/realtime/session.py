@@ -20,7 +20,7 @@ import logging
 import secrets
 import time
 import wave
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import httpx
@@ -71,7 +71,7 @@ class RealtimeSession:
         asr: Backend,
         catalog: ModelCatalog,
         *,
-        draining,
+        draining: Callable[[], bool],
         model: str | None,
     ) -> None:
         self.ws, self.settings, self.asr, self.catalog = ws, settings, asr, catalog
