@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from services.common.logs import REQUEST_ID
 from services.common.work import Cancelled
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,7 @@ class SegmentJob:
     cancel: threading.Event | None
     future: Future = field(default_factory=Future)
     queued: float = field(default_factory=time.perf_counter)
+    request_id: str = field(default_factory=REQUEST_ID.get)  # the batcher's log lines name the requests
 
 
 class SegmentBatcher:
@@ -155,7 +157,7 @@ class SegmentBatcher:
         try:
             self._run(jobs)
         except Exception as exc:
-            log.exception("a batch of %d segment(s) failed", len(jobs))
+            log.exception("a batch of %d segment(s) failed (requests %s)", len(jobs), _ids(jobs))
             for job in jobs:
                 if not job.future.done():
                     job.future.set_exception(exc)
@@ -198,12 +200,16 @@ class SegmentBatcher:
                 if len(results) != len(group):
                     raise RuntimeError(f"the model returned {len(results)} results for {len(group)} segments")
             except Exception as exc:
-                log.exception("batched decode of %d segment(s) failed", len(group))
+                log.exception("batched decode of %d segment(s) failed (requests %s)", len(group), _ids(group))
                 for job in group:
                     job.future.set_exception(exc)
                 continue
             for job, result in zip(group, results, strict=True):
                 job.future.set_result(result)
+
+
+def _ids(jobs: list[SegmentJob]) -> str:
+    return ", ".join(dict.fromkeys(job.request_id for job in jobs))
 
 
 def wait(future: Future, cancel: threading.Event | None, poll: float = 0.1) -> Any:

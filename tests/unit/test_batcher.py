@@ -172,3 +172,20 @@ def test_a_failing_report_or_a_short_answer_never_stops_the_batcher():
     second = b.submit("b", features(2), [1], KEY)
     with pytest.raises(RuntimeError):
         second.result(10)  # answered (with the error), not left waiting
+
+
+def test_a_failed_batch_is_logged_with_the_request_ids_it_held(caplog):
+    from services.common.logs import REQUEST_ID
+
+    def broken(encoded, prompts, **kwargs):
+        raise RuntimeError("CUDA out of memory")
+
+    model = FakeModel()
+    b = SegmentBatcher(model.encode, broken, batch_size=4)
+    token = REQUEST_ID.set("req_abc")
+    try:
+        with pytest.raises(RuntimeError):
+            wait(b.submit("a", features(1), [1], KEY), None)
+    finally:
+        REQUEST_ID.reset(token)
+    assert any("req_abc" in r.getMessage() for r in caplog.records if r.levelname == "ERROR")
