@@ -9,6 +9,7 @@ median of N runs; then what OpenAI's temperature fallback costs on speech that r
 TTS: the tiny test VITS through the predictor and the gateway, per response format.
 Voices: upload-to-ready time of a clone, first byte per kind of voice (bench/voices.py).
 Realtime: end of speech to the completed transcript, client commits and server VAD (bench/realtime.py).
+Health: a predictor's /healthz under 16 speech clients per unload policy (bench/health.py).
 Batching: cross-request batching on and off at 1-16 clients (bench/batching.py).
 """
 
@@ -27,7 +28,7 @@ from pathlib import Path
 import httpx
 import openai
 
-from bench import batching, load, realtime, speech, voices
+from bench import batching, health, load, realtime, speech, voices
 from scripts.devstack import ROOT, base_env, local_stack
 from services.common import v2wire
 from tests.conftest import start, whisper_models
@@ -306,7 +307,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument(
-        "--only", choices=["asr", "tts", "voices", "realtime", "load", "batching", "memory"], help="run one benchmark"
+        "--only",
+        choices=["asr", "tts", "voices", "realtime", "load", "health", "batching", "memory"],
+        help="run one benchmark",
     )
     parser.add_argument("--load-seconds", type=float, default=20, help="duration of each load step")
     parser.add_argument("--long-minutes", type=int, default=60, help="length of the long recording (memory)")
@@ -323,6 +326,8 @@ def main() -> None:
             realtime.bench_realtime(Path(tmp), args.runs, args.threads, args.batch, table)
         if args.only in (None, "load"):
             load.bench_load(Path(tmp), args.threads, args.load_seconds, table)
+        if args.only in (None, "health"):
+            health.bench_health(Path(tmp), args.threads, args.load_seconds, table)
         if args.only in (None, "batching"):
             batching.bench_batching(Path(tmp), args.threads, args.load_seconds, args.batch, table)
         if args.only in (None, "memory"):
