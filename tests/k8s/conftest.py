@@ -31,6 +31,7 @@ def schema_dir(tmp_path_factory) -> Path:
     crd.mkdir()
     crds = sorted(str(p) for p in (CACHE / "kserve-crds").glob("serving.kserve.io_*.yaml"))
     crds += sorted(str(p) for p in (CACHE / "prometheus-operator-crds").glob("monitoring.coreos.com_*.yaml"))
+    crds += sorted(str(p) for p in (CACHE / "gateway-api-crds").glob("gateway.networking.k8s.io_*.yaml"))
     subprocess.run(
         [sys.executable, str(CACHE / "openapi2jsonschema.py"), *crds],
         cwd=crd,
@@ -40,6 +41,7 @@ def schema_dir(tmp_path_factory) -> Path:
     )
     assert (crd / "inferenceservice-serving-v1beta1.json").exists()
     assert (crd / "servicemonitor-monitoring-v1.json").exists() and (crd / "podmonitor-monitoring-v1.json").exists()
+    assert (crd / "httproute-gateway-v1.json").exists() and (crd / "gateway-gateway-v1.json").exists()
     return out
 
 
@@ -76,7 +78,10 @@ def apiserver(tmp_path_factory):
     cluster = LocalCluster(tmp_path_factory.mktemp("apiserver")).start()
     try:
         cluster.apply_kserve_crds()
-        for crd in sorted((CACHE / "prometheus-operator-crds").glob("*.yaml")):  # the optional monitors
+        for crd in [  # the optional monitors, the Gateway API's route and gateway
+            *sorted((CACHE / "prometheus-operator-crds").glob("*.yaml")),
+            *sorted((CACHE / "gateway-api-crds").glob("*.yaml")),
+        ]:
             cluster.kubectl("apply", "--server-side", "-f", str(crd))
         yield cluster
     finally:

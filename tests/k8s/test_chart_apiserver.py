@@ -75,6 +75,8 @@ def test_install_read_back_upgrade_uninstall(apiserver, api, name):
     reach = (
         "https://speech.test.example/v1"
         if values.get("gateway.ingress.enabled")
+        else "http(s)://speech.test.example/v1"
+        if values.get("gateway.httpRoute.enabled")
         else f"kubectl port-forward -n {namespace} svc/{release}-speech-stack-gateway 5148:80"
     )
     assert reach in out

@@ -125,6 +125,43 @@ def test_ingress_keeps_realtime_websockets_open_as_long_as_a_session():
     assert annotations["nginx.ingress.kubernetes.io/proxy-body-size"] == "30m"
 
 
+def test_ingress_takes_cert_manager_style_tls_and_several_hosts():
+    docs = objects(
+        render(
+            values={
+                "gateway.ingress.enabled": True,
+                "gateway.ingress.hosts": ["a.example", "b.example"],
+                "gateway.ingress.tls": [{"secretName": "certs"}],
+            }
+        ).stdout
+    )
+    spec = find(docs, "Ingress", "-gateway")["spec"]
+    assert spec["tls"] == [{"secretName": "certs", "hosts": ["a.example", "b.example"]}]  # hosts default to all
+    assert [r["host"] for r in spec["rules"]] == ["a.example", "b.example"]
+    plain = find(objects(render(values={"gateway.ingress.enabled": True}).stdout), "Ingress", "-gateway")
+    assert "tls" not in plain["spec"]
+
+
+def test_httproute_and_its_gateway():
+    docs = objects(render(values=VALUES_SETS["gateway-api"]).stdout)
+    route, gw = find(docs, "HTTPRoute", "-gateway"), find(docs, "Gateway", "-gateway")
+    service = find(docs, "Service", "-gateway")
+    (rule,) = route["spec"]["rules"]
+    assert rule["backendRefs"] == [{"name": service["metadata"]["name"], "port": service["spec"]["ports"][0]["port"]}]
+    assert rule["timeouts"] == {"request": "3600s", "backendRequest": "3600s"}  # a realtime session, at least
+    assert route["spec"]["parentRefs"] == [{"name": gw["metadata"]["name"]}]
+    assert gw["spec"]["gatewayClassName"] == "traefik"
+    assert [(listener["protocol"], listener["port"]) for listener in gw["spec"]["listeners"]] == [
+        ("HTTP", 8000),
+        ("HTTPS", 8443),
+    ]
+    attached = objects(
+        render(values={"gateway.httpRoute.enabled": True, "gateway.httpRoute.parentRefs": [{"name": "shared"}]}).stdout
+    )
+    assert find(attached, "HTTPRoute")["spec"]["parentRefs"] == [{"name": "shared"}]
+    assert not [d for d in attached if d["kind"] == "Gateway"]
+
+
 def test_gateway_points_at_the_services_kserve_creates():
     docs = objects(render(release="rel", namespace="ns1").stdout)
     gw = find(docs, "Deployment", "-gateway")["spec"]["template"]["spec"]["containers"][0]

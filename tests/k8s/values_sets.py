@@ -27,10 +27,18 @@ VALUES_SETS: dict[str, dict] = {
     "ingress-tls": {
         "gateway.ingress.enabled": True,
         "gateway.ingress.className": "nginx",
-        "gateway.ingress.host": "speech.test.example",
-        "gateway.ingress.tls.enabled": True,
+        "gateway.ingress.hosts": ["speech.test.example"],
+        "gateway.ingress.tls": [{"secretName": "speech-tls", "hosts": ["speech.test.example"]}],
         "hfToken.value": "hf_test_token_value",
         "gateway.apiKeys.values": ["sk-test-key-1", "sk-test-key-2"],
+    },
+    "gateway-api": {
+        "gateway.httpRoute.enabled": True,
+        "gateway.httpRoute.hostnames": ["speech.test.example"],
+        "gateway.httpRoute.gateway.create": True,
+        "gateway.httpRoute.gateway.className": "traefik",
+        "gateway.httpRoute.gateway.httpPort": 8000,
+        "gateway.httpRoute.gateway.httpsPort": 8443,
     },
     "custom-voices": {
         "tts.voices": {"alloy": "/app/tts-cache/refs/alloy.wav", "narrator": "/app/tts-cache/refs/n.flac"},
@@ -64,5 +72,7 @@ BAD_VALUES: dict[str, tuple[dict, str]] = {
         "block every node drain",
     ),
     "unknown log format": ({"logFormat": "xml"}, "schema"),
+    "an HTTPRoute attached to nothing": ({"gateway.httpRoute.enabled": True}, "parentRefs"),
+    "a Gateway API timeout that is no duration": ({"gateway.httpRoute.timeouts.request": "an hour"}, "schema"),
     "empty queue bound type": ({"asr.maxQueue": "eight"}, "schema"),
 }

@@ -5,7 +5,9 @@
 #   kube-controller-manager, kube-scheduler, kubelet, kube-proxy (wrapper module kube/), etcd
 #   (wrapper module etcd/), kwok, CoreDNS, KServe's controller manager, KServe's CRDs (config/crd/full
 #   of the pinned KServe module), prometheus-operator's ServiceMonitor/PodMonitor CRDs, and the pause
-#   binary of the node's sandbox image (pause.c of the k8s.io/kubernetes module, static).
+#   binary of the node's sandbox image (pause.c of the k8s.io/kubernetes module, static), the Gateway
+#   API's CRDs, the node's Ingress controller (Traefik), skaffold and the loopback registry (crane) of
+#   the dev loop, and KEDA (operator and metrics adapter) for queue-depth autoscaling.
 # Prints the bin directory on the last line.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -132,6 +134,16 @@ if [ ! -f "$CRDS/.done" ]; then
   touch "$CRDS/.done"
 fi
 ln -sfn "$CRDS" "$CACHE/kserve-crds"
+# The Gateway API's standard CRDs (the chart's HTTPRoute and Gateway; Traefik's Gateway provider).
+GWAPI="$CACHE/gateway-api-crds-$GATEWAY_API_VERSION"
+if [ ! -f "$GWAPI/.done" ]; then
+  mkdir -p "$GWAPI"
+  GWAPI_DIR=$(go mod download -json "sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
+  cp "$GWAPI_DIR"/config/crd/standard/gateway.networking.k8s.io_*.yaml "$GWAPI/"
+  chmod u+w "$GWAPI"/*.yaml
+  touch "$GWAPI/.done"
+fi
+ln -sfn "$GWAPI" "$CACHE/gateway-api-crds"
 # prometheus-operator's ServiceMonitor and PodMonitor CRDs (the chart's optional monitoring objects).
 PROM="$CACHE/prometheus-operator-crds-$PROMETHEUS_OPERATOR_VERSION"
 if [ ! -f "$PROM/.done" ]; then
