@@ -13,7 +13,7 @@ MODELS := .models/faster-whisper-base/model.bin
 
 K8S_TOOLS_BIN := $(HOME)/.cache/speech-stack/k8s-tools/bin
 
-.PHONY: setup system-packages node-packages venv models k8s-tools images cluster-up cluster-down run lint test bench constraints clean
+.PHONY: setup system-packages node-packages venv models k8s-tools images cluster-up cluster-down node-volumes dev-node run-node delete-node run lint test bench constraints clean
 
 setup: system-packages venv models
 
@@ -68,6 +68,24 @@ cluster-up: images
 
 cluster-down:
 	KUBECTL=$(VENV)/bin/kubectl tools/node/down.sh
+
+# The dev loop on that node: the models on local volumes (namespace speech), then skaffold's `node`
+# profile (buildah builds, the node's loopback registry, Helm, Traefik's Ingress at speech.example.com).
+NODE_KUBECONFIG := .k8s/node/pki/admin.kubeconfig
+SKAFFOLD := SKAFFOLD_UPDATE_CHECK=false $(K8S_TOOLS_BIN)/skaffold
+SKAFFOLD_NODE := -p node --default-repo 127.0.0.1:21500 --kubeconfig $(NODE_KUBECONFIG)
+
+node-volumes: models
+	$(PY) -m scripts.node_volumes .k8s/node speech | $(VENV)/bin/kubectl --kubeconfig $(NODE_KUBECONFIG) apply -f -
+
+dev-node: node-volumes
+	PATH=$(CURDIR)/$(VENV)/bin:$(K8S_TOOLS_BIN):$$PATH $(SKAFFOLD) dev $(SKAFFOLD_NODE)
+
+run-node: node-volumes
+	PATH=$(CURDIR)/$(VENV)/bin:$(K8S_TOOLS_BIN):$$PATH $(SKAFFOLD) run $(SKAFFOLD_NODE)
+
+delete-node:
+	PATH=$(CURDIR)/$(VENV)/bin:$(K8S_TOOLS_BIN):$$PATH $(SKAFFOLD) delete $(SKAFFOLD_NODE)
 
 run: setup
 	$(PY) -m scripts.devstack

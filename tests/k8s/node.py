@@ -10,6 +10,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -38,6 +39,7 @@ class RealNode:
         }
         self.forwards: list[subprocess.Popen] = []
         self.images: dict[str, str] = {}  # the images the chart installs (set by the test fixture)
+        self.certificate: Any = None  # the Ingress's TLS certificate (tests.k8s.tls, set by the fixture)
 
     def _script(self, name: str, timeout: float) -> subprocess.CompletedProcess:
         with (self.state / "logs" / f"{name}.out").open("w") as out:

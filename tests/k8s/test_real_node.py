@@ -8,26 +8,33 @@ the chart mounts through existingClaim. Fails (never skips) when the images or t
 
 from __future__ import annotations
 
+import base64
 import json
-import shutil
 import subprocess
+import time
+from pathlib import Path
 from typing import Any, cast
 
 import openai
 import pytest
 import yaml
 
-from tests.conftest import SENTENCES, WHISPER
+from scripts import node_volumes
+from scripts.devstack import ROOT
+from tests.conftest import SENTENCES
 from tests.k8s.node import NODE_NAME, RealNode, built_images, healthy
+from tests.k8s.tls import make_certificate, resolved
 from tests.k8s.tools import CHART
-from tests.support import tiny_models
 from tests.support.espeak import speak
 from tests.support.text import normalize, wer
 
 pytestmark = pytest.mark.timeout(3600)
 NS, RELEASE = "speech", "speech"
+HOST, ROUTE_HOST = "speech.example.com", "route.speech.example.com"  # the Ingress's and the HTTPRoute's
+NODE_IP, HTTPS_PORT = "10.213.0.1", 21444  # Traefik's HTTPS hostPort (tools/node/traefik.yaml)
+TLS_SECRET = "speech-tls"
 WER_BOUND = 0.25  # as tests/test_transcriptions.py (Whisper base int8 on espeak-ng speech: 0.109)
-APP_UID = 10001
+APP_UID = node_volumes.APP_UID
 # What a container that cannot write where it wants, or lacks a library, prints on the way.
 LOG_FAULTS = (
     "Read-only file system",
@@ -38,97 +45,24 @@ LOG_FAULTS = (
 
 
 def values(images: dict[str, str]) -> dict:
-    """CPU mode, locally imported images, models on existing claims, one thread per model process,
-    requests that fit a 2-core node."""
+    """tools/node/chart-values.yaml (CPU mode, models on existing claims, one thread per model
+    process, requests that fit a 2-core node, the Traefik Ingress), with the locally imported images."""
 
     def image(name: str) -> dict:
         repository, tag = images[name].rsplit(":", 1)
         return {"repository": repository, "tag": tag, "pullPolicy": "Never"}
 
-    one_thread = [{"name": "OMP_NUM_THREADS", "value": "1"}]
-    whisper = "/app/models/faster-whisper-base"
-    return {
-        "gateway": {
-            "image": image("gateway"),
-            "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "1Gi"}},
-        },
-        "asr": {
-            "image": image("asr"),
-            "gpu": {"enabled": False},
-            "models": {"whisper-1": whisper, "turbo": whisper},
-            "alignModels": {"en": "/app/models/wav2vec2"},
-            "threads": 1,
-            "batchSize": 4,
-            "unloadPolicy": "never",
-            "extraEnv": one_thread,
-            "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "4Gi"}},
-            "cache": {"existingClaim": "asr-models"},
-        },
-        "tts": {
-            "image": image("tts"),
-            "gpu": {"enabled": False},
-            "model": "/app/tts-cache/vits",
-            "defaultSpeakerUrl": "",
-            "threads": 1,
-            "unloadPolicy": "never",
-            "extraEnv": one_thread,
-            "resources": {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"memory": "3Gi"}},
-            "cache": {"existingClaim": "tts-models"},
-        },
-    }
-
-
-def volumes(node: RealNode) -> str:
-    """Local PersistentVolumes on the node holding the models at the chart's cache paths, and the
-    claims the release names; owned by the images' user (local volumes are not chowned)."""
-    asr, tts = node.state / "volumes" / "asr", node.state / "volumes" / "tts"
-    shutil.copytree(WHISPER, asr / "faster-whisper-base")
-    tiny_models.build_wav2vec2(asr / "wav2vec2")
-    tiny_models.build_vits(tts / "vits", ["alloy", "echo", "fable"])
-    for root in (asr, tts):
-        for path in [root, *root.rglob("*")]:
-            shutil.chown(path, APP_UID, APP_UID)
-    docs = []
-    for name, path in (("asr-models", asr), ("tts-models", tts)):
-        docs.append(
-            {
-                "apiVersion": "v1",
-                "kind": "PersistentVolume",
-                "metadata": {"name": f"{NS}-{name}"},
-                "spec": {
-                    "capacity": {"storage": "5Gi"},
-                    "accessModes": ["ReadWriteOnce"],
-                    "persistentVolumeReclaimPolicy": "Retain",
-                    "storageClassName": "local-models",
-                    "local": {"path": str(path)},
-                    "nodeAffinity": {
-                        "required": {
-                            "nodeSelectorTerms": [
-                                {
-                                    "matchExpressions": [
-                                        {"key": "kubernetes.io/hostname", "operator": "In", "values": [NODE_NAME]}
-                                    ]
-                                }
-                            ]
-                        }
-                    },
-                },
-            }
-        )
-        docs.append(
-            {
-                "apiVersion": "v1",
-                "kind": "PersistentVolumeClaim",
-                "metadata": {"name": name, "namespace": NS},
-                "spec": {
-                    "accessModes": ["ReadWriteOnce"],
-                    "storageClassName": "local-models",
-                    "volumeName": f"{NS}-{name}",
-                    "resources": {"requests": {"storage": "5Gi"}},
-                },
-            }
-        )
-    return yaml.safe_dump_all(docs)
+    vals = yaml.safe_load((ROOT / "tools" / "node" / "chart-values.yaml").read_text())
+    for name in ("gateway", "asr", "tts"):
+        vals[name]["image"] = image(name)
+    vals["gateway"]["ingress"]["tls"] = [{"secretName": TLS_SECRET}]
+    vals["gateway"]["httpRoute"] = {  # the same gateway through the Gateway API, on Traefik's entryPoints
+        "enabled": True,
+        "hostnames": [ROUTE_HOST],
+        "gateway": {"create": True, "className": "traefik", "httpPort": 8000, "httpsPort": 8443,
+                    "certificateSecret": TLS_SECRET},
+    }  # fmt: skip
+    return vals
 
 
 @pytest.fixture(scope="module")
@@ -137,9 +71,11 @@ def node(tmp_path_factory):
     n = RealNode(tmp_path_factory.mktemp("real-node"))
     try:
         n.up()
-        n.kubectl("create", "namespace", NS)
-        n.kubectl("apply", "-f", "-", input=volumes(n))
+        n.kubectl("apply", "-f", "-", input=node_volumes.manifests(n.state / "volumes", NS))
         n.images = images
+        n.certificate = make_certificate(n.state / "tls", [HOST, ROUTE_HOST])
+        n.kubectl("create", "secret", "tls", TLS_SECRET, "-n", NS, f"--cert={n.certificate.cert}",
+                  f"--key={n.certificate.key}")  # fmt: skip
         yield n
     finally:
         try:
@@ -260,10 +196,95 @@ def test_openai_client_through_port_forward(node, spoken, tmp_path):
         assert not [fault for fault in LOG_FAULTS if fault in log], f"{component} log:\n{log[-3000:]}"
 
 
+def test_the_ingress_and_the_gateway_show_where_clients_go(node):
+    """Traefik writes its address into the Ingress's and the Gateway's status (`kubectl get ingress`)."""
+
+    def addresses() -> tuple[list, list]:
+        ingress = node.get("ingress", f"{RELEASE}-speech-stack-gateway", "-n", NS)
+        gateway = node.get("gateway", f"{RELEASE}-speech-stack-gateway", "-n", NS)
+        return (
+            [i.get("ip") for i in ingress.get("status", {}).get("loadBalancer", {}).get("ingress", [])],
+            [a.get("value") for a in gateway.get("status", {}).get("addresses", [])],
+        )
+
+    node.wait("Traefik's address in the status", lambda: addresses() == ([NODE_IP], [NODE_IP]), timeout=120)
+    route = node.get("httproute", f"{RELEASE}-speech-stack-gateway", "-n", NS)
+    (parent,) = route["status"]["parents"]
+    assert {c["type"]: c["status"] for c in parent["conditions"]}["Accepted"] == "True"
+
+
+@pytest.fixture(scope="module")
+def long_speech(tmp_path_factory, spoken) -> Path:
+    """About 70 s of speech (three of Whisper's 30 s windows): the streamed deltas come one window at a time."""
+    import numpy as np
+    import soundfile as sf
+
+    pause = np.zeros(8000, np.float32)
+    parts = [x for _ in range(4) for wav in spoken.values() for x in (sf.read(wav, dtype="float32")[0], pause)]
+    out = tmp_path_factory.mktemp("long") / "long.wav"
+    sf.write(out, np.concatenate(parts), 16000)
+    return out
+
+
+@pytest.fixture(params=[HOST, ROUTE_HOST], ids=["ingress", "httproute"])
+def tls_client(request, node, monkeypatch):
+    """The official client on Traefik's TLS entryPoint, by the Ingress's host or the HTTPRoute's: the
+    names resolve to the node in this process, the test CA is trusted (httpx explicitly, websockets
+    through SSL_CERT_FILE)."""
+    monkeypatch.setenv("SSL_CERT_FILE", str(node.certificate.ca))
+    with resolved({HOST: NODE_IP, ROUTE_HOST: NODE_IP}):
+        yield openai.OpenAI(
+            base_url=f"https://{request.param}:{HTTPS_PORT}/v1",
+            api_key="unused",
+            http_client=openai.DefaultHttpxClient(verify=str(node.certificate.ca), timeout=600),
+            max_retries=0,
+        )
+
+
+def test_openai_clients_through_traefik_over_tls(tls_client, spoken, long_speech, tmp_path):
+    client = tls_client
+    assert {m.id for m in client.models.list()} >= {"whisper-1", "tts-1"}
+    texts = list(spoken)[:3]
+    hyps = [client.audio.transcriptions.create(model="whisper-1", file=spoken[t].open("rb")).text for t in texts]
+    assert wer(texts, hyps) < WER_BOUND
+    # a streamed transcription of 70 s: deltas leave as windows are decoded, not buffered by the proxy
+    started = time.monotonic()
+    stream = client.audio.transcriptions.create(model="whisper-1", file=long_speech.open("rb"), stream=True)
+    arrivals = [(event.type, time.monotonic() - started) for event in stream]
+    deltas = [t for kind, t in arrivals if kind == "transcript.text.delta"]
+    assert arrivals[-1][0] == "transcript.text.done" and len(deltas) >= 2
+    assert arrivals[-1][1] - deltas[0] > 2.0, arrivals  # buffered, they would all arrive with the done event
+    out = tmp_path / "streamed.mp3"
+    with client.audio.speech.with_streaming_response.create(
+        model="tts-1", voice="alloy", input="Streamed through the Ingress. " * 3, response_format="mp3"
+    ) as response:
+        chunks = list(response.iter_bytes())
+    out.write_bytes(b"".join(chunks))
+    assert ffprobe(out)["codec_name"] == "mp3"
+    text = next(iter(spoken))
+    with client.realtime.connect(extra_query={"intent": "transcription"}) as conn:  # wss://
+        conn.session.update(session=cast(Any, {"type": "transcription", "audio": {"input": {
+            "format": {"type": "audio/pcm", "rate": 24000}, "turn_detection": None,
+            "transcription": {"model": "whisper-1", "language": "en"}}}}))  # fmt: skip
+        conn.input_audio_buffer.append(audio=base64.b64encode(pcm24(spoken[text])).decode())
+        conn.input_audio_buffer.commit()
+        completed = next(e for e in conn if e.type == "conversation.item.input_audio_transcription.completed")
+    assert wer([text], [completed.transcript]) < WER_BOUND
+
+
+def pcm24(wav: Path) -> bytes:
+    """The clip as 24 kHz PCM16, what the Realtime API takes."""
+    return subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(wav), "-f", "s16le", "-ac", "1", "-ar", "24000", "-"],
+        capture_output=True,
+        check=True,
+    ).stdout
+
+
 def test_helm_upgrade_rolls_the_pods_and_the_next_request_succeeds(node, spoken, tmp_path):
     before = {c: pods(node, c)[0]["metadata"]["uid"] for c in ("gateway", "asr")}
     changed = values(node.images)
-    changed["gateway"]["speechSampleRate"] = 22050  # the gateway's env: a new ReplicaSet
+    changed["gateway"]["speechSampleRate"] = 16000  # the gateway's env: a new ReplicaSet
     changed["asr"]["batchSize"] = 2  # the predictor's env: KServe rolls its Deployment
     node.helm("upgrade", RELEASE, str(CHART), "-n", NS, *set_args(changed))
     node.wait(
@@ -279,7 +300,7 @@ def test_helm_upgrade_rolls_the_pods_and_the_next_request_succeeds(node, spoken,
     client.audio.speech.create(
         model="tts-1", voice="echo", input="Still here after the upgrade.", response_format="mp3"
     ).write_to_file(out)
-    assert ffprobe(out)["sample_rate"] == "22050"
+    assert ffprobe(out)["sample_rate"] == "16000"
     node.stop_forwards()
 
 

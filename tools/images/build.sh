@@ -2,7 +2,8 @@
 # Build the three images from their Dockerfiles, unchanged, with buildah (no Docker engine, no
 # registry): FROM the local Debian base of base.sh (build argument BASE_IMAGE), pip installing
 # offline from the wheelhouse of wheels.sh (bind-mounted with a pip.conf, for the RUN steps only),
-# buildah's layer cache (--layers) so the predictors' identical torch layer is built and stored once. Each image is tagged localhost/speech-stack/<name>:<key>, the key
+# buildah's layer cache (--layers) so the predictors' identical torch layer is built and stored once.
+# Each image is tagged localhost/speech-stack/<name>:<key>, the key
 # being a hash of its inputs (Dockerfile, the files its COPY lines name, the base image), so an
 # unchanged image is not rebuilt. Writes NAME=IMAGE lines to $IMAGES_CACHE/images.env and prints them.
 #   tools/images/build.sh [gateway asr tts]
@@ -14,12 +15,9 @@ source "$HERE/common.sh"
 need buildah
 BASE=$("$HERE/base.sh" | tail -n 1)
 WHEELS=$("$HERE/wheels.sh" | tail -n 1)
-printf '[global]\nno-index = true\nfind-links = /wheels\n' > "$IMAGES_CACHE/pip.conf"
 BASE_ID=$(buildah inspect --type image --format '{{.FromImageID}}' "$BASE")
 NAMES=("${@:-gateway}")
 [ $# -gt 0 ] || NAMES=(gateway asr tts)
-# pip needs no network (and no TLS trust) inside the build; apt (TTS image) uses Debian's http mirror.
-MOUNTS=(-v "$WHEELS:/wheels:ro" -v "$IMAGES_CACHE/pip.conf:/etc/pip.conf:ro")
 
 key_of() {  # key_of NAME: hash of the Dockerfile, the sources its COPY lines name, and the base image
   local dockerfile="services/$1/Dockerfile"
@@ -39,26 +37,29 @@ record() {  # record NAME IMAGE: images.env line and size
   echo "  $1: $2 ($(buildah images --format '{{.Size}}' "$2" | head -n 1))" >&2
 }
 
-# The node's sandbox ("pause") image: one static binary (tools/k8s/install.sh builds it from the
-# k8s.io/kubernetes module), made with buildah from scratch, so containerd never pulls one.
-PAUSE_BIN=${K8S_TOOLS_BIN:-$HOME/.cache/speech-stack/k8s-tools/bin}/pause
-if [ -x "$PAUSE_BIN" ]; then
-  pause="localhost/speech-stack/pause:$(sha256sum < "$PAUSE_BIN" | cut -c1-12)"
-  if ! buildah inspect --type image "$pause" > /dev/null 2>&1; then
+# Images of one static binary from tools/k8s/install.sh, made with buildah from scratch, so containerd
+# never pulls one: the node's sandbox ("pause") image, and its Ingress controller (Traefik).
+binary_image() {  # binary_image NAME USER: localhost/speech-stack/NAME:<sha of the binary>
+  local name=$1 user=$2 bin image ctr
+  bin=${K8S_TOOLS_BIN:-$HOME/.cache/speech-stack/k8s-tools/bin}/$name
+  [ -x "$bin" ] || return 0
+  image="localhost/speech-stack/$name:$(sha256sum < "$bin" | cut -c1-12)"
+  if ! buildah inspect --type image "$image" > /dev/null 2>&1; then
     ctr=$(buildah from scratch)
-    buildah copy --quiet --chmod 0755 "$ctr" "$PAUSE_BIN" /pause > /dev/null
-    buildah config --entrypoint '["/pause"]' --user 65535:65535 "$ctr"
-    buildah commit --quiet --rm "$ctr" "$pause" > /dev/null
+    buildah copy --quiet --chmod 0755 "$ctr" "$bin" "/$name" > /dev/null
+    buildah config --entrypoint "[\"/$name\"]" --user "$user:$user" "$ctr"
+    buildah commit --quiet --rm "$ctr" "$image" > /dev/null
   fi
-  record pause "$pause"
-fi
+  record "$name" "$image"
+}
+binary_image pause 65535
+binary_image traefik 65532
 for name in "${NAMES[@]}"; do
   image="localhost/speech-stack/$name:$(key_of "$name")"
   if buildah inspect --type image "$image" > /dev/null 2>&1; then
     echo "  $name: $image is up to date" >&2
   else
-    (cd "$ROOT" && timed "$name image" buildah build --quiet --layers --pull=never --network host --isolation chroot \
-      --build-arg "BASE_IMAGE=$BASE" "${MOUNTS[@]}" -f "services/$name/Dockerfile" -t "$image" . > /dev/null)
+    timed "$name image" dockerfile_build "$name" "$image" "$BASE" "$WHEELS" "$ROOT"
   fi
   record "$name" "$image"
 done

@@ -34,3 +34,15 @@ need() {  # need CMD...: fail loudly when a tool of `make image-packages` is mis
     command -v "$c" > /dev/null || { echo "missing $c: run \`make image-packages\`" >&2; exit 1; }
   done
 }
+
+# dockerfile_build NAME IMAGE BASE WHEELS CONTEXT: services/NAME/Dockerfile with buildah, unchanged:
+# FROM the local base (build argument BASE_IMAGE), pip installing offline from the wheelhouse (mounted
+# with a pip.conf saying no-index, for the RUN steps only), buildah's layer cache (--layers).
+dockerfile_build() {
+  local name=$1 image=$2 base=$3 wheels=$4 context=$5
+  printf '[global]\nno-index = true\nfind-links = /wheels\n' > "$IMAGES_CACHE/pip.conf"
+  # pip needs no network (and no TLS trust) inside the build; apt (TTS image) uses Debian's http mirror.
+  (cd "$context" && buildah build --quiet --layers --pull=never --network host --isolation chroot \
+    --build-arg "BASE_IMAGE=$base" -v "$wheels:/wheels:ro" -v "$IMAGES_CACHE/pip.conf:/etc/pip.conf:ro" \
+    -f "services/$name/Dockerfile" -t "$image" . > /dev/null)
+}

@@ -28,7 +28,7 @@ if api_up; then
   kc delete pvc --all -A --wait=true --timeout=30s > /dev/null 2>&1
   kc delete pv --all --wait=true --timeout=30s > /dev/null 2>&1
 fi
-for name in kserve-manager kube-proxy; do stop "$name"; done
+for name in registry kserve-manager kube-proxy; do stop "$name"; done
 [ -x "$KBIN/kube-proxy" ] && "$KBIN/kube-proxy" --cleanup --proxy-mode iptables > "$NODE_DIR/logs/kube-proxy-cleanup.log" 2>&1
 stop kubelet
 # 2. containers the kubelet left (crictl is not in Debian 12: ctr's task API on the CRI namespace)

@@ -21,6 +21,10 @@ SERVICE_CIDR=10.214.0.0/24
 NODE_NAME=speech-node
 API_PORT=21443
 KUBELET_PORT=21250
+INGRESS_HTTP_PORT=21080   # Traefik's hostPorts on NODE_IP (traefik.yaml)
+INGRESS_HTTPS_PORT=21444
+REGISTRY=127.0.0.1:21500  # the loopback registry of skaffold's dev loop
+REGISTRY_DIR=${NODE_REGISTRY_DIR:-$HOME/.cache/speech-stack/registry}
 kc() { "$KUBECTL" --kubeconfig "$NODE_DIR/pki/admin.kubeconfig" "$@"; }
 ctr_cri() { ctr --address "$CTD_SOCK" --namespace k8s.io "$@"; }  # the namespace the CRI uses
 mkdir -p "$NODE_DIR/logs" "$NODE_DIR/pids"

@@ -2,8 +2,9 @@
 # up.sh: a real single-node Kubernetes cluster on this machine, every process in its own session
 # with its PID in $NODE_DIR/pids (down.sh stops them by PID): containerd (Debian's, own socket and
 # config) with runc and the bridge CNI plugins, etcd, kube-apiserver, kube-controller-manager,
-# kube-scheduler, CoreDNS, kubelet, kube-proxy (the project's Go-module builds) and KServe's
-# controller (RawDeployment). Imports the images of tools/images/build.sh (import.sh). Saves the
+# kube-scheduler, CoreDNS, kubelet, kube-proxy (the project's Go-module builds), KServe's
+# controller (RawDeployment), Traefik as the Ingress and Gateway API controller (a pod, traefik.yaml)
+# and a loopback registry for skaffold (crane). Imports the images of tools/images/build.sh (import.sh). Saves the
 # kernel settings the kubelet and the bridge plugin change, so down.sh can restore them.
 set -euo pipefail
 # shellcheck source=env.sh
@@ -11,7 +12,7 @@ source "$(dirname "$0")/env.sh"
 for f in "$NODE_DIR"/pids/*.pid; do  # never start a second cluster over a running one
   [ -f "$f" ] && kill -0 "$(cat "$f")" 2> /dev/null && { echo "already running: $f (run down.sh)" >&2; exit 1; }
 done
-for tool in etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy coredns kserve-manager; do
+for tool in etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy coredns kserve-manager crane; do
   [ -x "$KBIN/$tool" ] || { echo "missing $KBIN/$tool: run \`make k8s-tools\`" >&2; exit 1; }
 done
 for tool in containerd ctr runc /usr/lib/cni/bridge iptables conntrack openssl "$KUBECTL"; do
@@ -105,4 +106,18 @@ spawn kserve-manager env KUBECONFIG="$P/admin.kubeconfig" POD_NAMESPACE=kserve T
   KSERVE_WEBHOOK_HOST=127.0.0.1 "$KBIN/kserve-manager" --metrics-addr 127.0.0.1:21282 \
   --health-probe-addr 127.0.0.1:21281 --webhook-port 21283 --leader-elect=false
 waitfor "KServe controller ready" 120 curl -sf http://127.0.0.1:21281/readyz
+
+# The Ingress controller (Traefik, a pod on hostPorts 21080/21444 of the node's address), the Gateway
+# API's CRDs before it (its Gateway provider watches them)
+for crd in "$KBIN"/../gateway-api-crds/gateway.networking.k8s.io_*.yaml; do kc apply --server-side -f "$crd" > /dev/null; done
+TRAEFIK_IMAGE=$(sed -n 's/^traefik=//p' "${IMAGES_ENV:-$HOME/.cache/speech-stack/images/images.env}")
+[ -n "$TRAEFIK_IMAGE" ] || { echo "no traefik image in images.env: run \`make images\`" >&2; exit 1; }
+sed -e "s|@TRAEFIK_IMAGE@|$TRAEFIK_IMAGE|g" -e "s|@NODE_IP@|$NODE_IP|g" "$(dirname "$0")/traefik.yaml" | kc apply -f - > /dev/null
+waitfor "Traefik ready" 180 kc -n ingress rollout status deployment/traefik --timeout=2s
+
+# A registry on the node's loopback for skaffold's dev loop (containerd's CRI pulls from a loopback
+# registry over plain HTTP with no configuration); its blobs are a cache kept across clusters.
+mkdir -p "$REGISTRY_DIR"
+spawn registry "$KBIN/crane" registry serve --address "$REGISTRY" --disk "$REGISTRY_DIR"
+waitfor "registry on $REGISTRY" 30 curl -sf "http://$REGISTRY/v2/"
 say "cluster up: KUBECONFIG=$P/admin.kubeconfig"
