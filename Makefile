@@ -13,7 +13,7 @@ MODELS := .models/faster-whisper-base/model.bin
 
 K8S_TOOLS_BIN := $(HOME)/.cache/speech-stack/k8s-tools/bin
 
-.PHONY: setup system-packages node-packages venv models k8s-tools images cluster-up cluster-down node-volumes dev-node run-node delete-node run lint test bench constraints clean
+.PHONY: js-clients setup system-packages node-packages venv models k8s-tools images cluster-up cluster-down node-volumes dev-node run-node delete-node run lint test bench constraints clean
 
 setup: system-packages venv models
 
@@ -97,7 +97,14 @@ lint: setup
 	$(PY) -m ruff check services scripts bench tests
 	$(PY) -m mypy
 
-test: setup k8s-tools lint images
+# The official openai Node SDK (pinned in tests/clients/node/package-lock.json) for the realtime test
+# through the TLS Ingress; npm's cache is kept outside the repository.
+JS_CLIENTS := tests/clients/node/node_modules/.package-lock.json
+js-clients: $(JS_CLIENTS)
+$(JS_CLIENTS): tests/clients/node/package-lock.json
+	npm ci --prefix tests/clients/node --no-audit --no-fund --cache $(HOME)/.cache/speech-stack/npm --loglevel=error
+
+test: setup k8s-tools lint images js-clients
 	OMP_NUM_THREADS=1 $(PY) -m pytest
 
 bench: setup

@@ -90,7 +90,7 @@ def main() -> None:
     parser.add_argument("node_dir", type=Path)
     parser.add_argument("namespace")
     args = parser.parse_args()
-    sys.stdout.write(manifests(args.node_dir / "state" / "volumes", args.namespace))
+    sys.stdout.write(manifests(args.node_dir.resolve() / "state" / "volumes", args.namespace))
 
 
 if __name__ == "__main__":

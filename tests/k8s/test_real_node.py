@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -270,6 +271,22 @@ def test_openai_clients_through_traefik_over_tls(tls_client, spoken, long_speech
         conn.input_audio_buffer.commit()
         completed = next(e for e in conn if e.type == "conversation.item.input_audio_transcription.completed")
     assert wer([text], [completed.transcript]) < WER_BOUND
+
+
+def test_the_node_sdk_realtime_client_through_the_tls_ingress(node, spoken, tmp_path):
+    """The official Node SDK's realtime client dials only wss://: one committed turn transcribed
+    (tests/clients/node, `make js-clients`)."""
+    text = next(iter(spoken))
+    audio = tmp_path / "turn.pcm"
+    audio.write_bytes(pcm24(spoken[text]))
+    env = os.environ | {"SPEECH_HOST": HOST, "SPEECH_IP": NODE_IP, "SPEECH_PORT": str(HTTPS_PORT),
+                        "SPEECH_CA": str(node.certificate.ca), "AUDIO": str(audio)}  # fmt: skip
+    script = ROOT / "tests" / "clients" / "node" / "realtime-transcribe.mjs"
+    out = subprocess.run(["node", str(script)], env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.splitlines()[-1])
+    assert result["url"] == f"wss://{HOST}:{HTTPS_PORT}/v1/realtime?intent=transcription"
+    assert wer([text], [result["transcript"]]) < WER_BOUND and result["usage"]["type"] == "duration"
 
 
 def pcm24(wav: Path) -> bytes:
