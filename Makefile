@@ -72,19 +72,24 @@ cluster-down:
 # The dev loop on that node: the models on local volumes (namespace speech), then skaffold's `node`
 # profile (buildah builds, the node's loopback registry, Helm, Traefik's Ingress at speech.example.com).
 NODE_KUBECONFIG := .k8s/node/pki/admin.kubeconfig
-SKAFFOLD := SKAFFOLD_UPDATE_CHECK=false $(K8S_TOOLS_BIN)/skaffold
-SKAFFOLD_NODE := -p node --default-repo 127.0.0.1:21500 --kubeconfig $(NODE_KUBECONFIG)
+# skaffold's own settings (no update check, no usage data) in a file of the project's, not ~/.skaffold
+SKAFFOLD_GLOBAL := .k8s/skaffold-config.yaml
+SKAFFOLD := $(K8S_TOOLS_BIN)/skaffold
+SKAFFOLD_NODE := -p node --default-repo 127.0.0.1:21500 --kubeconfig $(NODE_KUBECONFIG) --config $(SKAFFOLD_GLOBAL)
+
+$(SKAFFOLD_GLOBAL):
+	mkdir -p $(dir $@) && printf 'global:\n  update-check: false\n  collect-metrics: false\n  survey:\n    disable-prompt: true\n' > $@
 
 node-volumes: models
 	$(PY) -m scripts.node_volumes .k8s/node speech | $(VENV)/bin/kubectl --kubeconfig $(NODE_KUBECONFIG) apply -f -
 
-dev-node: node-volumes
+dev-node: node-volumes $(SKAFFOLD_GLOBAL)
 	PATH=$(CURDIR)/$(VENV)/bin:$(K8S_TOOLS_BIN):$$PATH $(SKAFFOLD) dev $(SKAFFOLD_NODE)
 
-run-node: node-volumes
+run-node: node-volumes $(SKAFFOLD_GLOBAL)
 	PATH=$(CURDIR)/$(VENV)/bin:$(K8S_TOOLS_BIN):$$PATH $(SKAFFOLD) run $(SKAFFOLD_NODE)
 
-delete-node:
+delete-node: $(SKAFFOLD_GLOBAL)
 	PATH=$(CURDIR)/$(VENV)/bin:$(K8S_TOOLS_BIN):$$PATH $(SKAFFOLD) delete $(SKAFFOLD_NODE)
 
 run: setup

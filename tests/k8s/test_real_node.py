@@ -11,11 +11,13 @@ from __future__ import annotations
 import base64
 import json
 import os
+import signal
 import subprocess
 import time
 from pathlib import Path
 from typing import Any, cast
 
+import httpx
 import openai
 import pytest
 import yaml
@@ -25,14 +27,15 @@ from scripts.devstack import ROOT
 from tests.conftest import SENTENCES
 from tests.k8s.node import NODE_NAME, RealNode, built_images, healthy
 from tests.k8s.tls import make_certificate, resolved
-from tests.k8s.tools import CHART
+from tests.k8s.tools import CHART, run, tool, venv_tool
 from tests.support.espeak import speak
 from tests.support.text import normalize, wer
 
 pytestmark = pytest.mark.timeout(3600)
 NS, RELEASE = "speech", "speech"
 HOST, ROUTE_HOST = "speech.example.com", "route.speech.example.com"  # the Ingress's and the HTTPRoute's
-NODE_IP, HTTPS_PORT = "10.213.0.1", 21444  # Traefik's HTTPS hostPort (tools/node/traefik.yaml)
+NODE_IP, HTTP_PORT, HTTPS_PORT = "10.213.0.1", 21080, 21444  # Traefik's hostPorts (tools/node/traefik.yaml)
+REGISTRY = "127.0.0.1:21500"  # the node's loopback registry (tools/node/up.sh)
 TLS_SECRET = "speech-tls"
 WER_BOUND = 0.25  # as tests/test_transcriptions.py (Whisper base int8 on espeak-ng speech: 0.109)
 APP_UID = node_volumes.APP_UID
@@ -332,3 +335,89 @@ def test_helm_uninstall_leaves_nothing(node):
 
     node.wait("the release's objects gone", lambda: not leftovers(), timeout=300)
     assert {p["metadata"]["name"] for p in node.get("pvc", "-n", NS)["items"]} == {"asr-models", "tts-models"}
+
+
+# -- the skaffold dev loop on the node (skaffold.yaml's `node` profile) --------------------------------
+SKAFFOLD_RELEASE = "speech-stack"  # skaffold.yaml's release
+
+
+def skaffold_args(node: RealNode, command: str) -> list[str]:
+    config = node.state / "skaffold-config.yaml"  # no update check, no usage data, no survey
+    config.write_text("global:\n  update-check: false\n  collect-metrics: false\n  survey:\n    disable-prompt: true\n")
+    return [tool("skaffold"), command, "-p", "node", "--default-repo", REGISTRY, "--kubeconfig",
+            str(node.kubeconfig), "--config", str(config)]  # fmt: skip
+
+
+def skaffold_env() -> dict[str, str]:
+    """skaffold runs helm and kubectl from PATH: the project's."""
+    return os.environ | {
+        "PATH": f"{Path(venv_tool('kubectl')).parent}:{Path(tool('helm')).parent}:{os.environ['PATH']}"
+    }
+
+
+def through_ingress(path: str) -> httpx.Response:
+    with resolved({HOST: NODE_IP}):
+        return httpx.get(f"http://{HOST}:{HTTP_PORT}{path}", timeout=30)
+
+
+def gateway_image_ids(node: RealNode) -> set[str]:
+    return {s["imageID"] for p in pods(node, "gateway") for s in p.get("status", {}).get("containerStatuses", [])}
+
+
+def test_skaffold_run_deploys_the_chart_from_freshly_built_images(node, spoken):
+    """Built by buildah as `make images` builds, pushed to the node's loopback registry, deployed by
+    skaffold's Helm deployer with every image (the InferenceServices' too) rewritten to its digest."""
+    out = run(*skaffold_args(node, "run"), env=skaffold_env(), timeout=3600, check=False)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    node.wait("the skaffold release serving", lambda: serving(node), timeout=900)
+    for component in ("gateway", "asr", "tts"):
+        image = pods(node, component)[0]["spec"]["containers"][0]["image"]
+        assert image.startswith(f"{REGISTRY}/ghcr_io_speech-stack_{component}:") and "@sha256:" in image, image
+    with resolved({HOST: NODE_IP}):
+        client = openai.OpenAI(base_url=f"http://{HOST}:{HTTP_PORT}/v1", api_key="unused", max_retries=0, timeout=600)
+        text = next(iter(spoken))
+        result = client.audio.transcriptions.create(model="whisper-1", file=spoken[text].open("rb"))
+    assert wer([text], [result.text]) < WER_BOUND
+
+
+def test_skaffold_dev_rolls_an_edited_gateway_and_skaffold_delete_leaves_nothing(node):
+    """`skaffold dev`: an edit of a gateway file is rebuilt, pushed and rolled out, and the next request is
+    served by the new image (another digest); then `skaffold delete` removes the release."""
+    probe = f"/* skaffold dev probe {time.time_ns()} */\n"
+    edited = ROOT / "services" / "gateway" / "playground" / "style.css"
+    original = edited.read_text()
+    before = gateway_image_ids(node)
+    log = (node.state / "logs" / "skaffold-dev.log").open("w")
+    dev = subprocess.Popen(
+        [*skaffold_args(node, "dev"), "--port-forward=off", "--cleanup=false"],
+        env=skaffold_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    try:
+        node.wait("skaffold dev watching", lambda: "Watching for changes" in log_text(node), timeout=900)
+        edited.write_text(original + probe)
+        node.wait(
+            "the edited gateway served",
+            lambda: probe.strip() in through_ingress("/playground/style.css").text,
+            timeout=1200,
+        )
+        after = gateway_image_ids(node)
+        assert after and not after & before, (before, after)  # the running gateway is the new image
+    finally:
+        edited.write_text(original)
+        dev.send_signal(signal.SIGINT)
+        dev.wait(120)
+        log.close()
+    out = run(*skaffold_args(node, "delete"), env=skaffold_env(), timeout=600, check=False)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+
+    def leftovers() -> list[str]:
+        names = node.kubectl(
+            "get", "isvc,deploy,rs,pods,svc,ingress,secret,cm,netpol", "-n", NS, "-o", "name"
+        ).stdout.split()
+        return [n for n in names if SKAFFOLD_RELEASE in n or n.startswith("pod/")]
+
+    node.wait("skaffold's release gone", lambda: not leftovers(), timeout=300)
+
+
+def log_text(node: RealNode) -> str:
+    return (node.state / "logs" / "skaffold-dev.log").read_text(errors="replace")
