@@ -13,8 +13,43 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from services.common.errors import Overloaded
+
+ADMISSION_HEADER = "x-speech-admission"  # on every predictor answer: its load then (replica-aware routing)
+
+
+@dataclass(frozen=True)
+class AdmissionState:
+    """A predictor's admission state as its answers carry it: ``active=1; waiting=0; max-active=4;
+    max-queue=8``."""
+
+    active: int
+    waiting: int
+    max_active: int
+    max_queue: int
+
+    def header(self) -> str:
+        return f"active={self.active}; waiting={self.waiting}; max-active={self.max_active}; max-queue={self.max_queue}"
+
+    @classmethod
+    def parse(cls, value: str | None) -> AdmissionState | None:
+        """The state in a header, or None when it is missing or malformed (never an error)."""
+        try:
+            fields = dict(part.strip().split("=", 1) for part in (value or "").split(";"))
+            return cls(*(int(fields[k]) for k in ("active", "waiting", "max-active", "max-queue")))
+        except (KeyError, ValueError, TypeError):
+            return None
+
+    @property
+    def load(self) -> float:
+        """Requests in the predictor per place to work on them (1.0: every place taken, none waiting)."""
+        return (self.active + self.waiting) / max(1, self.max_active)
+
+    @property
+    def full(self) -> bool:
+        return self.active + self.waiting >= self.max_active + self.max_queue
 
 
 class Admission:
@@ -46,6 +81,9 @@ class Admission:
             )
         self.admitted += 1
         return Ticket(self)
+
+    def state(self) -> AdmissionState:
+        return AdmissionState(self.active, self.waiting, self.max_active, self.max_queue)
 
     def status(self) -> dict:
         return {

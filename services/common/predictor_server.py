@@ -19,9 +19,10 @@ from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.common import logs
+from services.common.admission import ADMISSION_HEADER, Admission
 from services.common.asgi import BodyLimit, RequestContext, RequestRecord, header, send_error
 from services.common.draining import Drain, DrainGate, serve
 from services.common.errors import BadRequest, ServiceError, Unauthorized, route_error
@@ -50,6 +51,27 @@ class TokenAuth:
             await self.app(scope, receive, send)
             return
         await send_error(send, Unauthorized("a valid predictor token is required", code="invalid_token"))
+
+
+class AdmissionHeader:
+    """Every answer carries the predictor's admission state at the moment it starts
+    (``ADMISSION_HEADER``): a gateway learns each replica's load from the answers it gets anyway."""
+
+    def __init__(self, app: ASGIApp, admission: Admission) -> None:
+        self.app, self.admission = app, admission
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_state(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                state = self.admission.state().header().encode()
+                message["headers"] = [*message.get("headers", []), (ADMISSION_HEADER.encode(), state)]
+            await send(message)
+
+        await self.app(scope, receive, with_state)
 
 
 def create_app(predictor: LazyPredictor, settings: PredictorSettings, drain: Drain) -> FastAPI:
@@ -90,6 +112,7 @@ def create_app(predictor: LazyPredictor, settings: PredictorSettings, drain: Dra
     token = settings.auth_token.get_secret_value() if settings.auth_token else None
     app.add_middleware(TokenAuth, token=token)
     app.add_middleware(DrainGate, drain=drain)
+    app.add_middleware(AdmissionHeader, admission=predictor.admission)
     app.add_middleware(RequestContext, on_complete=observe)
     return app
 

@@ -7,6 +7,7 @@ reading); cancellation of the work of a client that left.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -72,6 +73,8 @@ def create_app(settings: GatewaySettings, transports: dict[str, httpx.AsyncBaseT
             token=_secret(settings.asr_token),
             settings=settings,
             transport=transports.get("asr"),
+            discovery=settings.asr_replicas_url,
+            on_reroute=metrics.rerouted_request,
         )
         app.state.tts = Backend(
             "TTS",
@@ -80,16 +83,23 @@ def create_app(settings: GatewaySettings, transports: dict[str, httpx.AsyncBaseT
             token=_secret(settings.tts_token),
             settings=settings,
             transport=transports.get("tts"),
+            discovery=settings.tts_replicas_url,
+            on_reroute=metrics.rerouted_request,
         )
+        backends = (app.state.asr, app.state.tts)
         app.state.readiness = Readiness({"asr": app.state.asr, "tts": app.state.tts})
         app.state.catalog = ModelCatalog(
             {"transcription": app.state.asr, "speech": app.state.tts},
             settings.models_ttl_seconds,
             metrics.known_models.update,
         )
+        watching = [asyncio.create_task(b.replicas.keep_current(b.client)) for b in backends if b.replicas.discovery]
+        metrics.watch_replicas({b.label: b.replicas for b in backends})
         yield
-        await app.state.asr.close()
-        await app.state.tts.close()
+        for task in watching:
+            task.cancel()
+        for backend in backends:
+            await backend.close()
 
     app = FastAPI(
         title="speech-stack",

@@ -28,6 +28,7 @@ from services.gateway.errors import (
     PayloadTooLarge,
     ServiceError,
 )
+from services.gateway.replicas import DRAINING_SECONDS, UNREACHABLE_SECONDS, Replica, ReplicaSet
 from services.gateway.settings import GatewaySettings
 
 log = logging.getLogger(__name__)
@@ -53,16 +54,18 @@ class Backend:
         token: str | None,
         settings: GatewaySettings,
         transport: httpx.AsyncBaseTransport | None = None,
+        discovery: str | None = None,
+        on_reroute: Callable[[str, str], None] | None = None,
     ) -> None:
         self.label, self.model_name = label, model_name
+        self.replicas = ReplicaSet(label, base_url.rstrip("/"), discovery, settings.replica_refresh_seconds)
+        self.on_reroute = on_reroute  # (backend, reason) for every request sent on to another replica
         self.retry_after = settings.retry_after_seconds
         self.read_timeout = settings.read_timeout
         timeout = httpx.Timeout(settings.read_timeout, connect=settings.connect_timeout)
         limits = httpx.Limits(max_connections=settings.max_connections, keepalive_expiry=settings.keepalive_expiry)
         headers = {"authorization": f"Bearer {token}"} if token else {}
-        self.client = httpx.AsyncClient(
-            base_url=base_url, timeout=timeout, limits=limits, headers=headers, transport=transport
-        )
+        self.client = httpx.AsyncClient(timeout=timeout, limits=limits, headers=headers, transport=transport)
 
     @property
     def infer_path(self) -> str:
@@ -79,19 +82,62 @@ class Backend:
     async def _send(
         self, method: str, path: str, body: Body | None, headers: dict[str, str], stream: bool
     ) -> httpx.Response:
-        """Send once; again (once) only when the first attempt provably never reached the predictor
-        (no connection) or could not change anything (a read). A POST whose connection broke after
-        it was written may have been worked on: it is never sent twice (a poison file, a voice upload)."""
+        """Send to the least loaded replica (``ReplicaSet``). Sent on to the next one: a request a
+        replica refused before working on it (429 full, 503 draining), and one that provably never
+        reached it (no connection) or could not change anything (a read); with one replica, such a
+        failure is sent once more. A POST whose connection broke after it was written may have been
+        worked on: it is never sent twice (a poison file, a voice upload). When every replica refused,
+        the client gets the last refusal (with its Retry-After)."""
         headers = {**headers, "x-request-id": REQUEST_ID.get()}
-        for attempt in (1, 2):
-            request = self.client.build_request(method, path, content=body() if body else None, headers=headers)
+        tried: set[Replica] = set()
+        refusal: httpx.Response | None = None
+        failure: httpx.HTTPError | None = None
+        for _ in range(max(2, len(self.replicas.replicas))):
+            replica = self.replicas.choose(tried)
+            if replica is None:
+                break
+            request = self.client.build_request(
+                method, replica.url + path, content=body() if body else None, headers=headers
+            )
             try:
-                return await self.client.send(request, stream=stream)
+                response = await self.client.send(request, stream=stream)
             except httpx.HTTPError as exc:
-                if attempt == 2 or not _safe_to_resend(method, exc):
+                if not _safe_to_resend(method, exc):
                     raise self._transport_error(exc, method) from exc
-                log.info("%s backend: %s; sending once more", self.label, type(exc).__name__)
-        raise AssertionError("unreachable")
+                failure = exc
+                if isinstance(exc, httpx.ConnectError):
+                    replica.avoid(UNREACHABLE_SECONDS, "unreachable")
+                if self.replicas.many:
+                    tried.add(replica)
+                log.info("%s backend: %s on %s; sending on", self.label, type(exc).__name__, replica.url)
+                continue
+            replica.observe(response)
+            if (reason := await self._refused(replica, response)) is None:
+                return response
+            tried.add(replica)
+            refusal = response
+            if len(tried) == len(self.replicas.replicas):
+                break  # every replica refused: the client gets the refusal
+            if self.on_reroute is not None:
+                self.on_reroute(self.label, reason)
+        if refusal is not None:
+            return refusal
+        assert failure is not None  # noqa: S101 - the loop ran at least once
+        raise self._transport_error(failure, method)
+
+    async def _refused(self, replica: Replica, response: httpx.Response) -> str | None:
+        """Why the replica refused the request before any work (``busy``, ``draining``), or None."""
+        if response.status_code not in (429, 503):
+            return None
+        await response.aread()
+        if response.status_code == 429:
+            retry_after = response.headers.get("retry-after", "")
+            replica.avoid(float(retry_after) if retry_after.isdigit() else self.retry_after, "busy")
+            return "busy"
+        if _backend_error(response).get("code") == "shutting_down":
+            replica.avoid(DRAINING_SECONDS, "draining")
+            return "draining"
+        return None  # a model that cannot load: the predictor's answer, passed on
 
     def _transport_error(self, exc: httpx.HTTPError, method: str = "GET") -> ServiceError:
         log.warning("%s backend transport error: %s: %s", self.label, type(exc).__name__, exc)
@@ -119,7 +165,7 @@ class Backend:
     async def ready(self) -> bool:
         """Whether the predictor answers its readiness probe now (for the gateway's own /readyz)."""
         try:
-            response = await self.client.get("/readyz", timeout=PROBE_TIMEOUT_SECONDS)
+            response = await self.client.get(f"{self.replicas.url}/readyz", timeout=PROBE_TIMEOUT_SECONDS)
         except httpx.HTTPError:
             return False
         return response.status_code == 200

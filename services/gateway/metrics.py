@@ -4,11 +4,13 @@ client made up is counted as ``other``."""
 
 from __future__ import annotations
 
+import functools
 import logging
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
 from services.common.asgi import RequestRecord
+from services.gateway.replicas import ReplicaSet
 
 log = logging.getLogger("services.gateway.access")
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160, 320, 640)
@@ -46,7 +48,24 @@ class GatewayMetrics:
         self.bytes_in = Counter("speech_gateway_request_bytes", "Request body bytes", ["route"], registry=r)
         self.bytes_out = Counter("speech_gateway_response_bytes", "Response body bytes", ["route"], registry=r)
         self.in_flight = Gauge("speech_gateway_requests_in_flight", "Requests being served", registry=r)
+        self.rerouted = Counter(
+            "speech_gateway_rerouted",
+            "Predictor requests a replica refused before working on them (busy, draining) and that went to another",
+            ["backend", "reason"],
+            registry=r,
+        )
+        self.replicas = Gauge(
+            "speech_gateway_backend_replicas", "Predictor replicas the gateway sends to", ["backend"], registry=r
+        )
         self.known_models: set[str] = set()  # filled from the model catalog
+
+    def rerouted_request(self, backend: str, reason: str) -> None:
+        self.rerouted.labels(backend, reason).inc()
+
+    def watch_replicas(self, sets: dict[str, ReplicaSet]) -> None:
+        """The number of replicas of each backend, read at scrape time."""
+        for label, replica_set in sets.items():
+            self.replicas.labels(label).set_function(functools.partial(_count, replica_set))
 
     def observe(self, record: RequestRecord) -> None:
         """One finished request: the metrics, then one access-log line (no content, no secrets)."""
@@ -88,3 +107,7 @@ class GatewayMetrics:
                 }
             },
         )
+
+
+def _count(replica_set: ReplicaSet) -> float:
+    return float(len(replica_set.replicas))

@@ -21,6 +21,15 @@ class GatewaySettings(BaseSettings):
     tts_model_name: str = Field("tts", description="KServe model name of the TTS predictor.")
     asr_token: SecretStr | None = Field(None, description="Bearer token the ASR predictor requires (ASR_AUTH_TOKEN).")
     tts_token: SecretStr | None = Field(None, description="Bearer token the TTS predictor requires (TTS_AUTH_TOKEN).")
+    asr_replicas_url: str | None = Field(
+        None,
+        description="A URL whose host name resolves to every ASR predictor replica (a headless Service; the "
+        "chart sets it): requests go to the least loaded one. Unset: asr_url only.",
+    )
+    tts_replicas_url: str | None = Field(None, description="The same for the TTS predictor.")
+    replica_refresh_seconds: float = Field(
+        2.0, gt=0, le=60, description="How often the replicas are looked up and idle ones asked for their load."
+    )
     connect_timeout: float = Field(5.0, gt=0, description="Seconds to connect to a backend.")
     read_timeout: float = Field(
         600.0,

@@ -36,7 +36,7 @@ NS, RELEASE = "speech", "speech"
 HOST, ROUTE_HOST = "speech.example.com", "route.speech.example.com"  # the Ingress's and the HTTPRoute's
 NODE_IP, HTTP_PORT, HTTPS_PORT = "10.213.0.1", 21080, 21444  # Traefik's hostPorts (tools/node/traefik.yaml)
 REGISTRY = "127.0.0.1:21500"  # the node's loopback registry (tools/node/up.sh)
-TLS_SECRET = "speech-tls"
+TLS_SECRET = "tls-cert"  # (a name without the release's: the uninstall test looks for those)
 WER_BOUND = 0.25  # as tests/test_transcriptions.py (Whisper base int8 on espeak-ng speech: 0.109)
 APP_UID = node_volumes.APP_UID
 # What a container that cannot write where it wants, or lacks a library, prints on the way.
@@ -329,7 +329,12 @@ def test_helm_uninstall_leaves_nothing(node):
 
     def leftovers() -> list[str]:
         names = node.kubectl(
-            "get", "isvc,deploy,rs,pods,svc,endpointslices,secret,cm,netpol,hpa,pdb,sa", "-n", NS, "-o", "name"
+            "get",
+            "isvc,deploy,rs,pods,svc,endpointslices,secret,cm,netpol,hpa,pdb,sa,ingress,httproute,gateway",
+            "-n",
+            NS,
+            "-o",
+            "name",
         ).stdout.split()
         return [n for n in names if RELEASE in n.split("/", 1)[1] or n.startswith("pod/")]
 

@@ -156,3 +156,23 @@ def test_a_client_leaving_during_a_streamed_upload_is_a_cancellation_not_an_erro
     assert 'speech_echo_cancelled_total{route="infer_stream"} 1.0' in metrics
     assert 'status="500"' not in metrics
     assert predictor.admission.admitted == 0
+
+
+def test_every_answer_carries_the_admission_state(echo):
+    """A gateway learns each replica's load from the answers it gets anyway (replica-aware routing)."""
+    from services.common.admission import ADMISSION_HEADER, AdmissionState
+
+    predictor, url = echo
+    body, headers = v2_body(b"first")
+    holder = threading.Thread(target=lambda: httpx.post(f"{url}/v2/models/echo/infer", content=body, headers=headers))
+    holder.start()
+    assert predictor.started.wait(10)
+    busy = httpx.post(f"{url}/v2/models/echo/infer", content=body, headers=headers)
+    assert busy.status_code == 429
+    state = AdmissionState.parse(busy.headers[ADMISSION_HEADER])
+    assert state == AdmissionState(active=1, waiting=0, max_active=1, max_queue=0) and state.full
+    predictor.gate.set()
+    holder.join(10)
+    idle = AdmissionState.parse(httpx.get(f"{url}/healthz").headers[ADMISSION_HEADER])
+    assert idle is not None and idle.load == 0 and not idle.full
+    assert AdmissionState.parse("nonsense") is None and AdmissionState.parse(None) is None
