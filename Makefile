@@ -76,6 +76,7 @@ NODE_KUBECONFIG := .k8s/node/pki/admin.kubeconfig
 SKAFFOLD_GLOBAL := .k8s/skaffold-config.yaml
 SKAFFOLD := $(K8S_TOOLS_BIN)/skaffold
 SKAFFOLD_NODE := -p node --default-repo 127.0.0.1:21500 --kubeconfig $(NODE_KUBECONFIG) --config $(SKAFFOLD_GLOBAL)
+SKAFFOLD_CACHE := --cache-file .k8s/skaffold-cache
 
 $(SKAFFOLD_GLOBAL):
 	mkdir -p $(dir $@) && printf 'global:\n  update-check: false\n  collect-metrics: false\n  survey:\n    disable-prompt: true\n' > $@
@@ -84,10 +85,10 @@ node-volumes: models
 	$(PY) -m scripts.node_volumes .k8s/node speech | $(VENV)/bin/kubectl --kubeconfig $(NODE_KUBECONFIG) apply -f -
 
 dev-node: node-volumes $(SKAFFOLD_GLOBAL)
-	PATH=$(CURDIR)/$(VENV)/bin:$(K8S_TOOLS_BIN):$$PATH $(SKAFFOLD) dev $(SKAFFOLD_NODE)
+	PATH=$(CURDIR)/$(VENV)/bin:$(K8S_TOOLS_BIN):$$PATH $(SKAFFOLD) dev $(SKAFFOLD_NODE) $(SKAFFOLD_CACHE)
 
 run-node: node-volumes $(SKAFFOLD_GLOBAL)
-	PATH=$(CURDIR)/$(VENV)/bin:$(K8S_TOOLS_BIN):$$PATH $(SKAFFOLD) run $(SKAFFOLD_NODE)
+	PATH=$(CURDIR)/$(VENV)/bin:$(K8S_TOOLS_BIN):$$PATH $(SKAFFOLD) run $(SKAFFOLD_NODE) $(SKAFFOLD_CACHE)
 
 delete-node: $(SKAFFOLD_GLOBAL)
 	PATH=$(CURDIR)/$(VENV)/bin:$(K8S_TOOLS_BIN):$$PATH $(SKAFFOLD) delete $(SKAFFOLD_NODE)

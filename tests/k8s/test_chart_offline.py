@@ -4,8 +4,10 @@ what the rendered objects must say (probes, ports, GPU placement, caches, secret
 from __future__ import annotations
 
 import json
+import os
 import re
 import typing
+from pathlib import Path
 
 import pytest
 
@@ -160,6 +162,18 @@ def test_httproute_and_its_gateway():
     )
     assert find(attached, "HTTPRoute")["spec"]["parentRefs"] == [{"name": "shared"}]
     assert not [d for d in attached if d["kind"] == "Gateway"]
+
+
+def test_the_gateway_finds_every_predictor_replica_through_a_headless_service():
+    docs = objects(render(release="rel", namespace="ns1").stdout)
+    gw = env_of(find(docs, "Deployment", "-gateway")["spec"]["template"]["spec"]["containers"][0])
+    for component in ("asr", "tts"):
+        service = find(docs, "Service", f"-{component}-replicas")
+        assert service["spec"]["clusterIP"] == "None" and service["spec"]["ports"][0]["port"] == 8080
+        _, spec, _ = predictor(docs, component)
+        assert service["spec"]["selector"].items() <= spec["labels"].items()  # the predictor's pods
+        name = service["metadata"]["name"]
+        assert gw[f"GATEWAY_{component.upper()}_REPLICAS_URL"] == f"http://{name}.ns1.svc.cluster.local:8080"
 
 
 def test_gateway_points_at_the_services_kserve_creates():
@@ -320,10 +334,37 @@ def test_skaffold_yaml_matches_its_schema_and_rewrites_isvc_images(tmp_path):
     images = {a["image"] for a in config["build"]["artifacts"]}
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     assert images == {values[c]["image"]["repository"] for c in ("gateway", "asr", "tts")}
-    assert {p["name"] for p in config["profiles"]} == {"gpu", "cpu"}
+    assert {p["name"] for p in config["profiles"]} == {"gpu", "cpu", "node"}
+    (node,) = [p for p in config["profiles"] if p["name"] == "node"]
+    assert node["build"]["local"]["push"] is True  # skaffold asks a Docker daemon for kept images' ids
+    for artifact in node["build"]["artifacts"]:
+        name = artifact["image"].rsplit("/", 1)[1]
+        assert artifact["custom"]["buildCommand"] == f"tools/images/skaffold-build.sh {name}"
+        assert artifact["custom"]["dependencies"]["dockerfile"]["buildArgs"] == {"BASE_IMAGE": "scratch"}
     bad = tmp_path / "skaffold.yaml"
     bad.write_text((ROOT / "skaffold.yaml").read_text().replace("build:", "biuld:", 1))
     assert run(venv_tool("check-jsonschema"), "--schemafile", schema, str(bad), check=False).returncode != 0
+
+
+def test_skaffold_renders_the_node_profile_with_every_image_rewritten(tmp_path):
+    """skaffold itself (offline, nothing built): the chart through its Helm deployer with the node's
+    values, and every image, the InferenceServices' too, on the node's registry."""
+    from tests.k8s.tools import tool
+
+    env = os.environ | {"HOME": str(tmp_path), "PATH": f"{Path(tool('helm')).parent}:{os.environ['PATH']}"}
+    out = run(
+        tool("skaffold"), "render", "-p", "node", "--default-repo", "127.0.0.1:21500", "--digest-source=tag",
+        "--offline=true", env=env, timeout=120,
+    ).stdout  # fmt: skip
+    docs = objects(out)
+    isvcs = [d for d in docs if d["kind"] == "InferenceService"]
+    images = [c["image"] for d in isvcs for c in d["spec"]["predictor"]["containers"]]
+    images += [find(docs, "Deployment", "-gateway")["spec"]["template"]["spec"]["containers"][0]["image"]]
+    assert len(images) == 3 and all(i.startswith("127.0.0.1:21500/ghcr_io_speech-stack_") for i in images), images
+    ingress = find(docs, "Ingress", "-gateway")
+    assert (
+        ingress["spec"]["ingressClassName"] == "traefik" and ingress["spec"]["rules"][0]["host"] == "speech.example.com"
+    )
 
 
 def test_predictors_listen_on_the_pod_network_behind_a_shared_token():

@@ -59,6 +59,11 @@ app.kubernetes.io/component: {{ .component | quote }}
 {{- printf "http://%s-predictor.%s.svc.cluster.local" (include "speech-stack.isvcName" .) .root.Release.Namespace }}
 {{- end }}
 
+{{/* The headless Service whose name resolves to every Ready replica of a predictor (port 8080). */}}
+{{- define "speech-stack.replicasUrl" -}}
+{{- printf "http://%s-replicas.%s.svc.cluster.local:8080" (include "speech-stack.isvcName" .) .root.Release.Namespace }}
+{{- end }}
+
 {{- define "speech-stack.hfTokenSecret" -}}
 {{- default (printf "%s-hf-token" (include "speech-stack.fullname" .)) .Values.hfToken.existingSecret }}
 {{- end }}
