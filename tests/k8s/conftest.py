@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from tests.k8s.cluster import LocalCluster
+from tests.k8s.node import RealNode, built_images
 from tests.k8s.tools import CACHE, KUBE_VERSION, ROOT, render, run, tool
 
 
@@ -86,6 +87,24 @@ def apiserver(tmp_path_factory):
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def real_node(tmp_path_factory):
+    """The real single-node cluster (tools/node), once per session for every real-node module; the pods'
+    logs of each test namespace are kept in the tmp dir, and the cluster is torn down even on failure."""
+    images = built_images()
+    node = RealNode(tmp_path_factory.mktemp("real-node"))
+    try:
+        node.up()
+        node.images = images
+        yield node
+    finally:
+        try:
+            for namespace in node.namespaces:
+                node.dump(namespace)
+        finally:
+            node.down()
 
 
 __all__ = ["ROOT", "find", "kubeconform", "objects", "render"]

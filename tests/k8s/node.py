@@ -40,6 +40,7 @@ class RealNode:
         self.forwards: list[subprocess.Popen] = []
         self.images: dict[str, str] = {}  # the images the chart installs (set by the test fixture)
         self.certificate: Any = None  # the Ingress's TLS certificate (tests.k8s.tls, set by the fixture)
+        self.namespaces: list[str] = []  # the tests' namespaces, whose pods' logs are kept at the end
 
     def _script(self, name: str, timeout: float) -> subprocess.CompletedProcess:
         with (self.state / "logs" / f"{name}.out").open("w") as out:

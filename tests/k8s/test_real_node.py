@@ -25,7 +25,7 @@ import yaml
 from scripts import node_volumes
 from scripts.devstack import ROOT
 from tests.conftest import SENTENCES
-from tests.k8s.node import NODE_NAME, RealNode, built_images, healthy
+from tests.k8s.node import NODE_NAME, RealNode, healthy
 from tests.k8s.tls import make_certificate, resolved
 from tests.k8s.tools import CHART, run, tool, venv_tool
 from tests.support.espeak import speak
@@ -70,22 +70,14 @@ def values(images: dict[str, str]) -> dict:
 
 
 @pytest.fixture(scope="module")
-def node(tmp_path_factory):
-    images = built_images()
-    n = RealNode(tmp_path_factory.mktemp("real-node"))
-    try:
-        n.up()
-        n.kubectl("apply", "-f", "-", input=node_volumes.manifests(n.state / "volumes", NS))
-        n.images = images
-        n.certificate = make_certificate(n.state / "tls", [HOST, ROUTE_HOST])
-        n.kubectl("create", "secret", "tls", TLS_SECRET, "-n", NS, f"--cert={n.certificate.cert}",
-                  f"--key={n.certificate.key}")  # fmt: skip
-        yield n
-    finally:
-        try:
-            n.dump(NS)
-        finally:
-            n.down()
+def node(real_node: RealNode) -> RealNode:
+    """The session's node with this module's namespace: the models' volumes and the Ingress's TLS Secret."""
+    real_node.kubectl("apply", "-f", "-", input=node_volumes.manifests(real_node.state / "volumes", NS))
+    real_node.namespaces.append(NS)
+    real_node.certificate = make_certificate(real_node.state / "tls", [HOST, ROUTE_HOST])
+    real_node.kubectl("create", "secret", "tls", TLS_SECRET, "-n", NS, f"--cert={real_node.certificate.cert}",
+                      f"--key={real_node.certificate.key}")  # fmt: skip
+    return real_node
 
 
 @pytest.fixture(scope="module")

@@ -73,7 +73,7 @@ done
 layers() { buildah inspect --type image --format '{{range .OCIv1.RootFS.DiffIDs}}{{.}} {{end}}' "$1"; }
 current=$(for image in $(cut -d= -f2 "$ENV_FILE") "$BASE"; do layers "$image"; echo; done)
 for id in $(buildah images --all --format '{{.ID}} {{.Name}}' | awk '$2 == "<none>" {print $1}'); do
-  chain=$(layers "$id")
+  chain=$(layers "$id" 2> /dev/null) || continue  # gone with an image removed before it
   grep -qF "$chain" <<< "$current" || buildah rmi "$id" > /dev/null 2>&1 || true
 done
 cat "$ENV_FILE"

@@ -144,6 +144,15 @@ if [ ! -f "$GWAPI/.done" ]; then
   touch "$GWAPI/.done"
 fi
 ln -sfn "$GWAPI" "$CACHE/gateway-api-crds"
+# KEDA's CRDs (ScaledObject and friends), from the module copy its build used.
+KCRDS="$CACHE/keda-crds-$KEDA_VERSION"
+if [ ! -f "$KCRDS/.done" ]; then
+  mkdir -p "$KCRDS"
+  cp "$(mod_copy github.com/kedacore/keda/v2 "$KEDA_VERSION")"/config/crd/bases/keda.sh_*.yaml "$KCRDS/"
+  chmod u+w "$KCRDS"/*.yaml
+  touch "$KCRDS/.done"
+fi
+ln -sfn "$KCRDS" "$CACHE/keda-crds"
 # prometheus-operator's ServiceMonitor and PodMonitor CRDs (the chart's optional monitoring objects).
 PROM="$CACHE/prometheus-operator-crds-$PROMETHEUS_OPERATOR_VERSION"
 if [ ! -f "$PROM/.done" ]; then

@@ -24,6 +24,8 @@ KUBELET_PORT=21250
 INGRESS_HTTP_PORT=21080   # Traefik's hostPorts on NODE_IP (traefik.yaml)
 INGRESS_HTTPS_PORT=21444
 REGISTRY=127.0.0.1:21500  # the loopback registry of skaffold's dev loop
+KEDA_ADAPTER_PORT=21600   # KEDA's metrics adapter on NODE_IP (the aggregated external metrics API)
+KEDA_OPERATOR_GRPC_PORT=21601  # the operator's metrics service, on loopback
 REGISTRY_DIR=${NODE_REGISTRY_DIR:-$HOME/.cache/speech-stack/registry}
 kc() { "$KUBECTL" --kubeconfig "$NODE_DIR/pki/admin.kubeconfig" "$@"; }
 ctr_cri() { ctr --address "$CTD_SOCK" --namespace k8s.io "$@"; }  # the namespace the CRI uses

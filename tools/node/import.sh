@@ -4,8 +4,8 @@
 # image is streamed through a named pipe, `buildah push docker-archive:` (uncompressed layers: an
 # OCI layout would gzip the 4 GB torch layer on every import) into `ctr images import`; containerd
 # keeps a layer it already has once. Images the store already holds are skipped (containerd's root
-# is a cache across clusters); older speech-stack images and their CRI references are removed
-# first, so the store holds one generation of images.
+# is a cache across clusters); older speech-stack images, their CRI references and what an earlier
+# skaffold run pulled from the loopback registry are removed first, so the store holds one generation.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=env.sh
@@ -23,6 +23,7 @@ drop_stale() {  # speech-stack images not wanted, and the CRI's sha256:<id> refe
   awk 'NR > 1 {print $1, $3}' <<< "$listing" | while read -r ref digest; do
     case $ref in
       localhost/speech-stack/*) grep -qxF "$ref" <<< "$wanted" || ctr_cri images rm --sync "$ref" > /dev/null ;;
+      "$REGISTRY"/*) ctr_cri images rm --sync "$ref" > /dev/null ;;  # pulled by an earlier skaffold run
       sha256:*) grep -qxF "$digest" <<< "$keep" || ctr_cri images rm --sync "$ref" > /dev/null ;;
     esac
   done

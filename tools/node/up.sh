@@ -118,6 +118,11 @@ waitfor "Traefik ready" 180 kc -n ingress rollout status deployment/traefik --ti
 # A registry on the node's loopback for skaffold's dev loop (containerd's CRI pulls from a loopback
 # registry over plain HTTP with no configuration); its blobs are a cache kept across clusters.
 mkdir -p "$REGISTRY_DIR"
+# the registry keeps manifests in memory and blobs on disk, with no garbage collection: past a budget
+# the blobs go (the next skaffold push sends the layers again)
+if [ "$(du -sm "$REGISTRY_DIR" | cut -f1)" -gt $((${REGISTRY_MAX_GB:-10} * 1024)) ]; then
+  rm -rf "${REGISTRY_DIR:?}"/* && say "registry blobs over ${REGISTRY_MAX_GB:-10} GB: cleared"
+fi
 spawn registry "$KBIN/crane" registry serve --address "$REGISTRY" --disk "$REGISTRY_DIR"
 waitfor "registry on $REGISTRY" 30 curl -sf "http://$REGISTRY/v2/"
 say "cluster up: KUBECONFIG=$P/admin.kubeconfig"
