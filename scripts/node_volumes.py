@@ -1,6 +1,6 @@
 """PersistentVolumes for the chart on the project's single-node cluster: local volumes on the node
-holding the models at the chart's cache paths (Whisper base from ``.models``, a tiny wav2vec2 aligner
-and a tiny multi-speaker VITS built offline), owned by the images' user, and the claims
+holding the models at the chart's cache paths (Whisper base from ``.models``, a tiny wav2vec2 aligner,
+a tiny multi-speaker VITS and a tiny XTTS built offline), owned by the images' user, and the claims
 ``asr.cache.existingClaim`` / ``tts.cache.existingClaim`` name (tools/node/chart-values.yaml).
 
     python -m scripts.node_volumes NODE_DIR NAMESPACE | kubectl apply -f -    (make node-volumes)
@@ -33,6 +33,8 @@ def build(volumes: Path) -> tuple[Path, Path]:
         tiny_models.build_wav2vec2(asr / "wav2vec2")
     if not (tts / "vits").exists():
         tiny_models.build_vits(tts / "vits", ["alloy", "echo", "fable"])
+    if not (tts / "xtts").exists():  # a model that clones voices (the scale-out tests)
+        tiny_models.build_xtts(tts / "xtts")
     for root in (asr, tts):
         for path in [root, *root.rglob("*")]:
             shutil.chown(path, APP_UID, APP_UID)

@@ -25,6 +25,11 @@ class _Live(Collector):
         state = self.read()
         yield GaugeMetricFamily(f"{self.prefix}_queue_depth", "Requests waiting for a place", value=state["waiting"])
         yield GaugeMetricFamily(f"{self.prefix}_active_requests", "Requests being worked on", value=state["active"])
+        yield GaugeMetricFamily(  # what a queue-depth autoscaler reads (the chart's KEDA ScaledObject)
+            f"{self.prefix}_load",
+            "Requests in the predictor: worked on and waiting",
+            value=state["active"] + state["waiting"],
+        )
         loaded = GaugeMetricFamily(f"{self.prefix}_model_loaded", "1 while the model is loaded", labels=["model"])
         for name, is_loaded in state["models"].items():
             loaded.add_metric([name], 1.0 if is_loaded else 0.0)

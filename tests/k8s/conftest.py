@@ -33,6 +33,7 @@ def schema_dir(tmp_path_factory) -> Path:
     crds = sorted(str(p) for p in (CACHE / "kserve-crds").glob("serving.kserve.io_*.yaml"))
     crds += sorted(str(p) for p in (CACHE / "prometheus-operator-crds").glob("monitoring.coreos.com_*.yaml"))
     crds += sorted(str(p) for p in (CACHE / "gateway-api-crds").glob("gateway.networking.k8s.io_*.yaml"))
+    crds += sorted(str(p) for p in (CACHE / "keda-crds").glob("keda.sh_*.yaml"))
     subprocess.run(
         [sys.executable, str(CACHE / "openapi2jsonschema.py"), *crds],
         cwd=crd,
@@ -43,6 +44,7 @@ def schema_dir(tmp_path_factory) -> Path:
     assert (crd / "inferenceservice-serving-v1beta1.json").exists()
     assert (crd / "servicemonitor-monitoring-v1.json").exists() and (crd / "podmonitor-monitoring-v1.json").exists()
     assert (crd / "httproute-gateway-v1.json").exists() and (crd / "gateway-gateway-v1.json").exists()
+    assert (crd / "scaledobject-keda-v1alpha1.json").exists()
     return out
 
 
@@ -82,6 +84,7 @@ def apiserver(tmp_path_factory):
         for crd in [  # the optional monitors, the Gateway API's route and gateway
             *sorted((CACHE / "prometheus-operator-crds").glob("*.yaml")),
             *sorted((CACHE / "gateway-api-crds").glob("*.yaml")),
+            *sorted((CACHE / "keda-crds").glob("*.yaml")),
         ]:
             cluster.kubectl("apply", "--server-side", "-f", str(crd))
         yield cluster

@@ -164,6 +164,25 @@ def test_httproute_and_its_gateway():
     assert not [d for d in attached if d["kind"] == "Gateway"]
 
 
+def test_queue_depth_autoscaling_is_a_keda_scaledobject_on_what_kserve_deploys():
+    docs = objects(render(values=VALUES_SETS["keda-autoscaling"]).stdout)
+    for component, most in (("asr", 4), ("tts", 2)):
+        isvc, _, _ = predictor(docs, component)
+        assert isvc["metadata"]["annotations"]["serving.kserve.io/autoscalerClass"] == "external"
+        scaled = find(docs, "ScaledObject", f"-{component}")
+        assert scaled["spec"]["scaleTargetRef"]["name"] == f"{isvc['metadata']['name']}-predictor"  # KServe's name
+        assert (scaled["spec"]["minReplicaCount"], scaled["spec"]["maxReplicaCount"]) == (1, most)
+        (trigger,) = scaled["spec"]["triggers"]
+        meta = trigger["metadata"]
+        replicas = find(docs, "Service", f"-{component}-replicas")["metadata"]["name"]
+        assert meta["url"].startswith(f"http://{replicas}.") and meta["url"].endswith(":8080/metrics")
+        assert meta["valueLocation"] == f"speech_{component}_load" and meta["aggregationType"] == "sum"
+    assert {"speech_asr_load", "speech_tts_load"} <= _exported_metric_names()  # the gauges KEDA reads
+    plain = objects(render().stdout)
+    assert not [d for d in plain if d["kind"] == "ScaledObject"]
+    assert "serving.kserve.io/autoscalerClass" not in predictor(plain, "asr")[0]["metadata"]["annotations"]
+
+
 def test_the_gateway_finds_every_predictor_replica_through_a_headless_service():
     docs = objects(render(release="rel", namespace="ns1").stdout)
     gw = env_of(find(docs, "Deployment", "-gateway")["spec"]["template"]["spec"]["containers"][0])

@@ -40,6 +40,14 @@ VALUES_SETS: dict[str, dict] = {
         "gateway.httpRoute.gateway.httpPort": 8000,
         "gateway.httpRoute.gateway.httpsPort": 8443,
     },
+    "keda-autoscaling": {
+        "asr.autoscaling.enabled": True,
+        "asr.maxReplicas": 4,
+        "asr.cache.accessModes": RWX,
+        "tts.autoscaling.enabled": True,
+        "tts.maxReplicas": 2,
+        "tts.cache.existingClaim": "tts-shared",
+    },
     "custom-voices": {
         "tts.voices": {"alloy": "/app/tts-cache/refs/alloy.wav", "narrator": "/app/tts-cache/refs/n.flac"},
         "tts.unloadPolicy": "300",
@@ -73,6 +81,10 @@ BAD_VALUES: dict[str, tuple[dict, str]] = {
     ),
     "unknown log format": ({"logFormat": "xml"}, "schema"),
     "an HTTPRoute attached to nothing": ({"gateway.httpRoute.enabled": True}, "parentRefs"),
+    "KEDA on Knative": (
+        {"kserve.deploymentMode": "Serverless", "asr.autoscaling.enabled": True},
+        "needs kserve.deploymentMode=RawDeployment",
+    ),
     "a Gateway API timeout that is no duration": ({"gateway.httpRoute.timeouts.request": "an hour"}, "schema"),
     "empty queue bound type": ({"asr.maxQueue": "eight"}, "schema"),
 }

@@ -22,13 +22,14 @@ api_up() { [ -f "$NODE_DIR/pids/kube-apiserver.pid" ] && kc get --raw /readyz > 
 # 1. workloads first, while the kubelet runs, so that CNI DEL and volume unmounts happen properly
 if api_up; then
   stop kserve-manager
+  stop keda-operator  # before the workloads go: it would scale them back
   for ns in $(kc get ns -o name | cut -d/ -f2 | grep -vxE 'kube-system|kube-public|kube-node-lease'); do
     kc delete deploy,rs,pod --all -n "$ns" --grace-period=1 --wait=true --timeout=60s > /dev/null 2>&1
   done
   kc delete pvc --all -A --wait=true --timeout=30s > /dev/null 2>&1
   kc delete pv --all --wait=true --timeout=30s > /dev/null 2>&1
 fi
-for name in registry kserve-manager kube-proxy; do stop "$name"; done
+for name in registry keda-adapter keda-operator kserve-manager kube-proxy; do stop "$name"; done
 [ -x "$KBIN/kube-proxy" ] && "$KBIN/kube-proxy" --cleanup --proxy-mode iptables > "$NODE_DIR/logs/kube-proxy-cleanup.log" 2>&1
 stop kubelet
 # 2. containers the kubelet left (crictl is not in Debian 12: ctr's task API on the CRI namespace)

@@ -23,6 +23,14 @@ cert kubelet "/O=system:nodes/CN=system:node:$NODE_NAME" clientAuth
 cert kube-controller-manager /CN=system:kube-controller-manager clientAuth
 cert kube-scheduler /CN=system:kube-scheduler clientAuth
 cert kube-proxy /CN=system:kube-proxy clientAuth
+# the aggregation layer: the API server proves itself to extension API servers (KEDA's metrics adapter)
+# with a client certificate of its own CA, whose subject they accept (--requestheader-allowed-names)
+key front-proxy-ca.key
+openssl req -x509 -new -key front-proxy-ca.key -out front-proxy-ca.crt -days 7 -subj "/CN=speech-stack-front-proxy-ca" 2> /dev/null
+key front-proxy-client.key
+openssl req -new -key front-proxy-client.key -subj /CN=front-proxy-client 2> /dev/null |
+  openssl x509 -req -CA front-proxy-ca.crt -CAkey front-proxy-ca.key -CAcreateserial -days 7 -out front-proxy-client.crt \
+    -extfile <(echo "extendedKeyUsage=clientAuth") 2> /dev/null
 key sa.key
 openssl pkey -in sa.key -pubout -out sa.pub 2> /dev/null
 for who in admin kubelet kube-controller-manager kube-scheduler kube-proxy; do

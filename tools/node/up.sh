@@ -3,8 +3,8 @@
 # with its PID in $NODE_DIR/pids (down.sh stops them by PID): containerd (Debian's, own socket and
 # config) with runc and the bridge CNI plugins, etcd, kube-apiserver, kube-controller-manager,
 # kube-scheduler, CoreDNS, kubelet, kube-proxy (the project's Go-module builds), KServe's
-# controller (RawDeployment), Traefik as the Ingress and Gateway API controller (a pod, traefik.yaml)
-# and a loopback registry for skaffold (crane). Imports the images of tools/images/build.sh (import.sh). Saves the
+# controller (RawDeployment), KEDA (keda.sh), Traefik as the Ingress and Gateway API controller (a pod,
+# traefik.yaml) and a loopback registry for skaffold (crane). Imports the images of tools/images/build.sh (import.sh). Saves the
 # kernel settings the kubelet and the bridge plugin change, so down.sh can restore them.
 set -euo pipefail
 # shellcheck source=env.sh
@@ -12,7 +12,8 @@ source "$(dirname "$0")/env.sh"
 for f in "$NODE_DIR"/pids/*.pid; do  # never start a second cluster over a running one
   [ -f "$f" ] && kill -0 "$(cat "$f")" 2> /dev/null && { echo "already running: $f (run down.sh)" >&2; exit 1; }
 done
-for tool in etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy coredns kserve-manager crane; do
+for tool in etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy coredns kserve-manager crane \
+  keda-operator keda-adapter; do
   [ -x "$KBIN/$tool" ] || { echo "missing $KBIN/$tool: run \`make k8s-tools\`" >&2; exit 1; }
 done
 for tool in containerd ctr runc /usr/lib/cni/bridge iptables conntrack openssl "$KUBECTL"; do
@@ -47,7 +48,7 @@ mkdir -p "$S" "$E" "$RUN_DIR" "$CTD_ROOT"
 done > "$NODE_DIR/preexisting-paths"
 [ -f "$NODE_DIR/sysctl-saved.conf" ] ||
   sysctl vm.overcommit_memory kernel.panic kernel.panic_on_oops net.ipv4.ip_forward > "$NODE_DIR/sysctl-saved.conf"
-[ -f "$P/ca.crt" ] || "$(dirname "$0")/pki.sh" "$P" "$NODE_IP" "${SERVICE_CIDR%.0/24}.1" "$NODE_NAME" "$API_PORT"
+[ -f "$P/front-proxy-client.crt" ] || "$(dirname "$0")/pki.sh" "$P" "$NODE_IP" "${SERVICE_CIDR%.0/24}.1" "$NODE_NAME" "$API_PORT"
 if ! ip link show "$BRIDGE" > /dev/null 2>&1; then
   ip link add "$BRIDGE" type bridge
   ip addr add "$NODE_IP/24" dev "$BRIDGE"
@@ -73,7 +74,11 @@ spawn kube-apiserver "$KBIN/kube-apiserver" --etcd-servers http://127.0.0.1:2137
   --kubelet-certificate-authority "$P/ca.crt" --kubelet-preferred-address-types InternalIP \
   --service-account-issuer https://kubernetes.default.svc.cluster.local \
   --service-account-key-file "$P/sa.pub" --service-account-signing-key-file "$P/sa.key" \
-  --service-cluster-ip-range "$SERVICE_CIDR"
+  --service-cluster-ip-range "$SERVICE_CIDR" \
+  --requestheader-client-ca-file "$P/front-proxy-ca.crt" --requestheader-allowed-names front-proxy-client \
+  --requestheader-username-headers X-Remote-User --requestheader-group-headers X-Remote-Group \
+  --requestheader-extra-headers-prefix X-Remote-Extra- --proxy-client-cert-file "$P/front-proxy-client.crt" \
+  --proxy-client-key-file "$P/front-proxy-client.key" --enable-aggregator-routing=true
 waitfor "kube-apiserver ready" 120 kc get --raw /readyz
 # KServe's CRDs before the controllers start, so the garbage collector knows the kind
 for crd in "$KBIN"/../kserve-crds/serving.kserve.io_*.yaml; do kc apply --server-side -f "$crd" > /dev/null; done
@@ -106,6 +111,10 @@ spawn kserve-manager env KUBECONFIG="$P/admin.kubeconfig" POD_NAMESPACE=kserve T
   KSERVE_WEBHOOK_HOST=127.0.0.1 "$KBIN/kserve-manager" --metrics-addr 127.0.0.1:21282 \
   --health-probe-addr 127.0.0.1:21281 --webhook-port 21283 --leader-elect=false
 waitfor "KServe controller ready" 120 curl -sf http://127.0.0.1:21281/readyz
+
+# KEDA (operator and metrics adapter, host processes): queue-depth autoscaling of the predictors
+# shellcheck source=keda.sh
+source "$(dirname "$0")/keda.sh"
 
 # The Ingress controller (Traefik, a pod on hostPorts 21080/21444 of the node's address), the Gateway
 # API's CRDs before it (its Gateway provider watches them)

@@ -6,6 +6,9 @@ One KServe InferenceService with a custom predictor container. Called with
 {{- $root := .root -}}
 {{- $v := .values -}}
 {{- $gpu := $v.gpu.enabled -}}
+{{- if and $v.autoscaling.enabled (eq $root.Values.kserve.deploymentMode "Serverless") }}
+{{- fail (printf "%s.autoscaling (KEDA) needs kserve.deploymentMode=RawDeployment: Knative scales Serverless predictors itself" .component) }}
+{{- end }}
 {{- if and (eq (int $v.minReplicas) 0) (ne $root.Values.kserve.deploymentMode "Serverless") }}
 {{- fail (printf "%s.minReplicas 0 (scale to zero) needs kserve.deploymentMode=Serverless" .component) }}
 {{- end }}
@@ -20,6 +23,10 @@ metadata:
     {{- include "speech-stack.componentLabels" . | nindent 4 }}
   annotations:
     serving.kserve.io/deploymentMode: {{ $root.Values.kserve.deploymentMode | quote }}
+    {{- if $v.autoscaling.enabled }}
+    # KEDA's ScaledObject (predictor-scaledobject.yaml) owns the replica count
+    serving.kserve.io/autoscalerClass: external
+    {{- end }}
 spec:
   predictor:
     minReplicas: {{ $v.minReplicas }}
