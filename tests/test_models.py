@@ -6,8 +6,20 @@ from tests.support.errors import error_of
 
 def test_list_models_shows_public_ids_only(client):
     ids = [m.id for m in client.models.list()]
-    assert ids == ["whisper-1", "turbo", "tts-1", "tts-1-hd", "coqui-tts"]
+    assert ids == [
+        "whisper-1", "turbo", "gpt-4o-transcribe", "gpt-4o-mini-transcribe", "gpt-transcribe", "gpt-live-transcribe",
+        "gpt-realtime-whisper", "tts-1", "tts-1-hd", "gpt-4o-mini-tts", "coqui-tts",
+    ]  # fmt: skip
     assert not any("/" in i or "large" in i or "xtts" in i for i in ids)
+
+
+def test_the_names_newer_clients_default_to_are_served(client, spoken):
+    """gpt-4o-transcribe and friends are Whisper (ASR_MODEL_ALIASES), gpt-4o-mini-tts the speech model."""
+    wav = next(iter(spoken.values()))
+    for model in ("gpt-4o-transcribe", "gpt-4o-mini-transcribe", "gpt-realtime-whisper"):
+        assert "dog" in client.audio.transcriptions.create(model=model, file=wav.open("rb")).text
+    speech = client.audio.speech.create(model="gpt-4o-mini-tts", voice="alloy", input="Hi.", response_format="wav")
+    assert speech.content[:4] == b"RIFF"
 
 
 def test_retrieve_model(client):

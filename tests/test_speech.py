@@ -48,7 +48,7 @@ def test_duration_scales_with_input_and_speed(client):
 
 
 def test_every_public_model_and_unknown_voice_fall_back(client):
-    for model in ("tts-1", "tts-1-hd", "coqui-tts"):
+    for model in ("tts-1", "tts-1-hd", "gpt-4o-mini-tts", "coqui-tts"):
         assert decode(speech(client, model=model, voice="no-such-voice", response_format="wav"))[0].size
 
 

@@ -74,16 +74,20 @@ class AsrEngine:
 
     @property
     def public_models(self) -> list[str]:
-        return list(self.settings.models)
+        """``ASR_MODELS``' ids, then the aliases of those (``ASR_MODEL_ALIASES``)."""
+        models = self.settings.models
+        return [*models, *(alias for alias, target in self.settings.model_aliases.items() if target in models)]
 
     def _whisper_for(self, public_id: str) -> ManagedModel:
+        models = self.settings.models
+        target = public_id if public_id in models else self.settings.model_aliases.get(public_id, public_id)
         try:
-            return self._whisper[self.settings.models[public_id]]
+            return self._whisper[models[target]]
         except KeyError:
             raise UnknownModel(public_id, self.public_models) from None
 
     def models_status(self) -> dict:
-        out = {f"model:{p}": self._whisper_for(p).status() for p in self.public_models}
+        out = {f"model:{p}": self._whisper_for(p).status() for p in self.settings.models}
         with self._aligners_lock:
             aligners = list(self._aligners.items())
         out |= {f"alignment:{lang}": a.status() for lang, a in aligners}

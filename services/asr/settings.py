@@ -19,6 +19,17 @@ class AsrSettings(PredictorSettings):
         description="Public model id -> WhisperX model (a size name, a hub id or a local directory). "
         "The keys are the transcription models the gateway lists and accepts.",
     )
+    model_aliases: dict[str, str] = Field(
+        {
+            "gpt-4o-transcribe": "whisper-1",
+            "gpt-4o-mini-transcribe": "whisper-1",
+            "gpt-transcribe": "whisper-1",
+            "gpt-live-transcribe": "whisper-1",
+            "gpt-realtime-whisper": "whisper-1",
+        },
+        description="Further public model ids, each served by the model of a key of ASR_MODELS: the names "
+        "newer OpenAI clients default to. An alias of an id that is not served is left out.",
+    )
     device: Literal["auto", "cpu", "cuda"] = "auto"
     compute_type: str | None = Field(None, description="CTranslate2 compute type; default float16 on GPU, int8 on CPU.")
     batch_size: int = Field(

@@ -23,8 +23,9 @@ class TtsSettings(PredictorSettings):
         description="Coqui model name (downloaded into TTS_HOME) or a local model directory.",
     )
     public_models: list[str] = Field(
-        ["tts-1", "tts-1-hd", "coqui-tts"],
-        description="Public speech model ids, all served by TTS_MODEL; the gateway lists and accepts these.",
+        ["tts-1", "tts-1-hd", "gpt-4o-mini-tts", "coqui-tts"],
+        description="Public speech model ids, all served by TTS_MODEL; the gateway lists and accepts these "
+        "(gpt-4o-mini-tts: the default of newer OpenAI clients).",
     )
     device: Literal["auto", "cpu", "cuda"] = "auto"
     language: str = Field("en", description="Language passed to multilingual models (OpenAI's API has none).")
