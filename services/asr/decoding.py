@@ -210,8 +210,9 @@ class ChunkRequest:
         self.hf_tokenizer = pipe.model.hf_tokenizer
         self.eot = self.hf_tokenizer.token_to_id("<|endoftext|>")
         # logprobs come from greedy decoding: CTranslate2 returns no per-step logits for beam search
+        greedy = opts.logprobs or getattr(opts, "greedy", False)
         self.options = replace(
-            pipe.options, initial_prompt=opts.prompt, beam_size=1 if opts.logprobs else pipe.options.beam_size
+            pipe.options, initial_prompt=opts.prompt, beam_size=1 if greedy else pipe.options.beam_size
         )
         o = self.options
         previous = self.tokenizer.encode(" " + o.initial_prompt.strip()) if o.initial_prompt is not None else []
@@ -330,6 +331,38 @@ def transcribe(
     check(cancel)
     request = ChunkRequest(whisper, audio, opts, language=language, sampling=sampling, cancel=cancel)
     return language, decode_chunks(request, chunks, window=window, on_text=on_text)
+
+
+def windows(audio: np.ndarray, rate: int, limit: int) -> list[dict]:
+    """Live audio as chunks of at most ``limit`` samples (Whisper's window), each cut at the quietest
+    100 ms of its last 5 s (the turn's speech is known; only where to cut is chosen)."""
+    chunks, start, step = [], 0, rate // 10
+    while audio.size - start > limit:
+        tail = audio[start + limit - 5 * rate : start + limit]
+        energy = [float(np.square(tail[i : i + step]).mean()) for i in range(0, tail.size - step + 1, step)]
+        cut = start + limit - 5 * rate + int(np.argmin(energy)) * step + step // 2
+        chunks.append({"start": start / rate, "end": cut / rate})
+        start = cut
+    chunks.append({"start": start / rate, "end": audio.size / rate})
+    return chunks
+
+
+def decode_live(
+    whisper: LoadedWhisper, audio: np.ndarray, opts: Any, *, sampling: Sampling, cancel: threading.Event | None
+) -> tuple[str, str, list[dict] | None]:
+    """A live turn's text, language (given, or detected on its first 30 s) and, when asked, logprobs:
+    its audio is all speech (the session's VAD decided that), so it is decoded in Whisper windows with
+    no VAD of WhisperX's."""
+    from whisperx.audio import N_SAMPLES, SAMPLE_RATE
+
+    check(cancel)
+    language = opts.language or whisper.pipe.detect_language(audio)
+    request = ChunkRequest(whisper, audio, opts, language=language, sampling=sampling, cancel=cancel)
+    chunks = windows(audio, SAMPLE_RATE, N_SAMPLES)
+    segments = decode_chunks(request, chunks, window=len(chunks), on_text=None)
+    text = "".join(s["text"] for s in segments).strip()
+    logprobs = [item for s in segments for item in s.get("logprobs", [])] if sampling.logprobs else None
+    return text, language, logprobs
 
 
 def sequential(

@@ -14,6 +14,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -22,14 +23,15 @@ from services.asr import alignment, decoding, diarization
 from services.asr.audio import SAMPLE_RATE, BadAudio, decode
 from services.asr.batcher import SegmentBatcher
 from services.asr.decoding import OnText, Sampling
-from services.asr.job import TranscribeJob, UnknownModel, UnsupportedOption, options_from
+from services.asr.job import TranscribeJob, TranscribeOptions, UnknownModel, UnsupportedOption, options_from
+from services.asr.live.session import Decoded, LiveConfig
+from services.asr.metrics import AsrMetrics
 from services.asr.result import assemble
 from services.asr.settings import AsrSettings
 from services.common import logs
 from services.common.device import resolve_device
 from services.common.errors import BadRequest
 from services.common.lifecycle import ManagedModel
-from services.common.predictor_metrics import PredictorMetrics
 from services.common.work import Cancelled
 
 MAX_KNOWN_SPEAKERS = 4
@@ -48,7 +50,7 @@ def supported_languages() -> frozenset[str]:
 
 
 class AsrEngine:
-    def __init__(self, settings: AsrSettings, metrics: PredictorMetrics) -> None:
+    def __init__(self, settings: AsrSettings, metrics: AsrMetrics) -> None:
         self.settings, self.metrics = settings, metrics
         self.waiting: Callable[[], int] = lambda: 0  # requests queued for a place (set by the predictor)
         self.device = resolve_device(settings.device)
@@ -118,7 +120,7 @@ class AsrEngine:
                 batch_size=self.settings.batch_size,
                 max_wait=self.settings.batch_wait_ms / 1000,
                 share=self.settings.batch_share,
-                on_dispatch=getattr(self.metrics, "dispatched", None),
+                on_dispatch=self.metrics.dispatched,
             )
             return decoding.LoadedWhisper(pipe, batcher)
 
@@ -223,7 +225,7 @@ class AsrEngine:
             o.compression_ratio_threshold or 2.4,
             o.log_prob_threshold or -1.0,
             o.no_speech_threshold or 0.6,
-            getattr(self.metrics, "redecoded", None),
+            self.metrics.redecoded,
         )
 
     def run(self, job: TranscribeJob, on_text: OnText | None = None, cancel: threading.Event | None = None) -> dict:
@@ -252,6 +254,28 @@ class AsrEngine:
         result = assemble(language, audio, options.task, segments)
         self.metrics.work_done(result["duration"], time.perf_counter() - started)
         return result
+
+    def live(
+        self, audio: np.ndarray, config: LiveConfig, *, final: bool, language: str | None, cancel: threading.Event
+    ) -> Decoded:
+        """One decode of a live session's turn (``services.asr.live``): the usual decoding (beam search) for
+        partial text too, so the words two partial decodes agree on are what the final decode would say;
+        the temperature fallback and logprobs only for the final one."""
+        options = TranscribeOptions(
+            model=config.model,
+            language=language or config.language,
+            prompt=config.prompt,
+            logprobs=config.logprobs and final,
+        )
+        whisper = self._whisper_for(config.model)
+        hold = whisper.use if self.settings.cross_request_batching else whisper.exclusive
+        with hold() as loaded:
+            sampling = self.sampling(TranscribeJob(options, memoryview(b"")), loaded.pipe)
+            if not final:
+                sampling = replace(sampling, fallback=False)
+            text, detected, logprobs = decoding.decode_live(loaded, audio, options, sampling=sampling, cancel=cancel)
+        self.metrics.live_decoded("final" if final else "partial", audio.size / SAMPLE_RATE)
+        return Decoded(text, detected, logprobs)
 
     def _decode(
         self, audio: np.ndarray, job: TranscribeJob, on_text: OnText | None, cancel: threading.Event | None

@@ -40,6 +40,7 @@ class TranscribeOptions:
     max_speakers: int | None = None
     logprobs: bool = False  # each token's log-probability (greedy decoding)
     known_speaker_names: tuple[str, ...] = ()  # paired one to one with the job's references
+    greedy: bool = False  # beam size 1 (a live session's partial decodes)
 
 
 @dataclass(frozen=True)

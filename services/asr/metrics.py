@@ -37,6 +37,17 @@ class AsrMetrics(PredictorMetrics):
             registry=r,
         )
 
+        self.live_decodes = Counter(
+            f"{p}_live_decodes", "Decodes of live sessions' turns (partial: while speech goes on)", ["kind"], registry=r
+        )
+        self.live_audio = Counter(
+            f"{p}_live_decoded_audio_seconds", "Audio seconds decoded for live sessions", ["kind"], registry=r
+        )
+
+    def live_decoded(self, kind: str, seconds: float) -> None:
+        self.live_decodes.labels(kind).inc()
+        self.live_audio.labels(kind).inc(seconds)
+
     def redecoded(self, temperature: float, segments: int) -> None:
         self.fallback_decodes.labels(f"{temperature:.1f}").inc(segments)
 

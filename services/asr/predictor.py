@@ -4,23 +4,22 @@ binary BYTES output, or on the streaming route NDJSON events as batches are deco
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.responses import StreamingResponse
 
 from services.asr.engine import AsrEngine
 from services.asr.job import TranscribeJob
-from services.asr.vad import RATE, Vad
+from services.asr.live.route import add_live_route
 from services.common import v2wire
+from services.common.draining import Drain
 from services.common.errors import BadRequest, ServiceError
 from services.common.predictor import LazyPredictor, TensorSpec
-from services.common.predictor_routes import read_v2
 from services.common.work import Emit
 
 log = logging.getLogger(__name__)
@@ -39,19 +38,9 @@ class AsrPredictor(LazyPredictor):
     def public_models(self) -> list[str]:
         return self.speech_engine.public_models
 
-    def add_routes(self, app: FastAPI) -> None:
-        """``POST /vad``: speech probabilities for the gateway's realtime turn detection. Cheap (a few
-        milliseconds per second of audio), so it takes no place in the admission queue."""
-        vad = Vad()
-
-        @app.post("/vad", include_in_schema=False)
-        async def detect(request: Request) -> dict:
-            payload = await read_v2(request, self.label)
-            try:
-                (audio,) = payload.tensor("audio").elements()
-            except (v2wire.WireError, ValueError) as exc:
-                raise BadRequest(f"ASR backend: {exc}", code="malformed_request") from exc
-            return {"sample_rate": RATE, "probabilities": await asyncio.to_thread(vad.probabilities, audio)}
+    def add_routes(self, app: FastAPI, drain: Drain) -> None:
+        """``WS /v2/models/<name>/live``: live transcription for the gateway's realtime sessions."""
+        add_live_route(app, self.name, self.speech_engine, self.speech_engine.settings, drain)
 
     def models_status(self) -> dict:
         """Whisper per public id, aligners per language, diarization: loaded, in use, load count."""

@@ -65,6 +65,19 @@ class AsrSettings(PredictorSettings):
         description="Requests worked on at once: their audio decoding, VAD and features overlap, "
         "and with cross-request batching their segments share decodes.",
     )
+    live_max_sessions: int = Field(
+        16,
+        ge=0,
+        le=1000,
+        description="Live (realtime) sessions this predictor serves at once; beyond: 429 at the "
+        "handshake, and the gateway tries another replica.",
+    )
+    live_max_buffer_seconds: float = Field(
+        300.0, gt=0, le=7200, description="Audio a live session holds at most (a turn that long is cut there)."
+    )
+    live_max_items: int = Field(
+        4, ge=1, le=64, description="Items of a live session being transcribed at once; beyond, an item fails."
+    )
     vad_method: Literal["pyannote", "silero"] = Field(
         "pyannote", description="pyannote uses the model bundled with WhisperX (works offline); silero downloads."
     )

@@ -1,7 +1,7 @@
-"""Voice activity for realtime turn detection: Silero VAD v6, the ONNX model faster-whisper ships in
-its wheel (so it runs offline, on CPU, with onnxruntime, without torch), over 32 ms frames of 16 kHz
-audio. Stateless per call: each frame is scored with the 4 ms of audio before it, so the gateway
-sends only new frames (plus the frame before them)."""
+"""Voice activity for live sessions' turns: Silero VAD v6, the ONNX model faster-whisper ships in its
+wheel (so it runs offline, on CPU, with onnxruntime, without torch), over 32 ms frames of 16 kHz
+audio. Stateless per call: each frame is scored with the 4 ms of audio before it, so a session scores
+only its new frames (plus the frame before them)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from services.common.errors import BadRequest
+from services.common.live_wire import RATE
 
-RATE = 16000
 FRAME = 512  # 32 ms: the frame Silero v6 scores
 MAX_FRAMES = 30 * RATE // FRAME  # 30 s per call bounds the work of one request
 
@@ -30,18 +29,10 @@ class Vad:
                 self._model = get_vad_model()
             return self._model
 
-    def probabilities(self, audio: memoryview | bytes) -> list[float]:
-        """Speech probability of each 512-sample frame of little-endian float32 16 kHz audio."""
-        if len(audio) % (4 * FRAME) or not audio:
-            raise BadRequest(
-                f"ASR backend: VAD audio must be a whole number of {FRAME}-sample float32 frames",
-                param="audio",
-                code="malformed_request",
-            )
-        samples = np.frombuffer(audio, dtype="<f4")
-        if samples.size // FRAME > MAX_FRAMES:
-            raise BadRequest(
-                f"ASR backend: at most {MAX_FRAMES} VAD frames per call", param="audio", code="malformed_request"
-            )
+    def scores(self, samples: np.ndarray) -> list[float]:
+        """Speech probability of each 512-sample frame of 16 kHz float32 audio (a whole number of frames,
+        at most ``MAX_FRAMES``)."""
+        if samples.size % FRAME or not samples.size or samples.size // FRAME > MAX_FRAMES:
+            raise ValueError(f"VAD audio must be 1 to {MAX_FRAMES} whole {FRAME}-sample frames")
         scores = self._loaded()(np.array(samples, dtype=np.float32))  # a writable copy: the model edits it
         return [round(float(p), 4) for p in np.asarray(scores).reshape(-1)]

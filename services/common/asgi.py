@@ -9,6 +9,7 @@ pass through untouched and a stream that breaks off stays broken).
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -165,3 +166,21 @@ class BodyLimit:
                 raise
         if exceeded and not started:
             await send_error(send, too_large)
+
+
+async def deny_websocket(scope: Scope, send: Send, exc: ServiceError) -> None:
+    """Refuse a WebSocket handshake with an HTTP error response in OpenAI's envelope (a bare 403
+    where the server cannot send one)."""
+    if "websocket.http.response" not in scope.get("extensions", {}):
+        await send({"type": "websocket.close", "code": 1008})
+        return
+    body = json.dumps(exc.body()).encode()
+    rid = accept_request_id(header(scope, b"x-request-id"))
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"x-request-id", rid.encode()),
+        *((k.lower().encode(), v.encode()) for k, v in exc.headers.items()),
+    ]
+    await send({"type": "websocket.http.response.start", "status": exc.status, "headers": headers})
+    await send({"type": "websocket.http.response.body", "body": body})

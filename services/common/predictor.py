@@ -17,6 +17,7 @@ from starlette.types import Scope
 
 from services.common import v2wire
 from services.common.admission import Admission
+from services.common.draining import Drain
 from services.common.errors import Unavailable, no_retry
 from services.common.lifecycle import ModelLoadError
 from services.common.predictor_metrics import PredictorMetrics
@@ -86,8 +87,8 @@ class LazyPredictor:
     def stream_body(self, first: Any, items: AsyncIterator[Any]) -> StreamingResponse:
         raise NotImplementedError
 
-    def add_routes(self, app: FastAPI) -> None:
-        """The predictor's own routes besides inference (ASR: VAD; TTS: the voice library)."""
+    def add_routes(self, app: FastAPI, drain: Drain) -> None:
+        """The predictor's own routes besides inference (ASR: live sessions; TTS: the voice library)."""
 
     def body_limit(self, scope: Scope) -> int:
         return self.settings.max_body_bytes

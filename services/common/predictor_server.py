@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.common import logs
 from services.common.admission import ADMISSION_HEADER, Admission
-from services.common.asgi import BodyLimit, RequestContext, RequestRecord, header, send_error
+from services.common.asgi import BodyLimit, RequestContext, RequestRecord, deny_websocket, header, send_error
 from services.common.draining import Drain, DrainGate, serve
 from services.common.errors import BadRequest, ServiceError, Unauthorized, route_error
 from services.common.predictor import LazyPredictor
@@ -42,7 +42,7 @@ class TokenAuth:
         self.app, self.token = app, token.encode() if token else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.token is None or scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+        if self.token is None or scope["type"] not in ("http", "websocket") or scope["path"] in OPEN_PATHS:
             await self.app(scope, receive, send)
             return
         given = (header(scope, b"authorization") or "").encode("latin-1")
@@ -50,7 +50,11 @@ class TokenAuth:
         if scheme.lower() == b"bearer" and secrets.compare_digest(value.strip(), self.token):
             await self.app(scope, receive, send)
             return
-        await send_error(send, Unauthorized("a valid predictor token is required", code="invalid_token"))
+        refusal = Unauthorized("a valid predictor token is required", code="invalid_token")
+        if scope["type"] == "websocket":
+            await deny_websocket(scope, send, refusal)
+        else:
+            await send_error(send, refusal)
 
 
 class AdmissionHeader:
@@ -78,7 +82,7 @@ def create_app(predictor: LazyPredictor, settings: PredictorSettings, drain: Dra
     app = FastAPI(title=f"speech-stack {predictor.label} predictor", docs_url=None, redoc_url=None, openapi_url=None)
     add_operations(app, predictor, drain)
     add_inference(app, predictor, drain)
-    predictor.add_routes(app)
+    predictor.add_routes(app, drain)
 
     @app.exception_handler(ServiceError)
     async def service_error(_: Request, exc: ServiceError) -> Response:

@@ -5,14 +5,12 @@ be left open (they show names only, and Open WebUI asks for them without a key).
 from __future__ import annotations
 
 import hashlib
-import json
 import secrets
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from services.common.asgi import header, send_error
-from services.common.errors import ServiceError, Unauthorized
-from services.common.logs import accept_request_id
+from services.common.asgi import deny_websocket, header, send_error
+from services.common.errors import Unauthorized
 
 OPEN_LISTS = ("/v1/audio/voices", "/v1/audio/models")
 INSECURE_KEY_PROTOCOL = "openai-insecure-api-key."
@@ -73,21 +71,3 @@ class ApiKeyMiddleware:
             await self.app(scope, receive, send)
             return
         await send_error(send, Unauthorized("Incorrect API key provided."))
-
-
-async def deny_websocket(scope: Scope, send: Send, exc: ServiceError) -> None:
-    """Refuse a WebSocket handshake with an HTTP error response in OpenAI's envelope (a bare 403
-    where the server cannot send one)."""
-    if "websocket.http.response" not in scope.get("extensions", {}):
-        await send({"type": "websocket.close", "code": 1008})
-        return
-    body = json.dumps(exc.body()).encode()
-    rid = accept_request_id(header(scope, b"x-request-id"))
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-        (b"x-request-id", rid.encode()),
-        *((k.lower().encode(), v.encode()) for k, v in exc.headers.items()),
-    ]
-    await send({"type": "websocket.http.response.start", "status": exc.status, "headers": headers})
-    await send({"type": "websocket.http.response.body", "body": body})

@@ -11,7 +11,10 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
+import websockets
 from fastapi import UploadFile
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import InvalidHandshake, InvalidStatus
 
 from services.common import v2wire
 from services.common.errors import no_retry
@@ -33,6 +36,7 @@ from services.gateway.settings import GatewaySettings
 
 log = logging.getLogger(__name__)
 PROBE_TIMEOUT_SECONDS = 2.0
+LIVE_MAX_EVENT_BYTES = 4 << 20  # the largest event a predictor's live session sends (a transcript with logprobs)
 CHUNK = 1 << 16  # bytes read from an upload's spool file at a time
 CLIENT_ERRORS: dict[int, type[ServiceError]] = {
     400: BadRequest,
@@ -62,6 +66,7 @@ class Backend:
         self.on_reroute = on_reroute  # (backend, reason) for every request sent on to another replica
         self.retry_after = settings.retry_after_seconds
         self.read_timeout = settings.read_timeout
+        self.connect_timeout = settings.connect_timeout
         timeout = httpx.Timeout(settings.read_timeout, connect=settings.connect_timeout)
         limits = httpx.Limits(max_connections=settings.max_connections, keepalive_expiry=settings.keepalive_expiry)
         headers = {"authorization": f"Bearer {token}"} if token else {}
@@ -161,6 +166,65 @@ class Backend:
             code="backend_connection_failed",
             headers=no_retry() if method == "POST" else {},
         )
+
+    @property
+    def live_path(self) -> str:
+        """The ASR predictor's live transcription WebSocket (``services.common.live_wire``)."""
+        return f"/v2/models/{self.model_name}/live"
+
+    async def live(self) -> ClientConnection:
+        """A live session's WebSocket to the least loaded replica; a replica that refuses the handshake
+        (429 full, 503 draining) or cannot be reached is passed over, as for requests. When every
+        replica refused, the last refusal is raised (a 429 or 503 for the client's own handshake)."""
+        headers = {"x-request-id": REQUEST_ID.get(), **self.client.headers}
+        tried: set[Replica] = set()
+        refusal: ServiceError | None = None
+        for _ in range(max(2, len(self.replicas.replicas))):
+            replica = self.replicas.choose(tried)
+            if replica is None:
+                break
+            url = "ws" + replica.url.removeprefix("http") + self.live_path
+            try:
+                return await websockets.connect(
+                    url,
+                    additional_headers={
+                        k: v for k, v in headers.items() if k.lower() in ("authorization", "x-request-id")
+                    },
+                    open_timeout=self.connect_timeout,
+                    max_size=LIVE_MAX_EVENT_BYTES,
+                    compression=None,
+                    proxy=None,
+                )
+            except InvalidStatus as exc:
+                status = exc.response.status_code
+                refusal = self._live_refusal(replica, status, exc.response.headers.get("retry-after", ""))
+            except (OSError, TimeoutError, InvalidHandshake) as exc:
+                log.warning("%s backend: live session on %s failed: %s", self.label, replica.url, type(exc).__name__)
+                replica.avoid(UNREACHABLE_SECONDS, "unreachable")
+                refusal = BackendFailed(
+                    f"{self.label} backend request failed: could not connect", code="backend_unreachable"
+                )
+            if self.replicas.many:
+                tried.add(replica)
+        raise refusal or BackendFailed(f"{self.label} backend request failed", code="backend_unreachable")
+
+    def _live_refusal(self, replica: Replica, status: int, retry_after: str) -> ServiceError:
+        seconds = float(retry_after) if retry_after.isdigit() else self.retry_after
+        if status == 429:
+            replica.avoid(seconds, "busy")
+            return BackendBusy(
+                f"{self.label} backend has no room for another live session",
+                code="server_busy",
+                headers={"Retry-After": str(int(seconds))},
+            )
+        if status == 503:
+            replica.avoid(DRAINING_SECONDS, "draining")
+            return BackendUnavailable(
+                f"{self.label} backend unavailable",
+                code="backend_unavailable",
+                headers={"Retry-After": str(int(seconds))},
+            )
+        return BackendFailed(f"{self.label} backend refused the live session (HTTP {status})", code="backend_failed")
 
     async def ready(self) -> bool:
         """Whether the predictor answers its readiness probe now (for the gateway's own /readyz)."""

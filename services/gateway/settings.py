@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -82,8 +84,17 @@ class GatewaySettings(BaseSettings):
         description="Uncommitted audio a realtime session holds at most; beyond: an error "
         "(client commits) or the turn is cut there (server VAD).",
     )
+    realtime_delay: Literal["minimal", "low", "medium", "high", "xhigh"] = Field(
+        "low",
+        description="Realtime sessions' default delay (OpenAI's audio.input.transcription.delay): how long the "
+        "open turn is re-decoded after (minimal 0.5 s, low 1 s, medium 1.5 s, high 2.5 s) for partial text; "
+        "xhigh: no partial text.",
+    )
     realtime_max_event_bytes: int = Field(
-        16 * 1024 * 1024, ge=65536, description="Largest WebSocket message (OpenAI: 15 MiB of audio per append)."
+        4 * 1024 * 1024,
+        ge=65536,
+        description="Largest WebSocket message (OpenAI takes 15 MiB; 4 MiB, 87 s of 24 kHz audio per append, keeps "
+        "the default session count within the chart's gateway memory; clients send 20-100 ms appends).",
     )
     playground: bool = Field(
         True, description="Serve the playground page at /playground (it calls the API with the key typed into it)."

@@ -13,6 +13,7 @@ from fastapi.responses import StreamingResponse
 from starlette.types import Scope
 
 from services.common import v2wire
+from services.common.draining import Drain
 from services.common.errors import BadRequest
 from services.common.predictor import LazyPredictor, TensorSpec
 from services.common.work import Emit
@@ -29,7 +30,7 @@ class TtsPredictor(LazyPredictor):
     def public_models(self) -> list[str]:
         return self.speech_engine.public_models
 
-    def add_routes(self, app: FastAPI) -> None:
+    def add_routes(self, app: FastAPI, drain: Drain) -> None:
         add_voice_routes(app, self, self.speech_engine)
 
     def body_limit(self, scope: Scope) -> int:

@@ -8,9 +8,12 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from services.common.live_wire import DELAYS, Vad
+
 FORMATS = {"audio/pcm": "pcm16", "audio/pcmu": "g711_ulaw", "audio/pcma": "g711_alaw"}  # GA -> beta names
 BETA_FORMATS = {v: k for k, v in FORMATS.items()}
 LOGPROBS = "item.input_audio_transcription.logprobs"
+MAX_PROMPT_CHARS = 2000  # Whisper reads the last 223 tokens of a prompt at most
 EAGERNESS_SILENCE_MS = {"low": 1000, "medium": 500, "auto": 500, "high": 250}
 
 
@@ -20,21 +23,14 @@ class ConfigError(ValueError):
         self.message, self.param = message, param
 
 
-@dataclass(frozen=True)
-class Vad:
-    """Server VAD; ``semantic_vad`` is served as this (its eagerness sets the silence)."""
-
-    threshold: float = 0.5
-    prefix_padding_ms: int = 300
-    silence_duration_ms: int = 500
-
-    def render(self) -> dict:
-        return {
-            "type": "server_vad",
-            "threshold": self.threshold,
-            "prefix_padding_ms": self.prefix_padding_ms,
-            "silence_duration_ms": self.silence_duration_ms,
-        }
+def render_vad(vad: Vad) -> dict:
+    rendered = {
+        "type": "server_vad",
+        "threshold": vad.threshold,
+        "prefix_padding_ms": vad.prefix_padding_ms,
+        "silence_duration_ms": vad.silence_duration_ms,
+    }
+    return rendered | ({"idle_timeout_ms": vad.idle_timeout_ms} if vad.idle_timeout_ms is not None else {})
 
 
 @dataclass(frozen=True)
@@ -45,10 +41,23 @@ class SessionConfig:
     prompt: str | None = None
     turn_detection: Vad | None = field(default_factory=Vad)
     include: tuple[str, ...] = ()
+    delay: str = "low"  # OpenAI's audio.input.transcription.delay (live_wire.DELAYS)
 
     @property
     def logprobs(self) -> bool:
         return LOGPROBS in self.include
+
+    def wire(self) -> dict[str, Any]:
+        """The predictor's live session configuration (``services.common.live_wire``)."""
+        return {
+            "format": self.format,
+            "model": self.model,
+            "language": self.language,
+            "prompt": self.prompt,
+            "logprobs": self.logprobs,
+            "delay": self.delay,
+            "turn_detection": self.turn_detection.wire() if self.turn_detection else None,
+        }
 
     # -- updates ----------------------------------------------------------------------------------
     def update_ga(self, session: Any) -> SessionConfig:
@@ -106,7 +115,7 @@ class SessionConfig:
         if not isinstance(value, dict):
             raise ConfigError(f"{param} must be an object", param)
         changes: dict[str, Any] = {}
-        for key in ("model", "language", "prompt"):
+        for key in ("model", "language", "prompt", "delay"):
             if key not in value:
                 continue
             if value[key] is not None and not isinstance(value[key], str):
@@ -114,11 +123,17 @@ class SessionConfig:
             changes[key] = value[key]
         if changes.get("model", "") is None:
             changes["model"] = SessionConfig.model
+        if changes.get("delay", "") is None:
+            changes.pop("delay")
+        if "delay" in changes and changes["delay"] not in DELAYS:
+            raise ConfigError(f"{param}.delay must be one of {list(DELAYS)}", f"{param}.delay")
+        if len(changes.get("prompt") or "") > MAX_PROMPT_CHARS:  # it is echoed in every session.updated
+            raise ConfigError(f"{param}.prompt is longer than {MAX_PROMPT_CHARS} characters", f"{param}.prompt")
         return replace(self, **changes)
 
     # -- rendering --------------------------------------------------------------------------------
     def _transcription_object(self) -> dict:
-        return {"model": self.model, "language": self.language, "prompt": self.prompt}
+        return {"model": self.model, "language": self.language, "prompt": self.prompt, "delay": self.delay}
 
     def render_ga(self, session_id: str, expires_at: int) -> dict:
         fmt: dict[str, Any] = {"type": self.format} | ({"rate": 24000} if self.format == "audio/pcm" else {})
@@ -133,7 +148,7 @@ class SessionConfig:
                     "format": fmt,
                     "transcription": self._transcription_object(),
                     "noise_reduction": None,
-                    "turn_detection": self.turn_detection.render() if self.turn_detection else None,
+                    "turn_detection": render_vad(self.turn_detection) if self.turn_detection else None,
                 }
             },
         }
@@ -145,7 +160,7 @@ class SessionConfig:
             "expires_at": expires_at,
             "input_audio_format": FORMATS[self.format],
             "input_audio_transcription": self._transcription_object(),
-            "turn_detection": self.turn_detection.render() if self.turn_detection else None,
+            "turn_detection": render_vad(self.turn_detection) if self.turn_detection else None,
             "input_audio_noise_reduction": None,
             "include": list(self.include),
         }
@@ -188,6 +203,7 @@ def _turns(value: Any, param: str, current: Vad | None) -> Vad | None:
         "threshold": (float, 0.0, 1.0),
         "prefix_padding_ms": (int, 0, 5000),
         "silence_duration_ms": (int, 100, 10000),
+        "idle_timeout_ms": (int, 1000, 600000),
     }
     changes = {}
     for key, (kind, low, high) in checks.items():

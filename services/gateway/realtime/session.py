@@ -1,11 +1,12 @@
-"""One Realtime transcription session: client events in, server events out.
+"""One Realtime transcription session: OpenAI's protocol on the client's side, the ASR predictor's live
+session (``services.common.live_wire``) on the other. The gateway holds no audio and no model: the
+client's audio goes on to the predictor once, as the bytes it came in (base64 decoded), and the
+predictor's VAD, turns, partial and final text come back as events the gateway renders in OpenAI's
+shape (GA or beta, as the session was asked).
 
-Audio appended by the client is converted to 16 kHz as it arrives and kept until it is committed:
-by the client (``input_audio_buffer.commit``) or, with server VAD, when a turn ends (the ASR
-predictor scores 32 ms frames with Silero). Each committed item is transcribed on the ASR
-predictor's streaming route in its own task, so items overlap and their events carry ``item_id``.
-A bad event is an ``error`` event and the session goes on; a backend failure on an item is that
-item's ``...failed`` event. Every event the server sends passes one writer task (one at a time).
+Bounded: a message (``GATEWAY_REALTIME_MAX_EVENT_BYTES``), the events waiting for a client that reads
+slowly (``OUTBOX_BYTES``; a client that stops reading is closed), the prompt, the session's idle time
+(not counted while items are being transcribed) and its whole time.
 """
 
 from __future__ import annotations
@@ -14,47 +15,36 @@ import asyncio
 import base64
 import binascii
 import contextlib
-import io
 import json
 import logging
 import secrets
 import time
-import wave
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import httpx
-import numpy as np
 from starlette.websockets import WebSocket, WebSocketDisconnect
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
 
-from services.common.errors import ServiceError, echo
+from services.common import live_wire as wire
+from services.common.errors import echo
 from services.common.logs import REQUEST_ID
-from services.gateway.backends import Backend, Blob, new_request, request_body
 from services.gateway.catalog import ModelCatalog
-from services.gateway.realtime.audio_in import BadAudioChunk, InputAudio
 from services.gateway.realtime.config import ConfigError, SessionConfig, expires
-from services.gateway.realtime.turns import FRAME, RATE, Started, TurnDetector, ms
 from services.gateway.settings import GatewaySettings
-from services.gateway.transcription import asr_events
 
 log = logging.getLogger(__name__)
-MIN_COMMIT_SAMPLES = RATE // 10  # 100 ms, as OpenAI
-TAIL_SAMPLES = RATE // 10  # audio kept after the last speech frame of a VAD turn
-MAX_VAD_FRAMES = 30 * RATE // FRAME
+OUTBOX_BYTES = 1 << 20  # events waiting for the client; beyond, the client is not reading: closed
+INLINE_DECODE = 64 << 10  # base64 decoded on the event loop up to this many characters, in a thread above
 
 
 def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(10)}"
 
 
-def wav_bytes(samples: np.ndarray) -> bytes:
-    out = io.BytesIO()
-    with wave.open(out, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(RATE)
-        w.writeframes((np.clip(samples, -1.0, 1.0) * 32767).astype("<i2").tobytes())
-    return out.getvalue()
+def memory_bound(settings: GatewaySettings) -> int:
+    """Bytes one session can hold at once: a message as received, its audio decoded, the outbox."""
+    return settings.realtime_max_event_bytes * 7 // 4 + OUTBOX_BYTES
 
 
 class SessionClosed(Exception):
@@ -63,71 +53,101 @@ class SessionClosed(Exception):
         self.code, self.reason, self.error = code, reason, error
 
 
+class ClientEventError(Exception):
+    def __init__(self, message: str, code: str, param: str | None) -> None:
+        super().__init__(message)
+        self.message, self.code, self.param = message, code, param
+
+
+class Outbox:
+    """Events for the client, sent by one writer task; bounded in bytes."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[str | None] = asyncio.Queue()
+        self.bytes = 0
+        self.overflowed = False
+
+    def put(self, event: dict) -> None:
+        text = json.dumps(event)
+        if self.bytes + len(text) > OUTBOX_BYTES:
+            self.overflowed = True
+            return
+        self.bytes += len(text)
+        self.queue.put_nowait(text)
+
+    async def write(self, ws: WebSocket) -> None:
+        while (text := await self.queue.get()) is not None:
+            self.bytes -= len(text)
+            try:
+                await ws.send_text(text)
+            except (WebSocketDisconnect, RuntimeError, OSError):
+                return
+
+
 class RealtimeSession:
     def __init__(
         self,
         ws: WebSocket,
         settings: GatewaySettings,
-        asr: Backend,
+        upstream: ClientConnection,
         catalog: ModelCatalog,
         *,
         draining: Callable[[], bool],
         model: str | None,
+        session_id: str,
     ) -> None:
-        self.ws, self.settings, self.asr, self.catalog = ws, settings, asr, catalog
-        self.draining = draining  # () -> bool
-        self.id = new_id("sess")
-        self.config = SessionConfig(model=model or SessionConfig.model)
+        self.ws, self.settings, self.upstream, self.catalog = ws, settings, upstream, catalog
+        self.draining = draining
+        self.id = session_id
+        self.config = SessionConfig(model=model or SessionConfig.model, delay=settings.realtime_delay)
         self.started = time.monotonic()
         self.expires_at = expires(settings.realtime_max_session_seconds)
-        self.outbox: asyncio.Queue[dict | None] = asyncio.Queue()
-        self.items: set[asyncio.Task] = set()
-        self.input = InputAudio(self.config.format)
-        self.buffer = np.zeros(0, np.float32)  # uncommitted 16 kHz audio
-        self.buffer_start = 0  # absolute 16 kHz index of buffer[0]
-        self.vad_done = 0  # absolute index up to which the VAD has scored frames
-        self.vad_task: asyncio.Task | None = None
-        self.detector = TurnDetector(self.config.turn_detection) if self.config.turn_detection else None
-        self.generation = 0  # bumped by commit and clear: a VAD answer for older audio is dropped
-        self.speech_item: str | None = None
+        self.outbox = Outbox()
+        self.pending: set[str] = set()  # items committed and not yet completed or failed
+        self.answered = asyncio.Event()  # set while nothing is pending
         self.last_item: str | None = None
-
-    @property
-    def end(self) -> int:
-        return self.buffer_start + self.buffer.size
+        self.last_event = time.monotonic()
 
     # -- the loop ---------------------------------------------------------------------------------
     async def run(self) -> None:
-        REQUEST_ID.set(self.id)  # the session's calls (VAD) carry its id; its items carry <session>/<item>
-        writer = asyncio.create_task(self._writer())
+        REQUEST_ID.set(self.id)
+        writer = asyncio.create_task(self.outbox.write(self.ws))
+        reader = asyncio.create_task(self._from_predictor())
         self.send({"type": "session.created", "session": self.config.render_ga(self.id, self.expires_at)})
-        last_event = time.monotonic()
         closing: SessionClosed | None = None
         try:
-            while True:
-                if (reason := self._reason_to_close(last_event)) is not None:
-                    raise reason
-                try:
-                    message = await asyncio.wait_for(self.ws.receive(), timeout=1.0)
-                except TimeoutError:
-                    continue
-                if message["type"] == "websocket.disconnect":
-                    break
-                last_event = time.monotonic()
-                await self.handle(message)
+            await self._configure()
+            closing = await self._from_client(reader)
         except SessionClosed as exc:
             closing = exc
-        except WebSocketDisconnect:
+        except (WebSocketDisconnect, ConnectionClosed):
             pass
         finally:
-            await self._finish(closing, writer)
+            await self._finish(closing, writer, reader)
 
-    def _reason_to_close(self, last_event: float) -> SessionClosed | None:
+    async def _from_client(self, reader: asyncio.Task) -> SessionClosed | None:
+        while True:
+            if (reason := self._reason_to_close(reader)) is not None:
+                return reason
+            try:
+                message = await asyncio.wait_for(self.ws.receive(), timeout=1.0)
+            except TimeoutError:
+                continue
+            if message["type"] == "websocket.disconnect":
+                return None
+            self.last_event = time.monotonic()
+            await self.handle(message)
+
+    def _reason_to_close(self, reader: asyncio.Task) -> SessionClosed | None:
         now, settings = time.monotonic(), self.settings
         if self.draining():
             return SessionClosed(
                 1001, "server shutting down", ("server_shutting_down", "The server is restarting; reconnect.")
             )
+        if self.outbox.overflowed:
+            return SessionClosed(1008, "client not reading")
+        if reader.done():
+            return SessionClosed(1011, "backend gone", ("backend_failed", "The ASR backend closed the session."))
         if now - self.started > settings.realtime_max_session_seconds:
             limit = settings.realtime_max_session_seconds
             return SessionClosed(
@@ -135,37 +155,43 @@ class RealtimeSession:
                 "session expired",
                 ("session_expired", f"The session reached its maximum duration of {limit:.0f} s."),
             )
-        if now - last_event > settings.realtime_idle_seconds:
+        if not self.pending and now - self.last_event > settings.realtime_idle_seconds:
             idle = settings.realtime_idle_seconds
             return SessionClosed(1000, "idle", ("session_idle", f"No event for {idle:.0f} s."))
         return None
 
-    async def _finish(self, closing: SessionClosed | None, writer: asyncio.Task) -> None:
-        if self.vad_task is not None:
-            self.vad_task.cancel()
-        if closing is not None and self.items:  # a clean close: the items committed so far are answered
-            await asyncio.wait(self.items, timeout=self.settings.shutdown_grace_seconds)
-        for task in self.items:  # the client left: its work is cancelled
-            task.cancel()
+    async def _finish(self, closing: SessionClosed | None, writer: asyncio.Task, reader: asyncio.Task) -> None:
+        clean = closing is not None and closing.code != 1008
+        if clean and self.pending and not reader.done():  # a clean close: the committed items are answered
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._drained(), timeout=self.settings.shutdown_grace_seconds)
+        with contextlib.suppress(Exception):  # the predictor's session ends: its work for this client stops
+            await self.upstream.close(1000 if clean else 1001)
+        reader.cancel()
         if closing is not None and closing.error is not None:
-            self.error(closing.error[1], closing.error[0], type_="invalid_request_error")
-        self.outbox.put_nowait(None)
-        with contextlib.suppress(Exception):
+            self.error(closing.error[1], closing.error[0])
+        self.outbox.queue.put_nowait(None)
+        if closing is not None and closing.code == 1008:
+            writer.cancel()  # nobody reads: do not wait for the backlog
+        with contextlib.suppress(Exception, asyncio.CancelledError):
             await writer
         if closing is not None:
             with contextlib.suppress(Exception):
                 await self.ws.close(closing.code, closing.reason)
         log.info("realtime session %s ended (%s)", self.id, closing.reason if closing else "client closed")
 
-    async def _writer(self) -> None:
-        while (event := await self.outbox.get()) is not None:
-            try:
-                await self.ws.send_text(json.dumps(event))
-            except (WebSocketDisconnect, RuntimeError, OSError):
-                return
+    async def _drained(self) -> None:
+        if self.pending:
+            self.answered.clear()
+            await self.answered.wait()
+
+    def _answered(self, item_id: str) -> None:
+        self.pending.discard(item_id)
+        if not self.pending:
+            self.answered.set()
 
     def send(self, event: dict) -> None:
-        self.outbox.put_nowait({"event_id": new_id("event"), **event})
+        self.outbox.put({"event_id": new_id("event"), **event})
 
     def error(
         self,
@@ -176,10 +202,11 @@ class RealtimeSession:
         event_id: Any = None,
         type_: str = "invalid_request_error",
     ) -> None:
+        shown = echo(event_id) if event_id is not None else None  # a client's id is quoted back bounded
         self.send(
             {
                 "type": "error",
-                "error": {"type": type_, "code": code, "message": message, "param": param, "event_id": event_id},
+                "error": {"type": type_, "code": code, "message": message, "param": param, "event_id": shown},
             }
         )
 
@@ -191,33 +218,30 @@ class RealtimeSession:
             return
         try:
             event = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # invalid, or nested too deep to parse
             self.error("The event is not valid JSON.", "invalid_json")
             return
         if not isinstance(event, dict) or not isinstance(event.get("type"), str):
             self.error("An event is a JSON object with a string 'type'.", "invalid_event", param="type")
             return
-        event_id = event.get("event_id")
-        kind = event["type"]
+        event_id, kind = event.get("event_id"), event["type"]
         try:
             if kind == "session.update":
                 await self.update(event.get("session"), beta=False)
             elif kind == "transcription_session.update":
                 await self.update(event.get("session"), beta=True)
             elif kind == "input_audio_buffer.append":
-                self.append(event.get("audio"))
+                await self.append(event.get("audio"))
             elif kind == "input_audio_buffer.commit":
-                self.commit()
+                await self._control(wire.COMMIT, event_id)
             elif kind == "input_audio_buffer.clear":
-                self.clear()
-                self.send({"type": "input_audio_buffer.cleared"})
+                await self._control(wire.CLEAR, event_id)
             else:
-                self.error(
+                raise ClientEventError(
                     f"Invalid value: '{echo(kind)}'. A transcription session takes session.update, "
                     "transcription_session.update and input_audio_buffer.append, .commit and .clear.",
                     "invalid_value",
-                    param="type",
-                    event_id=event_id,
+                    "type",
                 )
         except ConfigError as exc:
             self.error(exc.message, "invalid_value", param=exc.param, event_id=event_id)
@@ -232,128 +256,115 @@ class RealtimeSession:
                 f"The model '{echo(config.model)}' does not exist or is not a transcription model; use one of {served}",
                 "session.audio.input.transcription.model",
             )
-        if config.format != self.config.format:
-            self.input = InputAudio(config.format)
-        if config.turn_detection != self.config.turn_detection:
-            self.detector = TurnDetector(config.turn_detection) if config.turn_detection else None
-            self.speech_item = None
         self.config = config
+        await self._configure()
         if beta:
             self.send(
                 {"type": "transcription_session.updated", "session": config.render_beta(self.id, self.expires_at)}
             )
         else:
             self.send({"type": "session.updated", "session": config.render_ga(self.id, self.expires_at)})
-        self._kick_vad()
 
-    def append(self, audio: Any) -> None:
+    async def _configure(self) -> None:
+        await self.upstream.send(json.dumps({"type": wire.CONFIGURE, **self.config.wire()}))
+
+    async def _control(self, kind: str, event_id: Any) -> None:
+        await self.upstream.send(json.dumps({"type": kind, "event_id": echo(event_id) if event_id else None}))
+
+    async def append(self, audio: Any) -> None:
         if not isinstance(audio, str):
             raise ClientEventError(
                 "input_audio_buffer.append needs 'audio': base64-encoded audio", "invalid_value", "audio"
             )
         try:
-            data = base64.b64decode(audio, validate=True)
-            samples = self.input.convert(data)
-        except (binascii.Error, ValueError) as exc:
-            message = str(exc) if isinstance(exc, BadAudioChunk) else "'audio' is not valid base64"
-            raise ClientEventError(message, "invalid_value", "audio") from None
-        cap = int(self.settings.realtime_max_buffer_seconds * RATE)
-        if self.buffer.size + samples.size > cap:
-            if self.detector is not None and self.detector.in_speech:
-                self._end_turn(self.detector.start, self.end)  # a turn as long as the buffer: cut it here
-                self.detector.reset()
-            else:
-                raise ClientEventError(
-                    f"The input audio buffer is full ({self.settings.realtime_max_buffer_seconds:g}"
-                    " s of audio): commit or clear it.",
-                    "input_audio_buffer_full",
-                    "audio",
-                )
-        self.buffer = np.concatenate([self.buffer, samples])
-        self._kick_vad()
-
-    def commit(self) -> None:
-        if self.buffer.size < MIN_COMMIT_SAMPLES:
-            raise ClientEventError(
-                "Error committing input audio buffer: buffer too small. Expected at least 100ms of audio, but "
-                f"buffer only has {ms(self.buffer.size):.2f}ms of audio.",
-                "input_audio_buffer_commit_empty",
-                None,
+            data = (
+                base64.b64decode(audio, validate=True)
+                if len(audio) <= INLINE_DECODE
+                else await asyncio.to_thread(base64.b64decode, audio, validate=True)
             )
-        item_id = self.speech_item or new_id("item")
-        self._commit(item_id, self.buffer)
-        self.clear()
+        except (binascii.Error, ValueError):
+            raise ClientEventError("'audio' is not valid base64", "invalid_value", "audio") from None
+        if self.config.format == "audio/pcm" and len(data) % 2:
+            raise ClientEventError(
+                "audio/pcm audio is 16-bit: an odd number of bytes cannot be PCM16", "invalid_value", "audio"
+            )
+        if data:
+            await self.upstream.send(data)
 
-    def clear(self) -> None:
-        self._drop_before(self.end)
-        self.generation += 1
-        self.speech_item = None
-        if self.detector is not None:
-            self.detector.reset()
+    # -- the predictor's events -------------------------------------------------------------------
+    async def _from_predictor(self) -> None:
+        async for raw in self.upstream:
+            try:
+                event = json.loads(raw)
+            except (ValueError, TypeError):
+                continue
+            self._render(event)
 
-    # -- turns ------------------------------------------------------------------------------------
-    def _kick_vad(self) -> None:
-        if self.detector is not None and self.vad_task is None and self.end - self.vad_done >= FRAME:
-            self.vad_task = asyncio.create_task(self._vad())
+    def _render(self, event: dict[str, Any]) -> None:
+        kind, item_id = event.get("type"), event.get("item_id")
+        base = {"item_id": item_id, "content_index": 0}
+        if kind == wire.SPEECH_STARTED:
+            self.send(
+                {
+                    "type": "input_audio_buffer.speech_started",
+                    "item_id": item_id,
+                    "audio_start_ms": event["audio_start_ms"],
+                }
+            )
+        elif kind == wire.SPEECH_STOPPED:
+            self.send(
+                {"type": "input_audio_buffer.speech_stopped", "item_id": item_id, "audio_end_ms": event["audio_end_ms"]}
+            )
+        elif kind == wire.TIMEOUT:
+            self.send(
+                {
+                    "type": "input_audio_buffer.timeout_triggered",
+                    "item_id": item_id,
+                    "audio_start_ms": event["audio_start_ms"],
+                    "audio_end_ms": event["audio_end_ms"],
+                }
+            )
+        elif kind == wire.COMMITTED:
+            self._committed(str(item_id))
+        elif kind == wire.CLEARED:
+            self.send({"type": "input_audio_buffer.cleared"})
+        elif kind == wire.DELTA:
+            self.send({"type": "conversation.item.input_audio_transcription.delta", **base, "delta": event["delta"]})
+        elif kind == wire.COMPLETED:
+            self._answered(str(item_id))
+            extra = {"logprobs": event.get("logprobs") or []} if self.config.logprobs else {}
+            self.send(
+                {
+                    "type": "conversation.item.input_audio_transcription.completed",
+                    **base,
+                    "transcript": event["transcript"],
+                    **extra,
+                    "usage": {"type": "duration", "seconds": event["seconds"]},
+                }
+            )
+        elif kind == wire.FAILED:
+            self._answered(str(item_id))
+            self.send(
+                {
+                    "type": "conversation.item.input_audio_transcription.failed",
+                    **base,
+                    "error": {
+                        "type": "server_error",
+                        "code": event.get("code"),
+                        "message": event.get("message"),
+                        "param": None,
+                    },
+                }
+            )
+        elif kind == wire.ERROR:
+            self.error(
+                str(event.get("message")),
+                str(event.get("code")),
+                param=event.get("param"),
+                event_id=event.get("event_id"),
+            )
 
-    async def _vad(self) -> None:
-        try:
-            while self.detector is not None and (frames := (self.end - self.vad_done) // FRAME):
-                frames = min(frames, MAX_VAD_FRAMES)
-                start, generation = self.vad_done, self.generation
-                context = FRAME if start - FRAME >= self.buffer_start else 0
-                begin = start - context - self.buffer_start
-                chunk = self.buffer[begin : begin + context + frames * FRAME]
-                probabilities = await self._score(chunk)
-                if generation != self.generation or self.detector is None:
-                    continue
-                self.vad_done = start + frames * FRAME
-                for turn in self.detector.feed(start // FRAME, probabilities[context // FRAME :]):
-                    if isinstance(turn, Started):
-                        self.speech_item = new_id("item")
-                        self.send(
-                            {
-                                "type": "input_audio_buffer.speech_started",
-                                "item_id": self.speech_item,
-                                "audio_start_ms": ms(turn.sample),
-                            }
-                        )
-                    else:  # (one batch of frames may end a turn and start the next)
-                        self._end_turn(turn.start, turn.sample)
-                if not self.detector.in_speech:  # nothing to keep but the prefix padding (and a context frame)
-                    self._drop_before(self.vad_done - self.detector.vad.prefix_padding_ms * RATE // 1000 - FRAME)
-        except ServiceError as exc:
-            log.warning("realtime session %s: VAD failed: %s", self.id, exc.message)
-            self.error(f"Turn detection failed: {exc.message}", exc.code or "vad_failed", type_="server_error")
-        finally:
-            self.vad_task = None
-
-    async def _score(self, chunk: np.ndarray) -> list[float]:
-        payload, headers = request_body(new_request({}), [Blob.of("audio", [chunk.astype("<f4").tobytes()])])
-        doc = await self.asr.json("POST", "/vad", payload, headers)
-        try:
-            return [float(p) for p in doc["probabilities"]]
-        except (KeyError, TypeError, ValueError) as exc:
-            raise self.asr.malformed(exc) from exc
-
-    def _end_turn(self, start: int, end: int) -> None:
-        item_id = self.speech_item or new_id("item")
-        self.send({"type": "input_audio_buffer.speech_stopped", "item_id": item_id, "audio_end_ms": ms(end)})
-        stop = min(self.end, end + TAIL_SAMPLES)
-        audio = self.buffer[max(0, start - self.buffer_start) : max(0, stop - self.buffer_start)]
-        self.speech_item = None
-        if audio.size >= MIN_COMMIT_SAMPLES:
-            self._commit(item_id, audio)
-        self._drop_before(stop)
-
-    def _drop_before(self, sample: int) -> None:
-        cut = min(max(0, sample - self.buffer_start), self.buffer.size)
-        if cut:
-            self.buffer, self.buffer_start = self.buffer[cut:], self.buffer_start + cut
-        self.vad_done = max(self.vad_done, -(-self.buffer_start // FRAME) * FRAME)  # frames still held whole
-
-    # -- items ------------------------------------------------------------------------------------
-    def _commit(self, item_id: str, audio: np.ndarray) -> None:
+    def _committed(self, item_id: str) -> None:
         item = {
             "id": item_id,
             "object": "realtime.item",
@@ -362,84 +373,8 @@ class RealtimeSession:
             "role": "user",
             "content": [{"type": "input_audio", "transcript": None}],
         }
-        previous = self.last_item
+        previous, self.last_item = self.last_item, item_id
+        self.pending.add(item_id)
         self.send({"type": "input_audio_buffer.committed", "item_id": item_id, "previous_item_id": previous})
         self.send({"type": "conversation.item.added", "item": item, "previous_item_id": previous})
         self.send({"type": "conversation.item.done", "item": item, "previous_item_id": previous})
-        self.last_item = item_id
-        task = asyncio.create_task(self._transcribe(item_id, audio.copy(), self.config))
-        self.items.add(task)
-        task.add_done_callback(self.items.discard)
-
-    async def _transcribe(self, item_id: str, audio: np.ndarray, config: SessionConfig) -> None:
-        REQUEST_ID.set(f"{self.id}/{item_id}")
-        params = {
-            "model": config.model,
-            "task": "transcribe",
-            "language": config.language,
-            "prompt": config.prompt,
-            "temperature": 0.0,
-            "logprobs": config.logprobs,
-        }
-        base = {"item_id": item_id, "content_index": 0}
-        try:
-            response = await self.asr.open_stream(new_request(params), [Blob.of("audio", [wav_bytes(audio)])])
-            started = False
-            async for event in asr_events(response):
-                if event["type"] == "text":
-                    delta = event["text"] if started else event["text"].lstrip()
-                    started = started or bool(delta)
-                    if delta:
-                        extra = {"logprobs": event["logprobs"]} if config.logprobs and "logprobs" in event else {}
-                        self.send(
-                            {
-                                "type": "conversation.item.input_audio_transcription.delta",
-                                **base,
-                                "delta": delta,
-                                **extra,
-                            }
-                        )
-                elif event["type"] == "result":
-                    result = event["result"]
-                    extra = {"logprobs": result.get("logprobs") or []} if config.logprobs else {}
-                    self.send(
-                        {
-                            "type": "conversation.item.input_audio_transcription.completed",
-                            **base,
-                            "transcript": result["text"],
-                            **extra,
-                            "usage": {"type": "duration", "seconds": round(audio.size / RATE, 3)},
-                        }
-                    )
-                    return
-                else:
-                    raise ItemFailed(f"ASR backend failed: {event.get('message')}", event.get("code"))
-            raise ItemFailed("ASR backend stream ended without a result", "backend_stream_failed")
-        except ServiceError as exc:
-            self._failed(base, exc.message, exc.code, exc.type)
-        except ItemFailed as exc:
-            self._failed(base, exc.message, exc.code, "server_error")
-        except (httpx.HTTPError, ValueError, KeyError) as exc:
-            log.warning("realtime item %s: ASR stream broke off: %s: %s", item_id, type(exc).__name__, exc)
-            self._failed(base, "ASR backend stream broke off", "backend_stream_failed", "server_error")
-
-    def _failed(self, base: dict, message: str, code: str | None, type_: str) -> None:
-        self.send(
-            {
-                "type": "conversation.item.input_audio_transcription.failed",
-                **base,
-                "error": {"type": type_, "code": code, "message": message, "param": None},
-            }
-        )
-
-
-class ClientEventError(Exception):
-    def __init__(self, message: str, code: str, param: str | None) -> None:
-        super().__init__(message)
-        self.message, self.code, self.param = message, code, param
-
-
-class ItemFailed(Exception):
-    def __init__(self, message: str, code: str | None) -> None:
-        super().__init__(message)
-        self.message, self.code = message, code

@@ -1,12 +1,15 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import APIRouter, WebSocket
 
+from services.common.asgi import deny_websocket
 from services.common.errors import BadRequest, Overloaded, ServiceError, Unavailable, echo
-from services.gateway.auth import deny_websocket
-from services.gateway.realtime.session import RealtimeSession
+from services.common.logs import REQUEST_ID
+from services.gateway.realtime.session import RealtimeSession, new_id
+from services.gateway.settings import GatewaySettings
 
 router = APIRouter(tags=["realtime"])
 log = logging.getLogger(__name__)
@@ -17,43 +20,68 @@ SUBPROTOCOL = "realtime"
 async def realtime(websocket: WebSocket) -> None:
     """OpenAI's Realtime transcription session (`?intent=transcription`; `model` optional: a
     transcription model to start with). Auth as on /v1, or the `openai-insecure-api-key.<key>`
-    subprotocol from browsers."""
+    subprotocol from browsers. The session's place is taken before the first await, so concurrent
+    handshakes cannot pass the limit; the ASR predictor's live session is opened before the
+    handshake is answered, so a predictor that has no room is an HTTP error (429 or 503)."""
     state, settings = websocket.app.state, websocket.app.state.settings
     intent, model = websocket.query_params.get("intent"), websocket.query_params.get("model")
-    refusal: ServiceError | None = None
+    refusal = _refusal(state, settings, intent)
+    if refusal is not None:
+        await deny_websocket(websocket.scope, websocket.send, refusal)
+        return
+    state.realtime_sessions += 1
+    state.drain.in_flight += 1  # a drain waits for sessions to close
+    try:
+        await _serve(websocket, state, settings, model)
+    finally:
+        state.realtime_sessions -= 1
+        state.drain.in_flight -= 1
+
+
+def _refusal(state: Any, settings: GatewaySettings, intent: str | None) -> ServiceError | None:
     if intent not in (None, "transcription"):
-        refusal = BadRequest(
+        return BadRequest(
             f"intent '{echo(intent)}' is not served: this server runs transcription sessions (intent=transcription)",
             param="intent",
             code="invalid_value",
         )
-    elif model is not None and await state.catalog.knows("transcription", model) is False:
-        refusal = BadRequest(
-            f"The model '{echo(model)}' is not a transcription model", param="model", code="model_not_found"
-        )
-    elif state.drain.draining:
-        refusal = Unavailable(
+    if state.drain.draining:
+        return Unavailable(
             "the gateway is shutting down; reconnect shortly", code="shutting_down", headers={"Retry-After": "1"}
         )
-    elif state.realtime_sessions >= settings.realtime_max_sessions:
-        refusal = Overloaded(
+    if state.realtime_sessions >= settings.realtime_max_sessions:
+        return Overloaded(
             f"all {settings.realtime_max_sessions} realtime sessions are in use; retry shortly",
             code="server_busy",
             headers={"Retry-After": str(settings.retry_after_seconds)},
         )
-    if refusal is not None:
+    return None
+
+
+async def _serve(websocket: WebSocket, state: Any, settings: GatewaySettings, model: str | None) -> None:
+    session_id = new_id("sess")
+    REQUEST_ID.set(session_id)
+    if model is not None and await state.catalog.knows("transcription", model) is False:
+        refusal = BadRequest(
+            f"The model '{echo(model)}' is not a transcription model", param="model", code="model_not_found"
+        )
         await deny_websocket(websocket.scope, websocket.send, refusal)
+        return
+    try:
+        upstream = await state.asr.live()
+    except ServiceError as exc:
+        await deny_websocket(websocket.scope, websocket.send, exc)
         return
     offered = websocket.scope.get("subprotocols", [])
     await websocket.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None)
     session = RealtimeSession(
-        websocket, settings, state.asr, state.catalog, model=model, draining=lambda: state.drain.draining
+        websocket,
+        settings,
+        upstream,
+        state.catalog,
+        model=model,
+        draining=lambda: state.drain.draining,
+        session_id=session_id,
     )
-    state.realtime_sessions += 1
-    state.drain.in_flight += 1  # a drain waits for sessions to close
     log.info("realtime session %s started", session.id)
-    try:
-        await session.run()
-    finally:
-        state.realtime_sessions -= 1
-        state.drain.in_flight -= 1
+    await session.run()

@@ -1,13 +1,13 @@
-"""Realtime input audio to what the ASR side takes: base64 PCM16 at 24 kHz, G.711 mu-law or A-law at
-8 kHz, each resampled (PyAV, stateful per session) to 16 kHz mono float32 as it arrives."""
+"""A live session's input audio to what the model takes: PCM16 at 24 kHz, G.711 mu-law or A-law at
+8 kHz (the gateway forwards the client's bytes as they came), each resampled (PyAV, stateful per
+session) to 16 kHz mono float32 as it arrives."""
 
 from __future__ import annotations
 
 import av
 import numpy as np
 
-RATE = 16000
-INPUT_RATES = {"audio/pcm": 24000, "audio/pcmu": 8000, "audio/pcma": 8000}
+from services.common.live_wire import INPUT_RATES, RATE
 
 
 def _mulaw_table() -> np.ndarray:

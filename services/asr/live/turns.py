@@ -7,10 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from services.gateway.realtime.config import Vad
+from services.asr.vad import FRAME
+from services.common.live_wire import RATE, Vad
 
-RATE = 16000
-FRAME = 512  # the VAD's frame (32 ms)
 HYSTERESIS = 0.15
 
 
@@ -23,10 +22,6 @@ class Started:
 class Stopped:
     sample: int  # the end of the last speech frame
     start: int  # where this turn began (its Started sample): the detector may be in the next turn already
-
-
-def ms(sample: int) -> int:
-    return sample * 1000 // RATE
 
 
 class TurnDetector:
