@@ -1,13 +1,16 @@
 """Realtime transcription over WebSocket against the real stack (Whisper base, Silero VAD in the ASR
 predictor): the official SDK's realtime clients, sync and async, with client commits and with server
-VAD; G.711 input; the beta session shape through a raw websockets client; bad events answered with
-`error` events while the session goes on; auth, limits and idle sessions on a keyed gateway."""
+VAD; partial text while two speakers talk at real-time pace; G.711 input; the beta session shape
+through a raw websockets client; bad events answered with `error` events while the session goes on;
+auth, limits and idle sessions on a keyed gateway; a client that stops reading is let go."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -16,7 +19,7 @@ from typing import Any
 import numpy as np
 import openai
 import pytest
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from scripts.devstack import Service, base_env, free_port
@@ -48,13 +51,13 @@ def chunks(data: bytes, bytes_per_ms: int) -> list[str]:
     return [base64.b64encode(data[i : i + step]).decode() for i in range(0, len(data), step)]
 
 
-def session(turn_detection=None, fmt: dict | None = None, **extra) -> Any:
+def session(turn_detection=None, fmt: dict | None = None, delay: str = "low", **extra) -> Any:
     return {
         "type": "transcription",
         "audio": {
             "input": {
                 "format": fmt or {"type": "audio/pcm", "rate": 24000},
-                "transcription": {"model": "whisper-1", "language": "en"},
+                "transcription": {"model": "whisper-1", "language": "en", "delay": delay},
                 "turn_detection": turn_detection,
             }
         },
@@ -91,8 +94,13 @@ def test_client_commit_flow_with_the_sync_sdk(realtime_client, spoken):
         conn.input_audio_buffer.commit()
         events = until(conn, "conversation.item.input_audio_transcription.completed")
     kinds = [e.type for e in events]
-    assert kinds[:3] == ["input_audio_buffer.committed", "conversation.item.added", "conversation.item.done"]
-    item_id = events[0].item_id
+    committed = kinds.index("input_audio_buffer.committed")
+    assert kinds[committed : committed + 3] == [
+        "input_audio_buffer.committed",
+        "conversation.item.added",
+        "conversation.item.done",
+    ]
+    item_id = events[committed].item_id
     assert item_id.startswith("item_") and all(e.item_id == item_id for e in events if hasattr(e, "item_id"))
     deltas = [e.delta for e in events if e.type.endswith(".delta")]
     completed = events[-1]
@@ -128,7 +136,7 @@ def test_async_sdk_with_logprobs(gateway_url, spoken):
     # leave it on" from one run or batch size to the next; the weather sentence decodes cleanly)
     assert wer([text], [completed.transcript]) <= 0.2, completed.transcript
     assert completed.logprobs and all(p.logprob <= 0 for p in completed.logprobs)
-    assert all(e.logprobs for e in events if e.type.endswith(".delta"))
+    assert "".join(e.delta for e in events if e.type.endswith(".delta")) == completed.transcript
 
 
 def test_server_vad_finds_two_turns_without_a_commit(realtime_client, spoken):
@@ -157,6 +165,55 @@ def test_server_vad_finds_two_turns_without_a_commit(realtime_client, spoken):
     done = {e.item_id: e.transcript for e in events if e.type.endswith(".completed")}
     transcripts = [done[e.item_id] for e in committed]
     assert wer([first, second], transcripts) <= 0.25, transcripts
+
+
+async def paced_session(client: openai.AsyncOpenAI, audio: bytes, delay: str) -> list:
+    """A microphone: 100 ms appends in real time with server VAD, events collected as they come (with
+    the time each arrived) until the turn's transcript is completed."""
+    vad = {"type": "server_vad", "threshold": 0.5, "prefix_padding_ms": 300, "silence_duration_ms": 500}
+    async with client.realtime.connect(extra_query={"intent": "transcription"}) as conn:
+        await conn.session.update(session=session(turn_detection=vad, delay=delay))
+        events: list = []
+
+        async def listen() -> None:
+            async for event in conn:
+                events.append((time.monotonic(), event))
+                if event.type == "conversation.item.input_audio_transcription.completed":
+                    return
+
+        listener = asyncio.create_task(listen())
+        began = time.monotonic()
+        for i, piece in enumerate(chunks(audio, 48)):
+            await asyncio.sleep(max(0.0, began + i * CHUNK_MS / 1000 - time.monotonic()))
+            await conn.input_audio_buffer.append(audio=piece)
+            if listener.done():
+                break
+        await asyncio.wait_for(listener, timeout=120)
+        return events
+
+
+def test_text_arrives_while_two_people_are_still_speaking(gateway_url, spoken):
+    """Two sessions at once, each a speaker at real-time pace: partial text of each arrives before its
+    speaker stops, is exactly the start of the final transcript, and the final one is Whisper's."""
+    texts = SENTENCES[0], SENTENCES[2]
+
+    async def run() -> list[list]:
+        client = openai.AsyncOpenAI(base_url=f"{gateway_url}/v1", api_key="sk-test", max_retries=0)
+        return await asyncio.gather(
+            *(paced_session(client, silence(0.5) + pcm24(spoken[t]) + silence(1.5), "minimal") for t in texts)
+        )
+
+    for text, timed in zip(texts, asyncio.run(run()), strict=True):
+        events = [e for _, e in timed]
+        kinds = [e.type for e in events]
+        stopped = kinds.index("input_audio_buffer.speech_stopped")
+        early = [e.delta for e in events[:stopped] if e.type.endswith(".delta")]
+        completed = events[-1]
+        assert early, kinds  # text before the speaker stopped
+        deltas = "".join(e.delta for e in events if e.type.endswith(".delta"))
+        assert deltas == completed.transcript and completed.transcript.startswith("".join(early))
+        assert wer([text], [completed.transcript]) <= 0.2, completed.transcript
+        assert len({e.item_id for e in events if e.type.endswith(".delta")}) == 1
 
 
 @pytest.mark.parametrize(("fmt", "ffmpeg_format"), [("audio/pcmu", "mulaw"), ("audio/pcma", "alaw")])
@@ -330,9 +387,32 @@ def test_auth_limits_and_idle_sessions(keyed_gateway):
 
 
 def test_g711_tables_match_the_standard():
-    from services.gateway.realtime.audio_in import G711
+    from services.asr.live.audio_in import G711
 
     # ITU-T G.711 reference points: mu-law 0xFF and 0x7F are +0 and -0, 0x80 is +32124; A-law 0xD5 is +8
     assert (G711["audio/pcmu"][0xFF], G711["audio/pcmu"][0x80], G711["audio/pcmu"][0x00]) == (0, 32124, -32124)
     assert (G711["audio/pcma"][0xD5], G711["audio/pcma"][0x55], G711["audio/pcma"][0xAA]) == (8, -8, 32256)
     assert np.all(np.diff(G711["audio/pcmu"][0x80:].astype(int)) < 0)
+
+
+def test_a_client_that_stops_reading_is_let_go(gateway_url):
+    """Events for a client that does not read pile up to a bound, then the session is closed (1008)
+    instead of holding memory; the client reads what was sent before that, then the close."""
+    sock = socket.create_connection(("127.0.0.1", int(gateway_url.rsplit(":", 1)[1])))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    ws = connect(gateway_url.replace("http://", "ws://") + "/v1/realtime?intent=transcription", sock=sock, max_queue=1)
+    bad = json.dumps({"type": "x" * 64, "event_id": "y" * 64})  # each answered with a ~400-byte error event
+    sent = 0
+    with contextlib.suppress(ConnectionClosed):
+        while sent < 40_000:  # 16 MB of events asked for: more than the outbox and socket buffers hold
+            ws.send(bad)
+            sent += 1
+    received, closed = 0, None
+    try:
+        while True:
+            ws.recv(timeout=60)
+            received += 1
+    except ConnectionClosed as exc:
+        closed = exc.rcvd
+    assert closed is not None and closed.code == 1008 and closed.reason == "client not reading"
+    assert received < sent

@@ -16,6 +16,7 @@ from fastapi.responses import StreamingResponse
 from services.asr.engine import AsrEngine
 from services.asr.job import TranscribeJob
 from services.asr.live.route import add_live_route
+from services.asr.vad import Vad
 from services.common import v2wire
 from services.common.draining import Drain
 from services.common.errors import BadRequest, ServiceError
@@ -40,7 +41,14 @@ class AsrPredictor(LazyPredictor):
 
     def add_routes(self, app: FastAPI, drain: Drain) -> None:
         """``WS /v2/models/<name>/live``: live transcription for the gateway's realtime sessions."""
-        add_live_route(app, self.name, self.speech_engine, self.speech_engine.settings, drain)
+        add_live_route(
+            app,
+            self.name,
+            decode=self.speech_engine.live,
+            score=Vad().scores,
+            settings=self.speech_engine.settings,
+            drain=drain,
+        )
 
     def models_status(self) -> dict:
         """Whisper per public id, aligners per language, diarization: loaded, in use, load count."""

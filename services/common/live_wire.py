@@ -1,7 +1,9 @@
 """The protocol between the gateway and the ASR predictor for live (realtime) transcription: one
 WebSocket per session on ``/v2/models/<name>/live``. The gateway sends the client's audio as binary
 frames, in the session's input format (resampled on the predictor), and JSON control messages; the
-predictor answers with JSON events. The constants both sides need live here, and only here."""
+predictor answers with JSON events. An error about audio carries ``frame``, the number of the binary
+frame it is about (from 1), so the gateway can name the client's append event. The constants both
+sides need live here, and only here."""
 
 from __future__ import annotations
 

@@ -77,13 +77,6 @@ class GatewaySettings(BaseSettings):
         300.0, gt=0, description="A realtime session with no client event for this long is closed."
     )
     realtime_max_session_seconds: float = Field(3600.0, gt=0, description="Longest realtime session (OpenAI: 60 min).")
-    realtime_max_buffer_seconds: float = Field(
-        300.0,
-        gt=0,
-        le=7200,
-        description="Uncommitted audio a realtime session holds at most; beyond: an error "
-        "(client commits) or the turn is cut there (server VAD).",
-    )
     realtime_delay: Literal["minimal", "low", "medium", "high", "xhigh"] = Field(
         "low",
         description="Realtime sessions' default delay (OpenAI's audio.input.transcription.delay): how long the "

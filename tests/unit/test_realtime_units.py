@@ -1,21 +1,24 @@
-"""Realtime sessions in process: session configuration (GA and beta shapes), turn detection, and the
-WebSocket route against a fake ASR predictor (its VAD is a loudness stand-in)."""
+"""Realtime sessions in process: session configuration (GA and beta shapes), and the WebSocket route of
+the real gateway in front of the ASR predictor's real live route on loopback, with Whisper and Silero
+replaced at the model boundary (``tests.support.live``)."""
 
 from __future__ import annotations
 
 import base64
-import json
+import contextlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
-import httpx
-import numpy as np
 import pytest
+import yaml
 from openai.types.realtime import RealtimeTranscriptionSessionCreateResponse
 from starlette.testclient import WebSocketDenialResponse
 
 from services.gateway.realtime.config import ConfigError, SessionConfig, Vad
-from services.gateway.realtime.turns import FRAME, Started, Stopped, TurnDetector
-from tests.unit.conftest import KEYS
-from tests.unit.fake_predictor import RESULT, error
+from services.gateway.realtime.session import memory_bound
+from services.gateway.settings import GatewaySettings
+from tests.support.live import IN_RATE, LivePredictor, ScriptedWhisper, live_predictor, tone_words
+from tests.unit.conftest import KEYS, Gateway, make_gateway
 
 # -- configuration ---------------------------------------------------------------------------------
 
@@ -62,6 +65,7 @@ def test_renders_parse_as_the_sdk_types():
             "session.audio.input.turn_detection.eagerness",
         ),
         ({"audio": {"input": {"transcription": {"language": 5}}}}, "session.audio.input.transcription.language"),
+        ({"audio": {"input": {"transcription": {"delay": "now"}}}}, "session.audio.input.transcription.delay"),
         ({"include": ["item.input_audio_transcription.tokens"]}, "session.include"),
         ({"audio": "pcm"}, "session.audio"),
         ("nope", "session"),
@@ -73,27 +77,36 @@ def test_bad_configurations_name_the_field(session, param):
     assert err.value.param == param
 
 
-# -- turns -----------------------------------------------------------------------------------------
-def test_turns_start_with_prefix_padding_and_stop_after_the_silence():
-    detector = TurnDetector(Vad(threshold=0.5, prefix_padding_ms=64, silence_duration_ms=96))
-    probabilities = [0.1] * 10 + [0.9] * 5 + [0.4] * 2 + [0.9] + [0.1] * 3 + [0.1] * 4
-    events = detector.feed(0, probabilities)
-    assert events == [Started(10 * FRAME - 1024), Stopped(18 * FRAME, 10 * FRAME - 1024)]  # 0.4: hysteresis
-    assert not detector.in_speech
-
-
-def test_one_batch_of_frames_can_end_a_turn_and_start_the_next():
-    detector = TurnDetector(Vad(threshold=0.5, prefix_padding_ms=64, silence_duration_ms=96))
-    events = detector.feed(0, [0.9] * 5 + [0.1] * 6 + [0.9] * 4)
-    assert events == [Started(0), Stopped(5 * FRAME, 0), Started(11 * FRAME - 1024)]
-    assert detector.in_speech and detector.start == 11 * FRAME - 1024
+def test_the_charts_sessions_fit_the_gateways_memory_limit():
+    """Every realtime session at its bound (a largest message, decoded, and a full outbox) fits in the
+    gateway pod's memory limit with half of it left for everything else."""
+    values = yaml.safe_load(Path("charts/speech-stack/values.yaml").read_text())
+    gateway = values["gateway"]
+    settings = GatewaySettings(realtime_max_event_bytes=gateway["realtime"]["maxEventBytes"])
+    limit = gateway["resources"]["limits"]["memory"]
+    assert limit.endswith("Gi")
+    assert gateway["realtime"]["maxSessions"] * memory_bound(settings) <= float(limit[:-2]) * 2**30 / 2
 
 
 # -- the WebSocket route ---------------------------------------------------------------------------
-def pcm(seconds: float, loud: bool) -> str:
-    t = np.arange(int(seconds * 24000)) / 24000
-    level = 0.3 if loud else 0.0
-    return base64.b64encode((level * np.sin(2 * np.pi * 220 * t) * 32767).astype("<i2").tobytes()).decode()
+@contextlib.contextmanager
+def realtime_stack(
+    whisper: ScriptedWhisper, asr: dict | None = None, **gateway
+) -> Iterator[tuple[Gateway, LivePredictor]]:
+    with live_predictor(whisper, **(asr or {})) as predictor, make_gateway(asr_url=predictor.url, **gateway) as gw:
+        yield gw, predictor
+
+
+@pytest.fixture
+def stack() -> Iterator[Callable[..., tuple[Gateway, LivePredictor]]]:
+    with contextlib.ExitStack() as stack:
+        yield lambda whisper, asr=None, **gateway: stack.enter_context(realtime_stack(whisper, asr, **gateway))
+
+
+def appends(pcm: bytes, chunk_ms: int = 100) -> Iterator[dict]:
+    step = IN_RATE * 2 * chunk_ms // 1000
+    for i in range(0, len(pcm), step):
+        yield {"type": "input_audio_buffer.append", "audio": base64.b64encode(pcm[i : i + step]).decode()}
 
 
 def events_until(ws, kind: str, count: int = 1) -> list[dict]:
@@ -103,83 +116,108 @@ def events_until(ws, kind: str, count: int = 1) -> list[dict]:
     return seen
 
 
-CLIENT_COMMITS = {
-    "type": "session.update",
-    "session": {
-        "type": "transcription",
-        "audio": {"input": {"turn_detection": None, "transcription": {"model": "whisper-1", "language": "en"}}},
-    },
-}
+def session(turn_detection: dict | None = None, delay: str = "minimal") -> dict:
+    return {
+        "type": "session.update",
+        "session": {
+            "type": "transcription",
+            "audio": {
+                "input": {
+                    "turn_detection": turn_detection,
+                    "transcription": {"model": "whisper-1", "language": "en", "delay": delay},
+                }
+            },
+        },
+    }
 
 
-def test_client_commit_flow(gw):
+SERVER_VAD = {"type": "server_vad", "silence_duration_ms": 300, "prefix_padding_ms": 100}
+DELTA, COMPLETED = (
+    "conversation.item.input_audio_transcription.delta",
+    "conversation.item.input_audio_transcription.completed",
+)
+
+
+def test_client_commit_flow(stack):
+    whisper = ScriptedWhisper()
+    gw, _ = stack(whisper)
     with gw.client.websocket_connect("/v1/realtime?intent=transcription") as ws:
         created = ws.receive_json()
         assert created["type"] == "session.created" and created["session"]["id"].startswith("sess_")
-        ws.send_json(CLIENT_COMMITS)
+        ws.send_json(session())
         assert ws.receive_json()["type"] == "session.updated"
-        ws.send_json({"type": "input_audio_buffer.append", "audio": pcm(1.0, loud=True)})
+        for append in appends(tone_words(6, lead=0.2, tail=0.3)):
+            ws.send_json(append)
         ws.send_json({"type": "input_audio_buffer.commit"})
-        events = events_until(ws, "conversation.item.input_audio_transcription.completed")
+        events = events_until(ws, COMPLETED)
     kinds = [e["type"] for e in events]
-    assert kinds[:3] == ["input_audio_buffer.committed", "conversation.item.added", "conversation.item.done"]
-    deltas = [e["delta"] for e in events if e["type"].endswith(".delta")]
-    assert deltas == ["Hello", " there."] and events[-1]["transcript"] == RESULT["text"] == "".join(deltas)
-    assert events[-1]["usage"] == {"type": "duration", "seconds": pytest.approx(1.0, abs=0.01)}
-    (sent,) = [s for s in gw.asr.seen if s.path.endswith("/infer_stream")]
-    assert sent.request.parameters["language"] == "en" and sent.request.parameters["logprobs"] is False
-    session_id = created["session"]["id"]
-    assert sent.headers["x-request-id"] == f"{session_id}/{events[0]['item_id']}"
+    committed = kinds.index("input_audio_buffer.committed")
+    assert kinds[committed : committed + 3] == [
+        "input_audio_buffer.committed",
+        "conversation.item.added",
+        "conversation.item.done",
+    ]
+    deltas = [e["delta"] for e in events if e["type"] == DELTA]
+    assert len(deltas) >= 2 and "".join(deltas) == events[-1]["transcript"] == "Alpha bravo charlie delta echo foxtrot."
+    assert events[-1]["usage"] == {"type": "duration", "seconds": pytest.approx(0.2 + 1.8 + 0.3, abs=0.01)}
+    assert whisper.request_ids == {created["session"]["id"]}  # the predictor logs under the session's id
 
 
-def test_vad_calls_carry_the_session_id(gw):
-    with gw.client.websocket_connect("/v1/realtime?intent=transcription") as ws:
-        session_id = ws.receive_json()["session"]["id"]
-        ws.send_json({"type": "input_audio_buffer.append", "audio": pcm(1.0, loud=True)})
-        events_until(ws, "input_audio_buffer.speech_started")
-    vad = [s for s in gw.asr.seen if s.path == "/vad"]
-    assert vad and {s.headers["x-request-id"] for s in vad} == {session_id}
-
-
-def test_server_vad_commits_each_turn(gw):
+def test_server_vad_sends_text_before_the_speaker_stops(stack):
+    gw, _ = stack(ScriptedWhisper())
     with gw.client.websocket_connect("/v1/realtime?intent=transcription") as ws:
         ws.receive_json()
-        for seconds, loud in ((0.5, False), (1.0, True), (1.0, False), (0.8, True), (1.0, False)):
-            ws.send_json({"type": "input_audio_buffer.append", "audio": pcm(seconds, loud)})
-        events = events_until(ws, "conversation.item.input_audio_transcription.completed", 2)
+        ws.send_json(session(SERVER_VAD))
+        for append in appends(tone_words(8) + tone_words(3)):
+            ws.send_json(append)
+        events = events_until(ws, COMPLETED, 2)
+    kinds = [e["type"] for e in events]
     started = [e for e in events if e["type"] == "input_audio_buffer.speech_started"]
     stopped = [e for e in events if e["type"] == "input_audio_buffer.speech_stopped"]
-    assert [e["audio_start_ms"] for e in started] == [pytest.approx(200, abs=40), pytest.approx(2200, abs=40)]
-    assert [e["audio_end_ms"] for e in stopped] == [pytest.approx(1500, abs=40), pytest.approx(3300, abs=40)]
+    assert [e["audio_start_ms"] for e in started] == [pytest.approx(400, abs=40), pytest.approx(4300, abs=40)]
+    assert [e["audio_end_ms"] for e in stopped] == [pytest.approx(2800, abs=40), pytest.approx(5200, abs=40)]
     assert [e["item_id"] for e in started] == [e["item_id"] for e in stopped]
+    first_item = started[0]["item_id"]
+    early = [e for e in events[: kinds.index("input_audio_buffer.speech_stopped")] if e["type"] == DELTA]
+    assert len(early) >= 2 and {e["item_id"] for e in early} == {first_item}
+    transcripts = [e["transcript"] for e in events if e["type"] == COMPLETED]
+    assert transcripts == ["Alpha bravo charlie delta echo foxtrot golf hotel.", "Alpha bravo charlie."]
+    for item in (first_item, started[1]["item_id"]):
+        text = "".join(e["delta"] for e in events if e["type"] == DELTA and e["item_id"] == item)
+        assert text == next(e["transcript"] for e in events if e["type"] == COMPLETED and e["item_id"] == item)
 
 
-def test_a_failed_item_is_a_failed_event_and_the_session_goes_on(gw):
-    gw.asr.answer = error(500, "boom")
+def test_a_failed_item_is_a_failed_event_and_the_session_goes_on(stack):
+    gw, _ = stack(ScriptedWhisper(fail=True))
     with gw.client.websocket_connect("/v1/realtime?intent=transcription") as ws:
         ws.receive_json()
-        ws.send_json(CLIENT_COMMITS)
-        ws.send_json({"type": "input_audio_buffer.append", "audio": pcm(0.5, loud=True)})
+        ws.send_json(session(delay="xhigh"))
+        for append in appends(tone_words(2, lead=0.2, tail=0.2)):
+            ws.send_json(append)
         ws.send_json({"type": "input_audio_buffer.commit"})
         failed = events_until(ws, "conversation.item.input_audio_transcription.failed")[-1]
-        assert failed["error"]["code"] == "backend_failed" and "boom" not in failed["error"]["message"]
+        assert failed["error"]["code"] == "backend_failed" and "secret" not in failed["error"]["message"]
         ws.send_json({"type": "input_audio_buffer.clear", "event_id": "still-here"})
         assert events_until(ws, "input_audio_buffer.cleared")
 
 
-def test_the_buffer_is_bounded(gateway_with):
-    gw = gateway_with(realtime_max_buffer_seconds=1)
+def test_the_predictors_buffer_bound_is_an_error_naming_the_append(stack):
+    gw, _ = stack(ScriptedWhisper(), asr={"live_max_buffer_seconds": 1})
     with gw.client.websocket_connect("/v1/realtime?intent=transcription") as ws:
         ws.receive_json()
-        ws.send_json(CLIENT_COMMITS)
-        ws.send_json({"type": "input_audio_buffer.append", "audio": pcm(0.8, loud=True)})
-        ws.send_json({"type": "input_audio_buffer.append", "audio": pcm(0.8, loud=True), "event_id": "x"})
-        error_event = events_until(ws, "error")[-1]["error"]
-        assert error_event["code"] == "input_audio_buffer_full" and error_event["event_id"] == "x"
+        ws.send_json(session(delay="xhigh"))
+        first, *_ = appends(bytes(IN_RATE * 2 * 8 // 10), chunk_ms=800)
+        ws.send_json(first)
+        ws.send_json({**first, "event_id": "too-much"})
+        error = events_until(ws, "error")[-1]["error"]
+        assert (error["code"], error["param"], error["event_id"]) == ("input_audio_buffer_full", "audio", "too-much")
+        ws.send_json({**first, "audio": base64.b64encode(b"\x00\x01\x02").decode(), "event_id": "odd"})
+        odd = events_until(ws, "error")[-1]["error"]
+        assert (odd["code"], odd["event_id"]) == ("invalid_value", "odd") and "16-bit" in odd["message"]
 
 
-def test_keys_and_limits_are_checked_before_the_handshake(gateway_with):
-    gw = gateway_with(api_keys=KEYS)
+def test_keys_and_limits_are_checked_before_the_handshake(stack):
+    gw, _ = stack(ScriptedWhisper(), api_keys=KEYS)
     with pytest.raises(WebSocketDenialResponse) as denied:
         gw.client.websocket_connect("/v1/realtime?intent=transcription").__enter__()
     assert denied.value.status_code == 401 and denied.value.json()["error"]["code"] == "invalid_api_key"
@@ -188,21 +226,29 @@ def test_keys_and_limits_are_checked_before_the_handshake(gateway_with):
         "/v1/realtime?intent=transcription", subprotocols=["realtime", f"openai-insecure-api-key.{KEYS[0]}"]
     ) as ws:
         assert ws.accepted_subprotocol == "realtime" and ws.receive_json()["type"] == "session.created"
-    full = gateway_with(realtime_max_sessions=0)
+    full, _ = stack(ScriptedWhisper(), realtime_max_sessions=0)
     with pytest.raises(WebSocketDenialResponse) as busy:
         full.client.websocket_connect("/v1/realtime").__enter__()
     assert busy.value.status_code == 429 and busy.value.headers["retry-after"]
 
 
-def test_vad_failure_is_an_error_event(gw):
-    gw.asr.answer = lambda request: (
-        httpx.Response(503, json={"error": {"message": "ASR backend unavailable", "type": "server_error", "code": "x"}})
-        if request.url.path == "/vad"
-        else httpx.Response(500)
-    )
-    with gw.client.websocket_connect("/v1/realtime?intent=transcription") as ws:
+def test_a_full_predictor_refuses_the_clients_handshake(stack):
+    gw, _ = stack(ScriptedWhisper(), asr={"live_max_sessions": 1, "retry_after_seconds": 7})
+    with gw.client.websocket_connect("/v1/realtime") as ws:
+        assert ws.receive_json()["type"] == "session.created"
+        with pytest.raises(WebSocketDenialResponse) as busy:
+            gw.client.websocket_connect("/v1/realtime").__enter__()
+        assert busy.value.status_code == 429 and busy.value.json()["error"]["message"].startswith("ASR backend")
+        assert busy.value.headers["retry-after"] == "7"
+    assert gw.client.app.state.realtime_sessions == 0
+
+
+def test_a_predictor_that_goes_away_ends_the_session_with_an_error(stack):
+    gw, predictor = stack(ScriptedWhisper())
+    with gw.client.websocket_connect("/v1/realtime") as ws:
         ws.receive_json()
-        ws.send_json({"type": "input_audio_buffer.append", "audio": pcm(0.5, loud=True)})
-        error_event = events_until(ws, "error")[-1]["error"]
-        assert error_event["type"] == "server_error" and "Turn detection failed" in error_event["message"]
-        assert json.dumps(error_event)
+        predictor.server.should_exit = True  # uvicorn closes its WebSockets on the way out
+        error = events_until(ws, "error")[-1]["error"]
+        assert error["code"] == "backend_failed" and error["type"] == "server_error"
+        with pytest.raises(Exception):  # noqa: B017,PT011 - the gateway closed the session
+            ws.receive_json()

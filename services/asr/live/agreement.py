@@ -1,6 +1,7 @@
 """Which words of a growing turn are stable enough to send: LocalAgreement-2 (Macháček et al., 2023,
 the policy of whisper_streaming and WhisperLiveKit). The turn's audio is decoded again as it grows;
-a word is sent once two consecutive decodes agree on it and on every word before it. Sent words are
+a word is sent once two consecutive decodes agree on it and on every word before it, and it is not
+the last word of the newer decode (Whisper closes a clip with a full stop that the next words undo). Sent words are
 never taken back (OpenAI's deltas are append-only), so when the turn ends its final decode only
 adds what follows them: the transcript is the sent text plus the rest of the final decode after the
 point where the sent words meet it."""
@@ -28,7 +29,8 @@ class LocalAgreement:
         """The words newly agreed on by this decode and the one before (the next delta's words)."""
         current = words(hypothesis)
         agreed = 0
-        for a, b in zip(self._previous, current, strict=False):
+        # a decode's last word is held back: Whisper ends a clip with a full stop, right or not
+        for a, b in zip(self._previous, current[:-1], strict=False):
             if _key(a) != _key(b):
                 break
             agreed += 1

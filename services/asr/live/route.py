@@ -13,13 +13,12 @@ import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+import numpy as np
 from fastapi import FastAPI, WebSocket
 from starlette.websockets import WebSocketDisconnect
 
-from services.asr.engine import AsrEngine
-from services.asr.live.session import LiveConfig, LiveError, LiveSession
+from services.asr.live.session import Decode, LiveConfig, LiveError, LiveSession
 from services.asr.settings import AsrSettings
-from services.asr.vad import Vad
 from services.common import live_wire as wire
 from services.common.asgi import deny_websocket
 from services.common.draining import Drain
@@ -30,8 +29,13 @@ log = logging.getLogger(__name__)
 EVENT_BACKLOG = 256  # events waiting for the gateway to read them
 
 
-def add_live_route(app: FastAPI, name: str, engine: AsrEngine, settings: AsrSettings, drain: Drain) -> None:
-    vad = Vad()
+Score = Callable[[np.ndarray], list[float]]
+
+
+def add_live_route(
+    app: FastAPI, name: str, *, decode: Decode, score: Score, settings: AsrSettings, drain: Drain
+) -> None:
+    """``decode``: one Whisper decode of a turn (``AsrEngine.live``); ``score``: VAD speech probabilities."""
     open_sessions = [0]
 
     @app.websocket(f"/v2/models/{name}/live")
@@ -52,13 +56,13 @@ def add_live_route(app: FastAPI, name: str, engine: AsrEngine, settings: AsrSett
         drain.in_flight += 1
         try:
             await ws.accept()
-            await serve(ws, engine, settings, vad)
+            await serve(ws, decode, score, settings)
         finally:
             open_sessions[0] -= 1
             drain.in_flight -= 1
 
 
-async def serve(ws: WebSocket, engine: AsrEngine, settings: AsrSettings, vad: Vad) -> None:
+async def serve(ws: WebSocket, decode: Decode, score: Score, settings: AsrSettings) -> None:
     REQUEST_ID.set(ws.headers.get("x-request-id") or "-")
     events: asyncio.Queue[dict | None] = asyncio.Queue(EVENT_BACKLOG)
     writer = asyncio.create_task(_write(ws, events))
@@ -68,20 +72,21 @@ async def serve(ws: WebSocket, engine: AsrEngine, settings: AsrSettings, vad: Va
 
     session = LiveSession(
         LiveConfig(),
-        engine.live,
-        vad.scores,
+        decode,
+        score,
         emit,
         max_buffer_seconds=settings.live_max_buffer_seconds,
         max_items=settings.live_max_items,
     )
-    clean = False
+    clean, frames = False, 0
     try:
         while True:
             message = await ws.receive()
             if message["type"] == "websocket.disconnect":
                 clean = message.get("code") == 1000
                 break
-            await _handle(session, message, emit)
+            frames += message.get("bytes") is not None
+            await _handle(session, message, emit, frames)
     except WebSocketDisconnect:
         pass
     finally:
@@ -95,12 +100,17 @@ async def serve(ws: WebSocket, engine: AsrEngine, settings: AsrSettings, vad: Va
 
 
 async def _handle(
-    session: LiveSession, message: MutableMapping[str, Any], emit: Callable[[dict], Awaitable[None]]
+    session: LiveSession, message: MutableMapping[str, Any], emit: Callable[[dict], Awaitable[None]], frames: int
 ) -> None:
-    event_id = None
+    """An audio frame's error names the frame (its number in the session), a control message's its event_id."""
+    event_id: Any = None
     try:
         if message.get("bytes") is not None:
-            await session.audio(message["bytes"])
+            try:
+                await session.audio(message["bytes"])
+            except LiveError as exc:
+                await emit({"type": wire.ERROR, "code": exc.code, "message": exc.message, "param": exc.param,
+                            "frame": frames})  # fmt: skip
             return
         control = json.loads(message.get("text") or "{}")
         event_id, kind = control.get("event_id"), control.get("type")

@@ -2,7 +2,8 @@
 
 Turns: with server VAD, Silero scores each 32 ms frame and the ``TurnDetector`` opens and ends turns;
 with client commits, the audio buffered since the last commit is the open turn. While a turn is open
-its audio is decoded again every ``delay`` seconds (greedy, at most one decode in flight) and the
+its audio is decoded again each time ``delay`` seconds more of it arrived (at most one decode in
+flight: a client sending faster than real time gets fewer partials, never a queue of them) and the
 words two consecutive decodes agree on go out as deltas (``LocalAgreement``). When the turn ends it
 becomes an item: one final decode of its audio (Whisper's usual decoding), whose words after the
 sent ones are the item's last delta; the transcript is the deltas joined. Items may decode at once,
@@ -20,7 +21,6 @@ import contextlib
 import logging
 import secrets
 import threading
-import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -40,7 +40,6 @@ from services.common.work import Cancelled
 log = logging.getLogger(__name__)
 WINDOW = 30 * RATE  # Whisper's window: a longer open turn is ended there (its text stays exact)
 MIN_PARTIAL = RATE // 2  # audio a turn needs before its first partial decode
-MIN_NEW = RATE // 5  # new audio a turn needs before it is decoded again
 MAX_VAD_FRAMES = 30 * RATE // FRAME  # frames scored per call
 
 
@@ -101,7 +100,6 @@ class Turn:
     agreement: LocalAgreement = field(default_factory=LocalAgreement)
     language: str | None = None
     decoded_to: int = 0  # the end of the audio its last partial decode covered
-    decoded_at: float = 0.0
     partial: asyncio.Task | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
 
@@ -178,8 +176,7 @@ class LiveSession:
             raise LiveError(str(exc), "invalid_value", "audio") from None
         if self.buffer.held + samples.size > self.max_buffer:
             if self.turn is not None and self.detector is not None:
-                await self._end_turn(self.turn, self.buffer.end)  # a turn as long as the buffer: cut it here
-                self.detector.reset()
+                await self._cut(self.turn, self.buffer.end)  # a turn as long as the buffer: cut it here
             else:
                 seconds = self.max_buffer / RATE
                 raise LiveError(
@@ -206,7 +203,7 @@ class LiveSession:
                 if isinstance(event, Started):
                     turn = self._open(event.sample)
                     await self.emit(
-                        {"type": wire.SPEECH_STARTED, "item_id": turn.item_id, "audio_start_ms": wire.ms(event.sample)}
+                        {"type": wire.SPEECH_STARTED, "item_id": turn.item_id, "audio_start_ms": wire.ms(turn.start)}
                     )
                 elif self.turn is not None:  # (one batch of frames may end a turn and start the next)
                     await self._end_turn(self.turn, event.sample, stopped=True)
@@ -221,22 +218,21 @@ class LiveSession:
         idle = self.detector.vad.idle_timeout_ms
         if idle is None or self.detector.in_speech or self.turn is not None:
             return
-        start = max(self.heard, self.buffer.start)
-        if self.vad_done - start >= idle * RATE // 1000:
-            item_id = new_item_id()
+        if self.vad_done - self.heard >= idle * RATE // 1000:
+            item_id, end = new_item_id(), self.heard + idle * RATE // 1000
             await self.emit(
                 {
                     "type": wire.TIMEOUT,
                     "item_id": item_id,
-                    "audio_start_ms": wire.ms(start),
-                    "audio_end_ms": wire.ms(self.vad_done),
+                    "audio_start_ms": wire.ms(self.heard),
+                    "audio_end_ms": wire.ms(end),
                 }
-            )
-            await self._end_turn(Turn(item_id, start), self.vad_done)
+            )  # the item is the (silent) audio still held: the prefix padding
+            await self._end_turn(Turn(item_id, max(self.heard, self.buffer.start)), end)
 
     # -- turns and items ---------------------------------------------------------------------------
     def _open(self, start: int) -> Turn:
-        self.turn = Turn(new_item_id(), max(start, self.buffer.start))
+        self.turn = Turn(new_item_id(), max(start, self.buffer.start, self.heard))  # turns never overlap
         return self.turn
 
     def _abandon_turn(self) -> None:
@@ -316,23 +312,33 @@ class LiveSession:
 
     # -- partial decodes ---------------------------------------------------------------------------
     async def _maybe_decode(self) -> None:
-        turn, interval = self.turn, wire.DELAYS[self.config.delay]
-        if turn is None or interval is None or (turn.partial is not None and not turn.partial.done()):
+        turn, interval, end = self.turn, wire.DELAYS[self.config.delay], self.buffer.end
+        if turn is None:
             return
-        end = self.buffer.end
-        if end - turn.start > WINDOW:
+        if end - turn.start > WINDOW:  # Whisper's window: with server VAD the turn goes on as a new one
             if self.detector is not None and self.detector.in_speech:
-                await self._end_turn(turn, turn.start + WINDOW, stopped=True)  # Whisper's window: a new turn
-                await self._open_continuation(turn.start + WINDOW)
+                await self._cut(turn, turn.start + WINDOW)
             return
-        due = time.monotonic() - turn.decoded_at >= interval
-        if due and end - turn.start >= MIN_PARTIAL and end - turn.decoded_to >= MIN_NEW:
-            turn.decoded_to, turn.decoded_at = end, time.monotonic()
+        if interval is None or (turn.partial is not None and not turn.partial.done()):
+            return
+        if end - turn.start >= MIN_PARTIAL and end - turn.decoded_to >= interval * RATE:
+            turn.decoded_to = end
             turn.partial = asyncio.create_task(self._partial(turn, self.buffer.span(turn.start, end)))
 
-    async def _open_continuation(self, start: int) -> None:
-        turn = self._open(start)
-        await self.emit({"type": wire.SPEECH_STARTED, "item_id": turn.item_id, "audio_start_ms": wire.ms(start)})
+    async def _cut(self, turn: Turn, at: int) -> None:
+        """A turn too long to hold ends at ``at``, and the speech goes on as the next turn (server VAD);
+        when the speaker is in a pause, the turn ends where the speech did and the next word starts a turn."""
+        assert self.detector is not None  # noqa: S101 - only called with server VAD
+        if self.detector.last_speech < self.vad_done:
+            at = max(turn.start, min(at, self.detector.last_speech))
+            await self._end_turn(turn, at, stopped=True)
+            self.detector.reset()
+            self.buffer.drop_before(at)
+            return
+        await self._end_turn(turn, at, stopped=True)
+        self.buffer.drop_before(at)
+        following = self._open(at)
+        await self.emit({"type": wire.SPEECH_STARTED, "item_id": following.item_id, "audio_start_ms": wire.ms(at)})
 
     async def _partial(self, turn: Turn, audio: np.ndarray) -> None:
         try:

@@ -35,6 +35,7 @@ from services.gateway.settings import GatewaySettings
 
 log = logging.getLogger(__name__)
 OUTBOX_BYTES = 1 << 20  # events waiting for the client; beyond, the client is not reading: closed
+APPEND_IDS = 256  # append event_ids remembered for the predictor's errors about their audio
 INLINE_DECODE = 64 << 10  # base64 decoded on the event loop up to this many characters, in a thread above
 
 
@@ -106,6 +107,8 @@ class RealtimeSession:
         self.pending: set[str] = set()  # items committed and not yet completed or failed
         self.answered = asyncio.Event()  # set while nothing is pending
         self.last_item: str | None = None
+        self.frames = 0  # audio frames sent to the predictor
+        self.append_ids: dict[int, Any] = {}  # frame number -> the client's append event_id (recent ones)
         self.last_event = time.monotonic()
 
     # -- the loop ---------------------------------------------------------------------------------
@@ -168,8 +171,9 @@ class RealtimeSession:
         with contextlib.suppress(Exception):  # the predictor's session ends: its work for this client stops
             await self.upstream.close(1000 if clean else 1001)
         reader.cancel()
-        if closing is not None and closing.error is not None:
-            self.error(closing.error[1], closing.error[0])
+        if closing is not None and closing.error is not None:  # the server's side (1001, 1011) or the session's
+            kind = "server_error" if closing.code in (1001, 1011) else "invalid_request_error"
+            self.error(closing.error[1], closing.error[0], type_=kind)
         self.outbox.queue.put_nowait(None)
         if closing is not None and closing.code == 1008:
             writer.cancel()  # nobody reads: do not wait for the backlog
@@ -231,7 +235,7 @@ class RealtimeSession:
             elif kind == "transcription_session.update":
                 await self.update(event.get("session"), beta=True)
             elif kind == "input_audio_buffer.append":
-                await self.append(event.get("audio"))
+                await self.append(event.get("audio"), event_id)
             elif kind == "input_audio_buffer.commit":
                 await self._control(wire.COMMIT, event_id)
             elif kind == "input_audio_buffer.clear":
@@ -271,7 +275,7 @@ class RealtimeSession:
     async def _control(self, kind: str, event_id: Any) -> None:
         await self.upstream.send(json.dumps({"type": kind, "event_id": echo(event_id) if event_id else None}))
 
-    async def append(self, audio: Any) -> None:
+    async def append(self, audio: Any, event_id: Any) -> None:
         if not isinstance(audio, str):
             raise ClientEventError(
                 "input_audio_buffer.append needs 'audio': base64-encoded audio", "invalid_value", "audio"
@@ -290,6 +294,11 @@ class RealtimeSession:
             )
         if data:
             await self.upstream.send(data)
+            self.frames += 1
+            if event_id is not None:
+                self.append_ids[self.frames] = echo(event_id)
+                if len(self.append_ids) > APPEND_IDS:
+                    del self.append_ids[next(iter(self.append_ids))]
 
     # -- the predictor's events -------------------------------------------------------------------
     async def _from_predictor(self) -> None:
@@ -357,11 +366,12 @@ class RealtimeSession:
                 }
             )
         elif kind == wire.ERROR:
+            frame = event.get("frame")
             self.error(
                 str(event.get("message")),
                 str(event.get("code")),
                 param=event.get("param"),
-                event_id=event.get("event_id"),
+                event_id=self.append_ids.get(frame) if isinstance(frame, int) else event.get("event_id"),
             )
 
     def _committed(self, item_id: str) -> None:
