@@ -129,12 +129,22 @@ def test_speech_plays_to_the_end(page):
 
 
 def test_live_captions_from_the_microphone(page):
+    page.evaluate(  # every text the grey (partial) caption shows before the final one replaces it
+        """() => { window.partials = [];
+        new MutationObserver(() => document.querySelectorAll('#captions p.partial').forEach((p) => {
+            if (p.textContent && p.textContent !== '...') window.partials.push(p.textContent); }))
+        .observe(document.getElementById('captions'), { subtree: true, childList: true, characterData: true }); }"""
+    )
+    page.select_option("#live-delay", "minimal")
     page.click("#live-go")
     page.wait_for_selector("#captions p.final", timeout=120_000)
     shot(page, "live-captions")
     text = page.text_content("#captions p.final")
+    partials = page.evaluate("window.partials")
     page.click("#live-go")
     assert wer([SPOKEN], [text]) <= 0.35, text
+    early = [p for p in partials if len(p) < len(text)]  # text shown before the turn's final decode
+    assert early and all(text.startswith(p) for p in early), (partials, text)
     assert page.text_content("#live-error") == "" and page.problems == []
 
 

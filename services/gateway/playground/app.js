@@ -238,7 +238,7 @@ async function toggleLive() {
     const language = $("stt-language").value.trim() || null;
     ws.send(JSON.stringify({ type: "session.update", session: { type: "transcription", audio: { input: {
       format: { type: "audio/pcm", rate: 24000 },
-      transcription: { model: $("stt-model").value || "whisper-1", language },
+      transcription: { model: $("stt-model").value || "whisper-1", language, delay: $("live-delay").value },
       turn_detection: { type: "server_vad", silence_duration_ms: 500 } } } } }));
     source.connect(processor); processor.connect(context.destination);
     $("live-state").textContent = "listening...";
