@@ -8,7 +8,7 @@ process, (b) the ASR predictor over KServe v2, (c) the gateway with the openai c
 median of N runs; then what OpenAI's temperature fallback costs on speech that repeats itself.
 TTS: the tiny test VITS through the predictor and the gateway, per response format.
 Voices: upload-to-ready time of a clone, first byte per kind of voice (bench/voices.py).
-Realtime: end of speech to the completed transcript, client commits and server VAD (bench/realtime.py).
+Realtime: first delta and completed transcript per delay and per number of sessions, WER, CPU (bench/realtime.py).
 Health: a predictor's /healthz under 16 speech clients per unload policy (bench/health.py).
 Batching: cross-request batching on and off at 1-16 clients (bench/batching.py).
 """

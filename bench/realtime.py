@@ -1,16 +1,22 @@
-"""Realtime transcription latency on Whisper base: utterances of about 3, 7 and 10 s of espeak-ng
-speech sent as a microphone would (100 ms of 24 kHz PCM16 per append, at the pace of real time),
-with (a) client commits: commit to `...completed`, and (b) server VAD: the last appended speech to
-`...completed` (the VAD's silence_duration_ms of 500 included), and speech start to the first delta."""
+"""Realtime transcription on Whisper base: espeak-ng utterances sent as a microphone would (100 ms of
+24 kHz PCM16 per append, at the pace of real time) with server VAD, then 1 s of paced silence.
+Side by side: the delays (how often the open turn is decoded again for partial text) on one
+session: speech start to the first delta, end of speech to `...completed` (the VAD's 500 ms of
+silence included), WER, and the ASR predictor's CPU seconds per second of audio; then 1, 2, 4 and 8
+sessions at once at the default delay."""
 
 from __future__ import annotations
 
 import base64
 import json
+import os
 import statistics
 import subprocess
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,87 +26,93 @@ from websockets.sync.client import connect
 from scripts.devstack import local_stack
 from tests.conftest import start, whisper_models
 from tests.support.espeak import speak
+from tests.support.text import wer
 
 SENTENCES = [
-    "The quick brown fox jumps over the lazy dog near the river bank.",
     "Please schedule a meeting with the design team on Thursday afternoon.",
     "Open source software lets teams build on the work of others.",
 ]
 CHUNK = 2400  # samples: 100 ms at 24 kHz
+DELAYS = ("xhigh", "high", "low", "minimal")
+SESSIONS = (1, 2, 4, 8)
 
 
-def utterance(tmp: Path, count: int) -> bytes:
-    parts = [sf.read(speak(s, tmp / f"rt{count}-{i}.wav"), dtype="float32")[0] for i, s in enumerate(SENTENCES[:count])]
-    joined = tmp / f"rt{count}.wav"
+def utterance(tmp: Path) -> tuple[bytes, str]:
+    parts = [sf.read(speak(s, tmp / f"rt-{i}.wav"), dtype="float32")[0] for i, s in enumerate(SENTENCES)]
+    joined = tmp / "rt.wav"
     sf.write(joined, np.concatenate(parts), 16000)
-    return subprocess.run(
+    pcm = subprocess.run(
         ["ffmpeg", "-v", "error", "-i", str(joined), "-ar", "24000", "-ac", "1", "-f", "s16le", "-"],
         check=True,
         capture_output=True,
     ).stdout
+    return pcm, " ".join(SENTENCES)
 
 
-def _session(url: str, vad: bool):
-    ws = connect(url.replace("http://", "ws://") + "/v1/realtime?intent=transcription", max_size=None)
-    turns = {"type": "server_vad", "silence_duration_ms": 500} if vad else None
-    ws.send(
-        json.dumps(
-            {
-                "type": "session.update",
-                "session": {
-                    "type": "transcription",
-                    "audio": {
-                        "input": {"transcription": {"model": "whisper-1", "language": "en"}, "turn_detection": turns}
-                    },
-                },
-            }
-        )
-    )
-    return ws
+@dataclass
+class Result:
+    first_delta: float  # seconds from the start of speech
+    completed: float  # seconds from the end of speech
+    transcript: str
+    deltas: int
 
 
 def _paced(ws, pcm: bytes) -> float:
     """Append in real time; returns when the last chunk left."""
     started = time.perf_counter()
     for i in range(0, len(pcm), CHUNK * 2):
-        ws.send(
-            json.dumps(
-                {"type": "input_audio_buffer.append", "audio": base64.b64encode(pcm[i : i + CHUNK * 2]).decode()}
-            )
-        )
+        chunk = base64.b64encode(pcm[i : i + CHUNK * 2]).decode()
+        ws.send(json.dumps({"type": "input_audio_buffer.append", "audio": chunk}))
         time.sleep(max(0.0, started + (i // 2 + CHUNK) / 24000 - time.perf_counter()))
     return time.perf_counter()
 
 
-def _wait(ws, started: float) -> tuple[float, float]:
-    """Seconds from ``started`` to the first delta and to `...completed`."""
-    first = None
-    while True:
-        event = json.loads(ws.recv(timeout=600))
-        if event["type"].endswith("transcription.delta") and first is None:
-            first = time.perf_counter() - started
-        if event["type"].endswith("transcription.completed"):
-            return first or 0.0, time.perf_counter() - started
-        if event["type"] in ("error", "conversation.item.input_audio_transcription.failed"):
-            raise RuntimeError(event)
+def run_once(url: str, pcm: bytes, delay: str) -> Result:
+    with connect(url.replace("http://", "ws://") + "/v1/realtime?intent=transcription", max_size=None) as ws:
+        audio_input = {
+            "transcription": {"model": "whisper-1", "language": "en", "delay": delay},
+            "turn_detection": {"type": "server_vad", "silence_duration_ms": 500},
+        }
+        ws.send(
+            json.dumps(
+                {"type": "session.update", "session": {"type": "transcription", "audio": {"input": audio_input}}}
+            )
+        )
+        first: list[float] = []
+        done: list[tuple[float, str]] = []
+        deltas = [0]
 
+        def listen() -> None:
+            for raw in ws:
+                event = json.loads(raw)
+                if event["type"].endswith("transcription.delta"):
+                    deltas[0] += 1
+                    if not first:
+                        first.append(time.perf_counter())
+                elif event["type"].endswith("transcription.completed"):
+                    done.append((time.perf_counter(), event["transcript"]))
+                    return
+                elif event["type"] in ("error", "conversation.item.input_audio_transcription.failed"):
+                    raise RuntimeError(event)
 
-def run_once(url: str, pcm: bytes, vad: bool) -> tuple[float, float]:
-    """(seconds from the end of speech to completed, seconds from the start of speech to the first delta)"""
-    with _session(url, vad) as ws:
+        listener = threading.Thread(target=listen)
+        listener.start()
         speech_start = time.perf_counter()
         speech_end = _paced(ws, pcm)
-        if vad:
-            silence = bytes(24000 * 2)  # 1 s of silence, paced, lets the VAD end the turn
-            _paced(ws, silence)
-        else:
-            ws.send(json.dumps({"type": "input_audio_buffer.commit"}))
-        first, done = _wait(ws, speech_end)
-        return done, first + (speech_end - speech_start)
+        _paced(ws, bytes(24000 * 2))  # 1 s of silence lets the VAD end the turn
+        listener.join(600)
+        if not done:
+            raise RuntimeError("no completed event")
+        return Result(first[0] - speech_start, done[0][0] - speech_end, done[0][1], deltas[0])
 
 
-def p(values: list[float], q: float) -> float:
-    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1] if len(values) > 1 else values[0]
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def p50(values: list[float]) -> float:
+    return statistics.median(values)
 
 
 def bench_realtime(
@@ -113,41 +125,72 @@ def bench_realtime(
         threads=threads,
     )
     start(services, tmp / "logs-realtime")
-    rows = []
+    assert services[0].proc is not None  # noqa: S101
+    asr_pid = services[0].proc.pid
+    delay_rows, session_rows = [], []
     try:
         url = services[-1].url
-        clips = {count: utterance(tmp, count) for count in (1, 2, 3)}
-        run_once(url, clips[1], vad=False)  # warm: loads Whisper and the VAD
-        for pcm in clips.values():
-            seconds = len(pcm) / 48000
-            for vad in (False, True):
-                samples = [run_once(url, pcm, vad) for _ in range(runs)]
-                ends, firsts = [s[0] for s in samples], [s[1] for s in samples]
-                rows.append(
-                    [
-                        f"{seconds:.1f} s",
-                        "server VAD" if vad else "client commit",
-                        f"{p(ends, 50):.3f}",
-                        f"{p(ends, 95):.3f}",
-                        f"{p(firsts, 50):.3f}",
-                        f"{p(ends, 50) / seconds:.3f}",
-                    ]
-                )
+        pcm, text = utterance(tmp)
+        seconds = len(pcm) / 48000
+        run_once(url, pcm, "low")  # warm: loads Whisper and the VAD
+        for delay in DELAYS:
+            cpu = cpu_seconds(asr_pid)
+            results = [run_once(url, pcm, delay) for _ in range(runs)]
+            used = (cpu_seconds(asr_pid) - cpu) / (runs * (seconds + 1))
+            delay_rows.append(
+                [
+                    delay,
+                    f"{p50([r.first_delta for r in results]):.2f}",
+                    f"{p50([r.completed for r in results]):.2f}",
+                    f"{p50([r.deltas for r in results]):.0f}",
+                    f"{wer([text] * runs, [r.transcript for r in results]):.3f}",
+                    f"{used:.2f}",
+                ]
+            )
+        for count in SESSIONS:
+            cpu = cpu_seconds(asr_pid)
+            with ThreadPoolExecutor(count) as pool:
+                results = list(pool.map(lambda _: run_once(url, pcm, "low"), range(count)))
+            used = (cpu_seconds(asr_pid) - cpu) / (count * (seconds + 1))
+            session_rows.append(
+                [
+                    str(count),
+                    f"{p50([r.first_delta for r in results]):.2f}",
+                    f"{max(r.first_delta for r in results):.2f}",
+                    f"{p50([r.completed for r in results]):.2f}",
+                    f"{max(r.completed for r in results):.2f}",
+                    f"{wer([text] * count, [r.transcript for r in results]):.3f}",
+                    f"{used:.2f}",
+                ]
+            )
     finally:
         for svc in reversed(services):
             svc.stop()
     table(
-        f"Realtime transcription: espeak-ng speech appended in real time (100 ms chunks), Whisper base int8, "
-        f"{threads} thread(s), {runs} runs each. End of speech -> completed includes, with server VAD, the "
-        "500 ms of silence that ends a turn; items are transcribed when their turn ends, so the first delta "
-        "comes after the speech",
+        f"Realtime transcription by delay: one session, {seconds:.1f} s of espeak-ng speech appended in real time "
+        f"(100 ms chunks) then 1 s of silence, server VAD (500 ms), Whisper base int8, {threads} thread(s), "
+        f"{runs} runs each. xhigh is the final decode only (the whole transcript as one delta when the turn ends)",
         [
-            "utterance",
-            "turns",
-            "end of speech -> completed p50 s",
-            "p95 s",
+            "delay",
             "speech start -> first delta p50 s",
-            "p50 / utterance",
+            "end of speech -> completed p50 s",
+            "deltas",
+            "WER",
+            "ASR CPU s per audio s",
         ],
-        rows,
+        delay_rows,
+    )
+    table(
+        f"Realtime transcription, sessions at once (delay low, the same {seconds:.1f} s utterance in each, "
+        f"started together), Whisper base int8, {threads} thread(s)",
+        [
+            "sessions",
+            "first delta p50 s",
+            "first delta max s",
+            "completed p50 s",
+            "completed max s",
+            "WER",
+            "ASR CPU s per audio s",
+        ],
+        session_rows,
     )
