@@ -44,3 +44,10 @@ def align(
         words += [{k: w[k] for k in ("word", "start", "end", "score") if k in w} for w in aligned["word_segments"]]
     start, end = segments[0]["start"], segments[-1]["end"]
     attach_words(segments, fill_word_times(words, start, end))
+
+
+def serves(language: str, configured: dict[str, str]) -> bool:
+    """Whether an aligner is known for the language: configured, or one of WhisperX's defaults."""
+    from whisperx.alignment import DEFAULT_ALIGN_MODELS_HF, DEFAULT_ALIGN_MODELS_TORCH
+
+    return language in configured or language in DEFAULT_ALIGN_MODELS_TORCH or language in DEFAULT_ALIGN_MODELS_HF

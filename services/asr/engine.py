@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from services.asr import alignment, decoding, diarization
+from services.asr import alignment, decoding, diarization, text_alignment
 from services.asr.audio import SAMPLE_RATE, BadAudio, decode
 from services.asr.batcher import SegmentBatcher
 from services.asr.decoding import OnText, Sampling
@@ -35,6 +35,7 @@ from services.common.lifecycle import ManagedModel
 from services.common.work import Cancelled
 
 MAX_KNOWN_SPEAKERS = 4
+MAX_ALIGN_CHARS = 4096  # the longest speech input
 
 
 def _close(model: Any) -> None:
@@ -155,8 +156,10 @@ class AsrEngine:
         """The request checked once, before any model work: everything here is a client error."""
         options = options_from(params)
         self._whisper_for(options.model)
-        if options.task not in ("transcribe", "translate"):
+        if options.task not in ("transcribe", "translate", "align"):
             raise UnsupportedOption(f"unknown task '{options.task[:32]}'", param="task")
+        if options.task == "align":
+            self._check_alignable(options)
         if options.language is not None and options.language not in supported_languages():
             raise UnsupportedOption(
                 f"language '{options.language[:32]}' is not supported; use an ISO-639-1 code such as 'en'",
@@ -183,6 +186,37 @@ class AsrEngine:
         if references and not options.diarize:
             raise UnsupportedOption("known speakers need diarization", param="known_speaker_names[]")
         return TranscribeJob(options, audio, tuple(references))
+
+    def _check_alignable(self, options: TranscribeOptions) -> None:
+        """Word timings of a known text: a text, a language, and an aligner that serves the language."""
+        if not options.text or not options.text.strip() or len(options.text) > MAX_ALIGN_CHARS:
+            raise UnsupportedOption(f"align needs 'text': 1 to {MAX_ALIGN_CHARS} characters", param="text")
+        if options.language is None or options.language not in supported_languages():
+            raise UnsupportedOption("align needs the text's 'language' (an ISO-639-1 code)", param="language")
+        if self.settings.word_timestamps == "alignment" and not alignment.serves(
+            options.language, self.settings.align_models
+        ):
+            raise UnsupportedOption(
+                f"no alignment model serves language '{options.language}' (set one in ASR_ALIGN_MODELS)",
+                param="language",
+            )
+
+    def align_text(self, audio: np.ndarray, options: TranscribeOptions, cancel: threading.Event | None) -> dict:
+        """The times of the words of ``options.text`` in the audio (``services.asr.text_alignment``)."""
+        text, language = str(options.text), str(options.language)
+        duration = round(audio.size / SAMPLE_RATE, 3)
+        if self.settings.word_timestamps == "whisper":
+            if duration > text_alignment.WINDOW_SECONDS:
+                raise UnsupportedOption(
+                    f"Whisper aligns at most {text_alignment.WINDOW_SECONDS:.0f} s of audio; this is {duration} s",
+                    param="audio",
+                )
+            with self._stage("align", cancel), self._whisper_for(options.model).exclusive() as loaded:
+                words = text_alignment.by_whisper(loaded, text, audio, language)
+        else:
+            with self._stage("align", cancel), self._aligner(language).exclusive() as model:
+                words = text_alignment.by_aligner(model, text, audio, self.device)
+        return {"task": "align", "language": language, "duration": duration, "words": words}
 
     @contextlib.contextmanager
     def _stage(self, name: str, cancel: threading.Event | None) -> Iterator[None]:
@@ -234,6 +268,10 @@ class AsrEngine:
         with self._stage("audio_decode", cancel):
             audio = self.decode_audio(job.audio, cancel)
             known = self._known_speakers(job, cancel)  # bad references fail before any model work
+        if options.task == "align":
+            result = self.align_text(audio, options, cancel)
+            self.metrics.work_done(result["duration"], time.perf_counter() - started)
+            return result
         with self._stage("transcribe", cancel):
             language, segments = self._decode(audio, job, on_text, cancel)
         if segments and options.word_timestamps and self.settings.word_timestamps == "alignment":

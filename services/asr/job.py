@@ -41,6 +41,7 @@ class TranscribeOptions:
     logprobs: bool = False  # each token's log-probability (greedy decoding)
     known_speaker_names: tuple[str, ...] = ()  # paired one to one with the job's references
     greedy: bool = False  # beam size 1 (a live session's partial decodes)
+    text: str | None = None  # task "align": the text whose words are timed in the audio
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,7 @@ def options_from(params: dict[str, Any]) -> TranscribeOptions:
         max_speakers=_typed(params, "max_speakers", int),
         logprobs=_typed(params, "logprobs", bool, False),
         known_speaker_names=tuple(names),
+        text=_typed(params, "text", str),
     )
 
 

@@ -8,7 +8,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +73,7 @@ class ModelFacts:
 class Audio:
     samples: np.ndarray  # mono float32 in [-1, 1]
     sample_rate: int
+    language: str = ""  # what the piece was spoken as (word timings align in it)
 
 
 @dataclass(frozen=True)
@@ -237,7 +238,7 @@ class TtsEngine:
         chunks = list(self._pieces_audio(job, cancel, streaming=False))
         rate = chunks[0].sample_rate if chunks else 24000
         samples = np.concatenate([c.samples for c in chunks]) if chunks else np.zeros(0, np.float32)
-        return Audio(samples, rate)
+        return Audio(samples, rate, chunks[0].language if chunks else self.language_of(job))
 
     def stream(self, job: SpeechJob, cancel: threading.Event | None = None) -> Iterator[Audio]:
         """Audio as it is made: XTTS's own streaming inference per piece, otherwise piece by piece.
@@ -266,12 +267,16 @@ class TtsEngine:
                     if cancel is not None and cancel.is_set():
                         raise Cancelled("client disconnected")
                     produced += chunk.samples.size / chunk.sample_rate
-                    yield chunk
+                    yield chunk if chunk.language else replace(chunk, language=self.language_of(job))
         self.metrics.work_done(produced, time.perf_counter() - started)
+
+    def language_of(self, job: SpeechJob) -> str:
+        """The language the request is spoken in: asked for, the cloned voice's, or the configured one."""
+        return job.language or (job.clone and job.clone.language) or self.settings.language
 
     def plan(self, tts: Any, job: SpeechJob) -> list[Piece]:
         """The pieces to synthesise, each within what the model takes; 400 when nothing is speakable."""
-        default = job.language or (job.clone and job.clone.language) or self.settings.language
+        default = self.language_of(job)
         segmenters = getattr(tts.synthesizer, "segmenter", None) or {}
         # pySBD's rules of the request's language (Coqui's default is the model's first language)
         sentences = tts.synthesizer.split_into_sentences(job.text, default if default in segmenters else None)
@@ -307,7 +312,7 @@ class TtsEngine:
         for piece in pieces:
             extra = {"language": piece.language} if tts.is_multi_lingual else {}
             samples = np.asarray(tts.tts(piece.text, split_sentences=False, **kwargs, **extra), dtype=np.float32)
-            yield Audio(change_speed(samples, rate, job.speed), rate)
+            yield Audio(change_speed(samples, rate, job.speed), rate, piece.language)
 
     def _xtts_audio(self, tts: Any, pieces: list[Piece], job: SpeechJob, streaming: bool) -> Iterator[Audio]:
         model = tts.synthesizer.tts_model
@@ -334,7 +339,7 @@ class TtsEngine:
                     enable_text_splitting=False,
                     **sampling,
                 ):
-                    yield Audio(chunk.detach().cpu().numpy().astype(np.float32).reshape(-1), rate)
+                    yield Audio(chunk.detach().cpu().numpy().astype(np.float32).reshape(-1), rate, piece.language)
             else:
                 out = model.inference(
                     piece.text,
@@ -345,7 +350,7 @@ class TtsEngine:
                     enable_text_splitting=False,
                     **sampling,
                 )
-                yield Audio(np.asarray(out["wav"], dtype=np.float32).reshape(-1), rate)
+                yield Audio(np.asarray(out["wav"], dtype=np.float32).reshape(-1), rate, piece.language)
 
     def _xtts_voice(self, model: Any, choice: VoiceChoice) -> tuple[Any, Any]:
         """Conditioning latents: a built-in speaker's, or a reference's (cached in ``voice_dir``)."""

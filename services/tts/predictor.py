@@ -1,7 +1,8 @@
 """The TTS predictor (and its voice library routes, ``voice_routes``). Request: v2 with the
 text as one BYTES element, options as parameters.
 Answer: float32 PCM as a binary FP32 output, or on the streaming route raw little-endian float32 PCM
-as it is synthesised (``x-sample-rate`` header)."""
+as it is synthesised (``x-sample-rate`` header); both say the language it was spoken in (the output's
+``language`` parameter, the ``x-language`` header) for word timings."""
 
 from __future__ import annotations
 
@@ -56,7 +57,11 @@ class TtsPredictor(LazyPredictor):
         samples = audio.samples.astype("<f4", copy=False)
         return [
             v2wire.BinaryOutput(
-                "audio", "FP32", [int(samples.size)], samples.tobytes(), {"sample_rate": audio.sample_rate}
+                "audio",
+                "FP32",
+                [int(samples.size)],
+                samples.tobytes(),
+                {"sample_rate": audio.sample_rate, "language": audio.language},
             )
         ]
 
@@ -74,5 +79,7 @@ class TtsPredictor(LazyPredictor):
                 yield chunk.samples.astype("<f4").tobytes()
 
         return StreamingResponse(
-            body(), media_type="application/octet-stream", headers={"x-sample-rate": str(first.sample_rate)}
+            body(),
+            media_type="application/octet-stream",
+            headers={"x-sample-rate": str(first.sample_rate), "x-language": first.language},
         )
