@@ -244,9 +244,12 @@ class AsrEngine:
             out.append((name, audio))
         return out
 
-    def decode_audio(self, data: memoryview, cancel: threading.Event | None = None) -> np.ndarray:
+    def decode_audio(
+        self, data: memoryview, cancel: threading.Event | None = None, *, silent_ok: bool = False
+    ) -> np.ndarray:
+        """The upload as 16 kHz float32; silence is a 400 (nothing to transcribe) unless ``silent_ok``."""
         audio = decode(data, self.settings.max_audio_seconds, cancel=cancel)
-        if float(np.max(np.abs(audio))) < self.settings.silence_threshold:
+        if not silent_ok and float(np.max(np.abs(audio))) < self.settings.silence_threshold:
             raise BadAudio("the audio is silent (no signal above the silence threshold)")
         return audio
 
@@ -266,7 +269,7 @@ class AsrEngine:
         started = time.perf_counter()
         options = job.options
         with self._stage("audio_decode", cancel):
-            audio = self.decode_audio(job.audio, cancel)
+            audio = self.decode_audio(job.audio, cancel, silent_ok=options.task == "align")
             known = self._known_speakers(job, cancel)  # bad references fail before any model work
         if options.task == "align":
             result = self.align_text(audio, options, cancel)

@@ -27,7 +27,16 @@ from services.gateway.catalog import ModelCatalog
 from services.gateway.errors import install_error_handlers
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.readiness import Readiness
-from services.gateway.routers import health, models, playground, realtime, speech, transcriptions, voices
+from services.gateway.routers import (
+    health,
+    models,
+    playground,
+    realtime,
+    speech,
+    speech_stream,
+    transcriptions,
+    voices,
+)
 from services.gateway.settings import GatewaySettings
 
 OPEN_PATHS = ("/healthz", "/readyz", "/metrics")
@@ -109,10 +118,11 @@ def create_app(settings: GatewaySettings, transports: dict[str, httpx.AsyncBaseT
     )
     app.state.settings, app.state.metrics, app.state.drain = settings, metrics, drain
     app.state.started = int(time.time())
-    app.state.realtime_sessions = 0
+    app.state.realtime_sessions = app.state.speech_streams = 0
     metrics.in_flight.set_function(lambda: drain.in_flight)
-    for router in (health.router, models.router, transcriptions.router, speech.router, voices.router, realtime.router):
-        app.include_router(router)
+    routers = (health, models, transcriptions, speech, speech_stream, voices, realtime)
+    for module in routers:
+        app.include_router(module.router)
     if settings.playground:
         app.include_router(playground.router)
     install_error_handlers(app)

@@ -89,6 +89,29 @@ class GatewaySettings(BaseSettings):
         description="Largest WebSocket message (OpenAI takes 15 MiB; 4 MiB, 87 s of 24 kHz audio per append, keeps "
         "the default session count within the chart's gateway memory; clients send 20-100 ms appends).",
     )
+    speech_stream_max_sessions: int = Field(
+        64,
+        ge=0,
+        le=100_000,
+        description="Speech stream WebSocket sessions at once (WS /v1/audio/speech/stream; beyond: refused with 429); "
+        "0 turns the route off.",
+    )
+    speech_stream_max_buffer_chars: int = Field(
+        65536,
+        ge=4096,
+        description="Text a speech stream session holds not yet spoken (beyond: an error event, the piece dropped).",
+    )
+    speech_stream_idle_seconds: float = Field(
+        30.0, gt=0, description="A speech stream session with no message for this long (while idle) is closed."
+    )
+    speech_stream_config_seconds: float = Field(
+        10.0, gt=0, description="How long a new speech stream session may take to send its session.config."
+    )
+    word_timings_model: str = Field(
+        "whisper-1",
+        description="The transcription model whose ASR predictor times the words of synthesised speech "
+        "(word_timestamps); it aligns with ASR_WORD_TIMESTAMPS' method.",
+    )
     playground: bool = Field(
         True, description="Serve the playground page at /playground (it calls the API with the key typed into it)."
     )

@@ -8,6 +8,7 @@ import asyncio
 import base64
 import logging
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import av
@@ -55,21 +56,46 @@ def streamed(req: SpeechRequest) -> bool:
     return req.stream if req.stream is not None else req.response_format in STREAMED_BY_DEFAULT
 
 
-def _backend_request(req: SpeechRequest) -> tuple[v2wire.InferRequestHeader, list[Blob]]:
-    header = new_request({"model": req.model, "voice": req.voice_name, "speed": req.speed})
+def _backend_request(req: SpeechRequest, language: str | None = None) -> tuple[v2wire.InferRequestHeader, list[Blob]]:
+    parameters = {"model": req.model, "voice": req.voice_name, "speed": req.speed}
+    header = new_request(parameters | ({"language": language} if language else {}))
     return header, [Blob.of("text", [req.input.encode("utf-8")])]
 
 
-async def synthesize(backend: Backend, req: SpeechRequest, settings: GatewaySettings) -> tuple[bytes, float]:
-    """The whole file, and its duration in seconds."""
-    header, blobs = _backend_request(req)
+@dataclass(frozen=True)
+class Samples:
+    """Synthesised speech before encoding: float32 mono at ``rate``, spoken in ``language``."""
+
+    samples: np.ndarray
+    rate: int
+    language: str
+
+    @property
+    def seconds(self) -> float:
+        return self.samples.size / self.rate
+
+
+async def synthesize_samples(backend: Backend, req: SpeechRequest, language: str | None = None) -> Samples:
+    """The whole of ``req.input`` as samples (not encoded)."""
+    header, blobs = _backend_request(req, language)
     audio = await backend.infer(header, blobs, "audio")
     rate = audio.parameters.get("sample_rate")
     if audio.raw is None or not rate or len(audio.raw) % 4:
         raise backend.malformed(ValueError("no float32 samples or no sample rate"))
-    samples = np.frombuffer(audio.raw, dtype="<f4")
-    data = await _encoding(req, encode_whole, samples, int(rate), req.response_format, settings.speech_sample_rate)
-    return data, samples.size / int(rate)
+    spoken = audio.parameters.get("language")
+    return Samples(np.frombuffer(audio.raw, dtype="<f4"), int(rate), str(spoken or language or ""))
+
+
+async def synthesize(backend: Backend, req: SpeechRequest, settings: GatewaySettings) -> tuple[bytes, float]:
+    """The whole file, and its duration in seconds."""
+    made = await synthesize_samples(backend, req)
+    data = await encode(req.response_format, made.samples, made.rate, settings.speech_sample_rate)
+    return data, made.seconds
+
+
+async def encode(fmt: str, samples: np.ndarray, rate: int, out_rate: int) -> bytes:
+    """A whole file in ``fmt``, encoded in a worker thread (an encoder failure is named)."""
+    return await encode_step(fmt, encode_whole, samples, rate, fmt, out_rate)
 
 
 class PcmStream:
@@ -79,6 +105,7 @@ class PcmStream:
         self.response = response
         rate = response.headers.get("x-sample-rate", "")
         self.rate = int(rate) if rate.isdigit() else 0
+        self.language = response.headers.get("x-language", "")
         self.samples_seen = 0
         if self.rate <= 0:
             raise BackendFailed("TTS backend stream has no sample rate", code="backend_failed")
@@ -104,8 +131,8 @@ class PcmStream:
             await self.response.aclose()
 
 
-async def open_stream(backend: Backend, req: SpeechRequest) -> PcmStream:
-    header, blobs = _backend_request(req)
+async def open_stream(backend: Backend, req: SpeechRequest, language: str | None = None) -> PcmStream:
+    header, blobs = _backend_request(req, language)
     response = await backend.open_stream(header, blobs)
     try:
         return PcmStream(response)
@@ -121,20 +148,20 @@ async def encoded(
     cuts the response off (the HTTP client sees an incomplete body, never a short file that looks whole)."""
     encoder = AudioEncoder(req.response_format, pcm.rate, settings.speech_sample_rate, streaming=True)
     async for samples in pcm.chunks():
-        if data := await _encoding(req, encoder.feed, samples):
+        if data := await encode_step(req.response_format, encoder.feed, samples):
             yield data
-    if tail := await _encoding(req, encoder.finish):
+    if tail := await encode_step(req.response_format, encoder.finish):
         yield tail
     on_end(pcm.seconds)
 
 
-async def _encoding(req: SpeechRequest, step: Callable[..., bytes], *args: Any) -> bytes:
+async def encode_step(fmt: str, step: Callable[..., bytes], *args: Any) -> bytes:
     """One encoder step in a worker thread; an encoder failure is named (an ``error`` event in SSE)."""
     try:
         return await asyncio.to_thread(step, *args)
     except (av.FFmpegError, ValueError, OSError) as exc:
-        log.warning("encoding %s failed: %s: %s", req.response_format, type(exc).__name__, exc)
-        raise EncodingFailed(f"encoding the audio as {req.response_format} failed", code="encoding_failed") from exc
+        log.warning("encoding %s failed: %s: %s", fmt, type(exc).__name__, exc)
+        raise EncodingFailed(f"encoding the audio as {fmt} failed", code="encoding_failed") from exc
 
 
 async def sse_events(

@@ -69,7 +69,7 @@ class FakePredictor:
         body = await request.aread()
         path = request.url.path
         parsed = None
-        if path.startswith("/v2/") or (path in ("/voices", "/vad") and request.method == "POST"):
+        if path.startswith("/v2/") or (path == "/voices" and request.method == "POST"):
             parsed = v2wire.parse_request(body, request.headers.get(v2wire.HEADER_LENGTH))
         self.seen.append(Seen(path, request.headers, parsed))
         if (answered := self._operations(request)) is not None:
@@ -78,8 +78,6 @@ class FakePredictor:
             return self.answer(request)
         if path.startswith("/voices"):
             return _voices(request, parsed)
-        if path == "/vad" and parsed is not None:
-            return _vad(parsed)
         streaming = path.endswith("/infer_stream")
         if self.kind == "asr":
             return _asr_stream() if streaming else _asr_result(parsed)
@@ -109,15 +107,12 @@ def _voices(request: httpx.Request, parsed: v2wire.InferRequest | None) -> httpx
     return httpx.Response(200, json={"id": request.url.path.rsplit("/", 1)[-1], "deleted": True})
 
 
-def _vad(parsed: v2wire.InferRequest) -> httpx.Response:
-    """Speech where a 512-sample frame is louder than -30 dBFS (a stand-in for Silero)."""
-    samples = np.frombuffer(bytes(parsed.tensor("audio").elements()[0]), dtype="<f4").reshape(-1, 512)
-    loud = np.sqrt(np.mean(samples.astype(np.float64) ** 2, axis=1)) > 0.03
-    return httpx.Response(200, json={"sample_rate": 16000, "probabilities": [0.9 if x else 0.05 for x in loud]})
-
-
 def _asr_result(request: v2wire.InferRequest | None) -> httpx.Response:
-    data = json.dumps(RESULT).encode()
+    result: dict = RESULT
+    if request is not None and request.parameters.get("task") == "align":  # words 0.1 s apart
+        words = str(request.parameters["text"]).split()
+        result = {"words": [{"word": w, "start": i / 10, "end": (i + 1) / 10} for i, w in enumerate(words)]}
+    data = json.dumps(result).encode()
     body, headers = v2wire.encode_response(
         request.id if request else "",
         "asr",
