@@ -35,6 +35,12 @@ class SpeechRequest(BaseModel):
         "Omitted: mp3, opus, aac and pcm stream, wav and flac come whole with exact headers.",
     )
     stream_format: Literal["audio", "sse"] = "audio"
+    word_timestamps: bool = Field(
+        False,
+        description="Extension (vLLM-Omni's name): time each word of the input in the audio (the ASR predictor "
+        "aligns them). Whole responses become JSON {audio (base64), response_format, duration, words: [{word, "
+        "start, end}]}; with stream_format=sse each speech.audio.delta carries its sentence's words. Seconds.",
+    )
 
     @property
     def voice_name(self) -> str:
