@@ -83,6 +83,7 @@ class Progress:
     rate: int
     sent: int = 0
     chunk_id: int = 0
+    started: bool = False  # audio.start went out
     kept: list[np.ndarray] = field(default_factory=list)  # the samples, for word timings
 
     def ms(self, pcm_bytes: int) -> int:
@@ -290,37 +291,43 @@ class SpeechStreamSession:
                 self.last_message = max(self.last_message, time.monotonic())  # idle counts from here
 
     async def _unit(self, unit: Unit) -> None:
-        where = {"utterance_index": unit.utterance, "sentence_index": unit.index}
-        cfg = unit.config
-        start = {"type": "audio.start", **where, "sentence_text": unit.text, "format": cfg.response_format}
-        sent = 0
+        """``audio.start``, the audio, ``audio.done``; a failure is ``audio.start``, ``error``,
+        ``audio.done`` with ``error: true`` (and ``partial_audio`` when some audio went out)."""
+        cfg, rate = unit.config, self.settings.speech_sample_rate
+        out = Progress({"utterance_index": unit.utterance, "sentence_index": unit.index}, cfg.word_timestamps, rate)
+        start = {"type": "audio.start", **out.where, "sentence_text": unit.text, "format": cfg.response_format}
         try:
             req = speech_request(unit)
             if cfg.stream_audio:
-                sent = await self._streamed(unit, req, start, where)
+                await self._streamed(unit, req, start, out)
             else:
-                await self.send(start | {"sample_rate": self.settings.speech_sample_rate, "channels": 1})
                 made = await synthesize_samples(self.tts, req, cfg.language)
-                data = await encode(cfg.response_format, made.samples, made.rate, self.settings.speech_sample_rate)
+                data = await encode(cfg.response_format, made.samples, made.rate, rate)
+                await self._start(out, start | {"sample_rate": rate, "channels": 1})
                 await self.send(data)
-                sent = len(data)
+                out.sent += len(data)
         except ServiceError as exc:
-            failure = {"partial_audio": True, "action": "discard"} if sent else {}
+            if not out.started:
+                await self._start(out, start)
+            failure = {"partial_audio": True, "action": "discard"} if out.sent else {}
             detail = f"Generation failed for utterance {unit.utterance}, sentence {unit.index}: {exc.message}"
             await self.send({"type": "error", "message": detail, "code": exc.code, **failure})
-            await self.send({"type": "audio.done", **where, "total_bytes": sent, "error": True})
+            await self.send({"type": "audio.done", **out.where, "total_bytes": out.sent, "error": True})
             return
-        await self.send({"type": "audio.done", **where, "total_bytes": sent, "error": False})
+        await self.send({"type": "audio.done", **out.where, "total_bytes": out.sent, "error": False})
 
-    async def _streamed(self, unit: Unit, req: SpeechRequest, start: dict, where: dict) -> int:
+    async def _start(self, out: Progress, start: dict) -> None:
+        await self.send(start)
+        out.started = True
+
+    async def _streamed(self, unit: Unit, req: SpeechRequest, start: dict, out: Progress) -> None:
         """PCM16 as the TTS predictor makes it: binary frames, or with word timings ``audio.chunk``
         JSON frames, the last of them carrying the unit's word timings (ms from the unit's start)."""
-        cfg, rate = unit.config, self.settings.speech_sample_rate
+        cfg = unit.config
         pcm = await open_stream(self.tts, req, cfg.language)
         timed = {"word_timestamps": True} if cfg.word_timestamps else {}
-        await self.send(start | {"sample_rate": rate, "channels": 1} | timed)
-        encoder = AudioEncoder("pcm", pcm.rate, rate, streaming=True)
-        out = Progress(where, as_json=cfg.word_timestamps, rate=rate)
+        await self._start(out, start | {"sample_rate": out.rate, "channels": 1} | timed)
+        encoder = AudioEncoder("pcm", pcm.rate, out.rate, streaming=True)
         async for samples in pcm.chunks():
             if cfg.word_timestamps:
                 out.kept.append(samples)
@@ -328,7 +335,6 @@ class SpeechStreamSession:
         await self._audio(out, await encode_step("pcm", encoder.finish))
         if cfg.word_timestamps:
             await self.send(await self._timings(unit, out, pcm.rate, pcm.language))
-        return out.sent
 
     async def _audio(self, out: Progress, data: bytes) -> None:
         if not data:

@@ -50,6 +50,11 @@ ABBREVIATIONS = frozenset(
         "dec",
         "mt",
         "ft",
+        "al",
+        "a.m",
+        "p.m",
+        "u.s",
+        "u.k",
     ]
 )
 _SENTENCE = re.compile(r"(?:[.!?…]+[\"'”’)\]]*)(?=\s)|[。！？]+[」』”’）]*")
@@ -66,7 +71,7 @@ class TextSplitter:
         self.pending += text
         units: list[str] = []
         while (cut := self._cut()) is not None:
-            unit, self.pending = self.pending[:cut].strip(), self.pending[cut:]
+            unit, self.pending = self.pending[:cut].strip(), self.pending[cut:].lstrip()
             if unit:
                 units.append(unit)
         return units
