@@ -9,6 +9,8 @@ median of N runs; then what OpenAI's temperature fallback costs on speech that r
 TTS: the tiny test VITS through the predictor and the gateway, per response format.
 Voices: upload-to-ready time of a clone, first byte per kind of voice (bench/voices.py).
 Realtime: first delta and completed transcript per delay and per number of sessions, WER, CPU (bench/realtime.py).
+Speech stream: first audio from an LLM-like text stream, WebSocket vs POST per sentence, 1 and 4
+sessions; what word timings cost (bench/speech_stream.py).
 Health: a predictor's /healthz under 16 speech clients per unload policy (bench/health.py).
 Batching: cross-request batching on and off at 1-16 clients (bench/batching.py).
 """
@@ -28,7 +30,7 @@ from pathlib import Path
 import httpx
 import openai
 
-from bench import batching, health, load, realtime, speech, voices
+from bench import batching, health, load, realtime, speech, speech_stream, voices
 from scripts.devstack import ROOT, base_env, local_stack
 from services.common import v2wire
 from tests.conftest import start, whisper_models
@@ -308,7 +310,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument(
         "--only",
-        choices=["asr", "tts", "voices", "realtime", "load", "health", "batching", "memory"],
+        choices=["asr", "tts", "voices", "realtime", "stream", "load", "health", "batching", "memory"],
         help="run one benchmark",
     )
     parser.add_argument("--load-seconds", type=float, default=20, help="duration of each load step")
@@ -324,6 +326,8 @@ def main() -> None:
             voices.bench_voices(Path(tmp), args.runs, args.threads, table)
         if args.only in (None, "realtime"):
             realtime.bench_realtime(Path(tmp), args.runs, args.threads, args.batch, table)
+        if args.only in (None, "stream"):
+            speech_stream.bench_speech_stream(Path(tmp), args.runs, args.threads, table)
         if args.only in (None, "load"):
             load.bench_load(Path(tmp), args.threads, args.load_seconds, table)
         if args.only in (None, "health"):

@@ -129,6 +129,32 @@ def test_client_disconnect_cancels_synthesis(xtts):
     assert status["streams_cancelled"] == 1 and status["model"]["in_use"] == 0
 
 
+def test_session_close_mid_sentence_stops_the_predictors_work(xtts):
+    """A speech stream session closed while XTTS is still speaking its unit: the TTS predictor's
+    stream is cancelled (its status counts it) and the model is released, without waiting for the text."""
+    from websockets.sync.client import connect
+
+    services, _ = xtts
+    tts, gw = services[1], services[-1]
+    before = httpx.get(f"{tts.url}/status").json()["streams_cancelled"]
+    long_text = " ".join(f"This is sentence number {i} of a long text." for i in range(40))
+    config = {"type": "session.config", "voice": "Ana Random", "response_format": "pcm", "stream_audio": True}
+    with connect(gw.url.replace("http://", "ws://") + "/v1/audio/speech/stream", max_size=None) as ws:
+        ws.send(json.dumps(config))
+        ws.send(json.dumps({"type": "input.text", "text": long_text}))
+        ws.send(json.dumps({"type": "input.done"}))
+        while not isinstance(ws.recv(timeout=120), bytes):  # audio.start, then the first audio
+            pass
+        ws.send(json.dumps({"type": "session.close"}))
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        status = httpx.get(f"{tts.url}/status").json()
+        if status["streams_cancelled"] > before and not status["model"]["in_use"]:
+            break
+        time.sleep(0.2)
+    assert status["streams_cancelled"] == before + 1 and status["model"]["in_use"] == 0
+
+
 def test_legacy_xtts_checkpoint_loads_without_being_rewritten(workdir):
     """A checkpoint with a pickled XttsConfig (as released) loads under weights_only through the
     allowlist, and model.pth is left untouched, so a read-only model volume works."""
