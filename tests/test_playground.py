@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from tests.conftest import SENTENCES
+from tests.support.espeak import speak
 from tests.support.text import wer
 
 CHROMIUM = "/usr/bin/chromium"
@@ -28,16 +29,22 @@ FLAGS = [
     "--use-fake-ui-for-media-stream",
     "--use-fake-device-for-media-stream",
 ]
-SPOKEN = SENTENCES[3]  # a sentence Whisper base hears cleanly (the fox one flips words run to run)
+# one long turn (about 7 s): live captions need a few seconds of speech before two partial decodes of
+# Whisper base agree on this 2-core machine (a decode takes about a second there)
+SPOKEN = (
+    "She bought three apples and a loaf of bread at the market, and the weather today is sunny with a "
+    "gentle breeze from the west."
+)
 
 
 @pytest.fixture(scope="module")
-def microphone(spoken, workdir) -> Path:
+def microphone(workdir) -> Path:
     """The sentence at 48 kHz, played once by the fake microphone: a second of silence first (the
     recorder starts a moment after the capture does: with 0.3 s the first word was sometimes cut)
     and 1.5 s after it."""
     out = workdir / "microphone.wav"
-    subprocess.run(["sox", str(spoken[SPOKEN]), "-r", "48000", str(out), "pad", "1.0", "1.5"], check=True)
+    recording = speak(SPOKEN, workdir / "microphone-16k.wav")
+    subprocess.run(["sox", str(recording), "-r", "48000", str(out), "pad", "1.0", "1.5"], check=True)
     return out
 
 
@@ -83,7 +90,7 @@ def test_the_page_is_served_with_a_strict_policy(gateway_url):
 
 def test_record_from_the_microphone_and_transcribe(page):
     page.click("#record")
-    page.wait_for_timeout(5500)  # the 4.5 s recording and some silence
+    page.wait_for_timeout(10_500)  # the 9.5 s recording and some silence
     page.click("#record")
     page.wait_for_selector("#recorded:not([hidden])")
     page.click("#transcribe-go")

@@ -13,6 +13,7 @@ import io
 import json
 import threading
 import time
+from difflib import SequenceMatcher
 from typing import Any
 
 import httpx
@@ -84,6 +85,7 @@ def post_pcm_seconds(gateway_url: str, text: str) -> float:
 def test_an_llm_stream_is_spoken_sentence_by_sentence_while_it_is_written(gateway_url):
     config = {"type": "session.config", "model": "tts-1", "voice": "alloy", "response_format": "pcm",
               "stream_audio": True, "split_granularity": "sentence"}  # fmt: skip
+    post_pcm_seconds(gateway_url, SENTENCES[0])  # the model is loaded: this measures streaming, not a load
     with connect(stream_url(gateway_url), max_size=None) as ws:
         listener = Listener(ws)
         ws.send(json.dumps(config))
@@ -202,8 +204,13 @@ def test_whisper_times_each_word_where_a_transcription_finds_it(whisper_aligner,
     check_timings(aligned["words"], text, aligned["duration"])
     heard = infer(whisper_aligner, wav, {"model": "whisper-1", "language": "en", "word_timestamps": True})
     found = [w for s in heard["segments"] for w in s["words"]]
-    assert [normalize(w["word"]) for w in found] == [normalize(w) for w in words_of(text)], heard["text"]
-    for timed, transcribed in zip(aligned["words"], found, strict=True):
+    # the words the transcription heard as written (it may hear "and umbrella" for "an umbrella")
+    matcher = SequenceMatcher(None, [normalize(w["word"]) for w in aligned["words"]],
+                              [normalize(w["word"]) for w in found], autojunk=False)  # fmt: skip
+    pairs = [(a + k, b + k) for a, b, size in matcher.get_matching_blocks() for k in range(size)]
+    assert len(pairs) >= 0.8 * len(words_of(text)), heard["text"]
+    for i, j in pairs:
+        timed, transcribed = aligned["words"][i], found[j]
         assert timed["start"] == pytest.approx(transcribed["start"], abs=0.3), (timed, transcribed)
         assert timed["end"] == pytest.approx(transcribed["end"], abs=0.4), (timed, transcribed)
     refused = httpx.post(f"{whisper_aligner}/v2/models/asr/infer", timeout=60)

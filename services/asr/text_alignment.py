@@ -18,6 +18,7 @@ from services.asr.result import fill_word_times
 
 WINDOW_SECONDS = 30.0  # Whisper aligns one window
 HOP = 160  # samples per mel frame
+MEDIAN_WORD_CAP = 0.7  # seconds: the most the median word length counts for
 _UNSPACED = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")  # kana, Han, Hangul
 
 
@@ -69,5 +70,13 @@ def _word_spans(spaced: str) -> list[tuple[int, int, str]]:
 
 
 def _timed(words: list[dict], duration: float) -> list[dict]:
+    """Times filled where a word got none, clipped to the clip, and no word longer than twice the
+    median word (at most 1.4 s): attention puts the end of the last word at the end of the audio,
+    trailing silence included (faster-whisper bounds its word timestamps the same way)."""
     filled = fill_word_times(words, 0.0, duration)
-    return [{"word": w["word"], "start": min(w["start"], duration), "end": min(w["end"], duration)} for w in filled]
+    spans = [w["end"] - w["start"] for w in filled if w["end"] > w["start"]]
+    longest = 2 * min(MEDIAN_WORD_CAP, float(np.median(spans))) if spans else duration
+    return [
+        {"word": w["word"], "start": min(w["start"], duration), "end": min(w["end"], w["start"] + longest, duration)}
+        for w in filled
+    ]

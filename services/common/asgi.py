@@ -23,6 +23,8 @@ from services.common.logs import REQUEST_ID, accept_request_id
 
 log = logging.getLogger(__name__)
 
+WS_CLOSE_SECONDS = 5  # a close frame a client that reads nothing never takes: then the connection is dropped
+
 
 @dataclass
 class RequestRecord:

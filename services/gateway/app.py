@@ -120,6 +120,8 @@ def create_app(settings: GatewaySettings, transports: dict[str, httpx.AsyncBaseT
     app.state.started = int(time.time())
     app.state.realtime_sessions = app.state.speech_streams = 0
     metrics.in_flight.set_function(lambda: drain.in_flight)
+    metrics.sessions.labels("/v1/realtime").set_function(lambda: app.state.realtime_sessions)
+    metrics.sessions.labels("/v1/audio/speech/stream").set_function(lambda: app.state.speech_streams)
     routers = (health, models, transcriptions, speech, speech_stream, voices, realtime)
     for module in routers:
         app.include_router(module.router)

@@ -57,6 +57,12 @@ class GatewayMetrics:
         self.replicas = Gauge(
             "speech_gateway_backend_replicas", "Predictor replicas the gateway sends to", ["backend"], registry=r
         )
+        self.sessions = Gauge(
+            "speech_gateway_websocket_sessions",
+            "WebSocket sessions open (realtime transcription, speech streams)",
+            ["route"],
+            registry=r,
+        )
         self.known_models: set[str] = set()  # filled from the model catalog
 
     def rerouted_request(self, backend: str, reason: str) -> None:

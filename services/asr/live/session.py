@@ -40,6 +40,7 @@ from services.common.work import Cancelled
 log = logging.getLogger(__name__)
 WINDOW = 30 * RATE  # Whisper's window: a longer open turn is ended there (its text stays exact)
 MIN_PARTIAL = RATE // 2  # audio a turn needs before its first partial decode
+LANGUAGE_AUDIO = 3 * RATE  # a detected language is kept for the turn once detected on this much audio
 MAX_VAD_FRAMES = 30 * RATE // FRAME  # frames scored per call
 
 
@@ -352,7 +353,8 @@ class LiveSession:
             return
         if turn.cancel.is_set() or self.turn is not turn:
             return
-        turn.language = turn.language or decoded.language
+        if audio.size >= LANGUAGE_AUDIO:  # detected on less, a language is a guess (0.5 s: "ja" for English)
+            turn.language = turn.language or decoded.language
         new = turn.agreement.update(decoded.text)
         if new:
             first = len(turn.agreement.sent) == len(new)

@@ -27,6 +27,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
 from services.common import live_wire as wire
+from services.common.asgi import WS_CLOSE_SECONDS
 from services.common.errors import echo
 from services.common.logs import REQUEST_ID
 from services.gateway.catalog import ModelCatalog
@@ -181,7 +182,7 @@ class RealtimeSession:
             await writer
         if closing is not None:
             with contextlib.suppress(Exception):
-                await self.ws.close(closing.code, closing.reason)
+                await asyncio.wait_for(self.ws.close(closing.code, closing.reason), WS_CLOSE_SECONDS)
         log.info("realtime session %s ended (%s)", self.id, closing.reason if closing else "client closed")
 
     async def _drained(self) -> None:

@@ -27,6 +27,7 @@ import numpy as np
 from pydantic import ValidationError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from services.common.asgi import WS_CLOSE_SECONDS
 from services.common.errors import ServiceError, echo
 from services.gateway.audio_encoding import AudioEncoder
 from services.gateway.backends import Backend
@@ -147,7 +148,7 @@ class SpeechStreamSession:
             writer.cancel()
             if close_code:
                 with contextlib.suppress(Exception):
-                    await self.ws.close(close_code)
+                    await asyncio.wait_for(self.ws.close(close_code), WS_CLOSE_SECONDS)
 
     async def _first_config(self) -> StreamConfig:
         try:
