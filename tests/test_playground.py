@@ -143,6 +143,7 @@ def test_live_captions_from_the_microphone(page):
         .observe(document.getElementById('captions'), { subtree: true, childList: true, characterData: true }); }"""
     )
     page.select_option("#live-delay", "minimal")
+    page.fill("#stt-language", "en")  # partial text from the first second (without it: from 3 s)
     page.click("#live-go")
     page.wait_for_selector("#captions p.final", timeout=120_000)
     shot(page, "live-captions")

@@ -246,9 +246,10 @@ def test_two_speakers_at_once_keep_their_own_text(gateway_url, spoken):
 
 @pytest.mark.parametrize(("fmt", "ffmpeg_format"), [("audio/pcmu", "mulaw"), ("audio/pcma", "alaw")])
 def test_g711_input(realtime_client, spoken, fmt, ffmpeg_format):
-    """G.711 at 8 kHz decoded and resampled: Whisper base hears espeak-ng through a phone line poorly
-    (WER 0.35 on average over the five test sentences, the same through the file API on the same
-    audio); a broken decoding path would be near 1."""
+    """G.711 at 8 kHz decoded and resampled: the item is as long as the audio sent, and Whisper base
+    hears espeak-ng through a phone line poorly (WER 0.35 on average over the five test sentences,
+    the same through the file API on the same audio, 0.25-0.58 on this one from run to run); a broken
+    decoding path would be near 1."""
     text = SENTENCES[4]
     with realtime_client.realtime.connect(extra_query={"intent": "transcription"}) as conn:
         conn.session.update(session=session(fmt={"type": fmt}))
@@ -256,7 +257,10 @@ def test_g711_input(realtime_client, spoken, fmt, ffmpeg_format):
             conn.input_audio_buffer.append(audio=piece)
         conn.input_audio_buffer.commit()
         events = until(conn, "conversation.item.input_audio_transcription.completed")
-    assert wer([text], [events[-1].transcript]) <= 0.5, events[-1].transcript
+    completed = events[-1]
+    assert wer([text], [completed.transcript]) <= 0.6, completed.transcript
+    seconds = len(raw(spoken[text], ffmpeg_format, 8000)) / 8000  # one byte per sample at 8 kHz
+    assert completed.usage.seconds == pytest.approx(seconds, abs=0.05)
 
 
 def raw_session(url: str, **kwargs):

@@ -62,7 +62,7 @@ VAD = Vad(silence_duration_ms=300, prefix_padding_ms=100)
 
 def test_partial_text_arrives_while_speaking_and_joins_to_the_transcript():
     async def scenario():
-        h = Harness(LiveConfig(turn_detection=VAD, delay="minimal"))
+        h = Harness(LiveConfig(language="en", turn_detection=VAD, delay="minimal"))
         await h.feed(tone_words(8))
         await h.finals()
         return h
@@ -79,6 +79,18 @@ def test_partial_text_arrives_while_speaking_and_joins_to_the_transcript():
     assert deltas.count(".") == 1  # a partial's full stop stays out (its last word is never sent)
     assert completed["seconds"] == pytest.approx(0.1 + 8 * 0.3 - 0.1, abs=0.05)  # prefix padding .. last burst
     assert [final for final, _ in h.whisper.calls].count(True) == 1
+
+
+def test_without_a_language_partial_decodes_wait_for_enough_audio_to_detect_it():
+    async def scenario():
+        h = Harness(LiveConfig(turn_detection=VAD, delay="minimal"))
+        await h.feed(tone_words(14))
+        await h.finals()
+        return h
+
+    h = asyncio.run(scenario())
+    partials = [seconds for final, seconds in h.whisper.calls if not final]
+    assert partials and min(partials) >= 3.0  # detected on less, a language is a guess
 
 
 def test_with_the_highest_delay_only_the_final_is_decoded():
@@ -98,7 +110,7 @@ def test_more_delay_means_fewer_decodes():
     for delay in ("minimal", "low", "high"):
 
         async def scenario(delay=delay):
-            h = Harness(LiveConfig(turn_detection=VAD, delay=delay))
+            h = Harness(LiveConfig(language="en", turn_detection=VAD, delay=delay))
             await h.feed(tone_words(14))
             await h.finals()
             return h

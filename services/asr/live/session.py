@@ -3,7 +3,8 @@
 Turns: with server VAD, Silero scores each 32 ms frame and the ``TurnDetector`` opens and ends turns;
 with client commits, the audio buffered since the last commit is the open turn. While a turn is open
 its audio is decoded again each time ``delay`` seconds more of it arrived (at most one decode in
-flight: a client sending faster than real time gets fewer partials, never a queue of them) and the
+flight: a client sending faster than real time gets fewer partials, never a queue of them; without a
+configured language, from 3 s of the turn on, the language detected then kept for it) and the
 words two consecutive decodes agree on go out as deltas (``LocalAgreement``). When the turn ends it
 becomes an item: one final decode of its audio (Whisper's usual decoding), whose words after the
 sent ones are the item's last delta; the transcript is the deltas joined. Items may decode at once,
@@ -322,7 +323,9 @@ class LiveSession:
             return
         if interval is None or (turn.partial is not None and not turn.partial.done()):
             return
-        if end - turn.start >= MIN_PARTIAL and end - turn.decoded_to >= interval * RATE:
+        known = self.config.language or turn.language
+        first = MIN_PARTIAL if known else LANGUAGE_AUDIO  # without a language, none is guessed on less
+        if end - turn.start >= first and end - turn.decoded_to >= interval * RATE:
             turn.decoded_to = end
             turn.partial = asyncio.create_task(self._partial(turn, self.buffer.span(turn.start, end)))
 
