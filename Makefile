@@ -4,7 +4,7 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_PACKAGES := ffmpeg espeak-ng sox openssl chromium
+APT_PACKAGES := ffmpeg espeak-ng sox openssl chromium redis-server
 # image builds (buildah, mmdebstrap) and the real node (containerd, runc, CNI plugins, iptables);
 # gcc + libc6-dev build the node's static pause binary
 NODE_APT_PACKAGES := buildah mmdebstrap containerd runc containernetworking-plugins iptables conntrack curl gcc libc6-dev
