@@ -8,6 +8,7 @@ reading); cancellation of the work of a client that left.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -17,7 +18,7 @@ from fastapi import FastAPI
 from pydantic import SecretStr
 from starlette.types import Scope
 
-from services.common.asgi import BodyLimit, RequestContext, header
+from services.common.asgi import BodyLimit, RequestContext, RequestRecord, header
 from services.common.draining import Drain, DrainGate
 from services.gateway import openapi
 from services.gateway.auth import ApiKeyMiddleware
@@ -38,6 +39,10 @@ from services.gateway.routers import (
     voices,
 )
 from services.gateway.settings import GatewaySettings
+from services.gateway.tenants import audit
+from services.gateway.tenants.audit import WebSocketAudit
+from services.gateway.tenants.gate import TenantGate
+from services.gateway.tenants.tenancy import Tenancy
 
 OPEN_PATHS = ("/healthz", "/readyz", "/metrics")
 
@@ -109,6 +114,7 @@ def create_app(settings: GatewaySettings, transports: dict[str, httpx.AsyncBaseT
             task.cancel()
         for backend in backends:
             await backend.close()
+        await tenancy.counters.close()
 
     app = FastAPI(
         title="speech-stack",
@@ -116,7 +122,9 @@ def create_app(settings: GatewaySettings, transports: dict[str, httpx.AsyncBaseT
         lifespan=lifespan,
         description="OpenAI-compatible speech API on WhisperX and Coqui TTS.",
     )
+    tenancy = Tenancy.from_settings(settings, metrics.registry)
     app.state.settings, app.state.metrics, app.state.drain = settings, metrics, drain
+    app.state.tenancy = tenancy
     app.state.started = int(time.time())
     app.state.realtime_sessions = app.state.speech_streams = 0
     metrics.in_flight.set_function(lambda: drain.in_flight)
@@ -131,12 +139,21 @@ def create_app(settings: GatewaySettings, transports: dict[str, httpx.AsyncBaseT
     openapi.install(app)
     app.add_middleware(CancelOnDisconnect)
     app.add_middleware(BodyLimit, limit_for=body_limit(settings), param_for=body_param)
+    app.add_middleware(TenantGate, quotas=tenancy.quotas)
     app.add_middleware(
         ApiKeyMiddleware,
-        keys=[k.get_secret_value() for k in settings.api_keys],
+        ring=tenancy.ring,
         protect_metrics=settings.metrics_need_key,
         protect_lists=settings.voices_need_key,
     )
+    app.add_middleware(WebSocketAudit)
     app.add_middleware(DrainGate, drain=drain)
-    app.add_middleware(RequestContext, on_complete=metrics.observe)
+    app.add_middleware(RequestContext, on_complete=functools.partial(_finished, metrics, tenancy))
     return app
+
+
+def _finished(metrics: GatewayMetrics, tenancy: Tenancy, record: RequestRecord) -> None:
+    """One finished request: the metrics, the access log, usage by key, the audit line."""
+    metrics.observe(record)
+    tenancy.usage.observe(record)
+    audit.record(record)

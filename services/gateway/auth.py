@@ -1,23 +1,18 @@
-"""API keys: an ASGI middleware on /v1 (and /metrics when asked) comparing SHA-256 digests in
-constant time; a refusal is a 401 with ``WWW-Authenticate``. The voice and speech-model lists may
-be left open (they show names only, and Open WebUI asks for them without a key)."""
+"""API keys: an ASGI middleware on /v1 (and /metrics when asked) finding the caller's named key by
+its SHA-256 digest (``tenants.keys``); a refusal is a 401 with ``WWW-Authenticate``. The voice and
+speech-model lists may be left open (they show names only, and Open WebUI asks for them without a
+key)."""
 
 from __future__ import annotations
-
-import hashlib
-import secrets
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.common.asgi import deny_websocket, header, send_error
 from services.common.errors import Unauthorized
+from services.gateway.tenants.keys import ApiKey, KeyRing
 
 OPEN_LISTS = ("/v1/audio/voices", "/v1/audio/models")
 INSECURE_KEY_PROTOCOL = "openai-insecure-api-key."
-
-
-def _digest(value: str) -> bytes:
-    return hashlib.sha256(value.encode()).digest()
 
 
 def websocket_key(scope: Scope) -> str | None:
@@ -33,20 +28,19 @@ def websocket_key(scope: Scope) -> str | None:
 
 
 class ApiKeyMiddleware:
-    def __init__(
-        self, app: ASGIApp, keys: list[str], protect_metrics: bool = False, protect_lists: bool = True
-    ) -> None:
-        self.app = app
-        self.digests = [_digest(k) for k in keys if k]
+    """The caller's key (``KeyRing``) checked on protected routes; the key found is left in
+    ``scope["state"]["api_key"]`` for the per-key gate, the handlers and the logs."""
+
+    def __init__(self, app: ASGIApp, ring: KeyRing, protect_metrics: bool = False, protect_lists: bool = True) -> None:
+        self.app, self.ring = app, ring
         self.protect_metrics, self.protect_lists = protect_metrics, protect_lists
 
-    def allowed(self, value: str | None) -> bool:
+    def identify(self, value: str | None) -> ApiKey | None:
         scheme, _, given = (value or "").partition(" ")
         given = given.strip()
         if scheme.lower() != "bearer" or not given:
-            return False
-        digest = _digest(given)
-        return any(secrets.compare_digest(digest, d) for d in self.digests)
+            return None
+        return self.ring.lookup(given)
 
     def protects(self, method: str, path: str) -> bool:
         if path in OPEN_LISTS and method == "GET":
@@ -54,20 +48,18 @@ class ApiKeyMiddleware:
         return path.startswith("/v1") or (self.protect_metrics and path == "/metrics")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] == "websocket"
-            and self.digests
-            and scope["path"].startswith("/v1")
-            and not self.allowed(websocket_key(scope))
-        ):
-            await deny_websocket(scope, send, Unauthorized("Incorrect API key provided."))
-            return
-        if (
-            scope["type"] != "http"
-            or not self.digests
-            or not self.protects(scope["method"], scope["path"])
-            or self.allowed(header(scope, b"authorization"))
-        ):
+        if scope["type"] not in ("http", "websocket") or not self.ring.enabled:
             await self.app(scope, receive, send)
             return
-        await send_error(send, Unauthorized("Incorrect API key provided."))
+        websocket = scope["type"] == "websocket"
+        given = websocket_key(scope) if websocket else header(scope, b"authorization")
+        key = self.identify(given)
+        if key is not None:
+            scope.setdefault("state", {})["api_key"] = key
+        protected = scope["path"].startswith("/v1") if websocket else self.protects(scope["method"], scope["path"])
+        if key is not None or not protected:
+            await self.app(scope, receive, send)
+        elif websocket:
+            await deny_websocket(scope, send, Unauthorized("Incorrect API key provided."))
+        else:
+            await send_error(send, Unauthorized("Incorrect API key provided."))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
@@ -43,7 +44,26 @@ class GatewaySettings(BaseSettings):
         30.0, gt=0, description="Seconds an idle pooled connection is kept (shorter than the predictors' keep-alive)."
     )
     retry_after_seconds: int = Field(5, ge=1, le=60, description="Retry-After sent with a retryable 503.")
-    api_keys: list[SecretStr] = Field([], description="Accepted Bearer keys (JSON list); empty: no auth.")
+    api_keys: list[SecretStr] = Field(
+        [], description="Accepted Bearer keys (JSON list; named key-1, key-2, ... by position, no limits)."
+    )
+    api_keys_file: Path | None = Field(
+        None,
+        description="A JSON file of named keys with limits (tenants.keys), read again when it changes; "
+        "with it or api_keys set, /v1 needs a key (a file that cannot be read refuses everyone).",
+    )
+    quota_redis_url: str | None = Field(
+        None,
+        description="Redis for per-key limits shared by every gateway replica (redis://host:6379/0); "
+        "unset: limits are counted per process.",
+    )
+    quota_redis_password: SecretStr | None = Field(None, description="Redis password (from a Secret).")
+    quota_store_timeout: float = Field(0.5, gt=0, description="Seconds a quota store call may take.")
+    quota_store_failure: Literal["open", "closed"] = Field(
+        "open",
+        description="When the quota store fails: open admits (uncounted), closed answers 503; "
+        "counted in speech_gateway_quota_store_errors_total and logged.",
+    )
     metrics_need_key: bool = Field(False, description="Whether GET /metrics needs an API key (when keys are set).")
     voices_need_key: bool = Field(
         False,

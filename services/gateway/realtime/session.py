@@ -33,6 +33,8 @@ from services.common.logs import REQUEST_ID
 from services.gateway.catalog import ModelCatalog
 from services.gateway.realtime.config import ConfigError, SessionConfig, expires
 from services.gateway.settings import GatewaySettings
+from services.gateway.tenants.gate import key_of
+from services.gateway.tenants.tenancy import Tenancy
 
 log = logging.getLogger(__name__)
 OUTBOX_BYTES = 1 << 20  # events waiting for the client; beyond, the client is not reading: closed
@@ -93,12 +95,15 @@ class RealtimeSession:
         settings: GatewaySettings,
         upstream: ClientConnection,
         catalog: ModelCatalog,
+        tenancy: Tenancy,
         *,
         draining: Callable[[], bool],
         model: str | None,
         session_id: str,
     ) -> None:
-        self.ws, self.settings, self.upstream, self.catalog = ws, settings, upstream, catalog
+        self.ws, self.settings, self.upstream, self.catalog, self.tenancy = ws, settings, upstream, catalog, tenancy
+        self.over_quota: str | None = None  # the key's audio hour is used up: the session ends
+        self.charging: set[asyncio.Task] = set()
         self.draining = draining
         self.id = session_id
         self.config = SessionConfig(model=model or SessionConfig.model, delay=settings.realtime_delay)
@@ -143,7 +148,10 @@ class RealtimeSession:
             await self.handle(message)
 
     def _reason_to_close(self, reader: asyncio.Task) -> SessionClosed | None:
-        now, settings = time.monotonic(), self.settings
+        return self._server_reason(reader) or self._session_reason()
+
+    def _server_reason(self, reader: asyncio.Task) -> SessionClosed | None:
+        """Shutdown, a client that does not read, a predictor that went away."""
         if self.draining():
             return SessionClosed(
                 1001, "server shutting down", ("server_shutting_down", "The server is restarting; reconnect.")
@@ -152,6 +160,11 @@ class RealtimeSession:
             return SessionClosed(1008, "client not reading")
         if reader.done():
             return SessionClosed(1011, "backend gone", ("backend_failed", "The ASR backend closed the session."))
+        return None
+
+    def _session_reason(self) -> SessionClosed | None:
+        """The session's own limits: its length, the key's audio hour, idle time."""
+        now, settings = time.monotonic(), self.settings
         if now - self.started > settings.realtime_max_session_seconds:
             limit = settings.realtime_max_session_seconds
             return SessionClosed(
@@ -159,6 +172,8 @@ class RealtimeSession:
                 "session expired",
                 ("session_expired", f"The session reached its maximum duration of {limit:.0f} s."),
             )
+        if self.over_quota is not None:
+            return SessionClosed(1000, "rate limit", ("rate_limit_exceeded", self.over_quota))
         if not self.pending and now - self.last_event > settings.realtime_idle_seconds:
             idle = settings.realtime_idle_seconds
             return SessionClosed(1000, "idle", ("session_idle", f"No event for {idle:.0f} s."))
@@ -342,6 +357,7 @@ class RealtimeSession:
             self.send({"type": "conversation.item.input_audio_transcription.delta", **base, "delta": event["delta"]})
         elif kind == wire.COMPLETED:
             self._answered(str(item_id))
+            self._charge(float(event["seconds"]))
             extra = {"logprobs": event.get("logprobs") or []} if self.config.logprobs else {}
             self.send(
                 {
@@ -374,6 +390,24 @@ class RealtimeSession:
                 param=event.get("param"),
                 event_id=self.append_ids.get(frame) if isinstance(frame, int) else event.get("event_id"),
             )
+
+    def _charge(self, seconds: float) -> None:
+        """An item's audio charged to the key; past its hour, the session ends once its items are answered."""
+
+        async def charge() -> None:
+            count = await self.tenancy.charge_audio(self.ws.scope, seconds)
+            key = key_of(self.ws.scope)
+            limit = key.limits.audio_seconds_per_hour if key else None
+            if count is not None and limit is not None and count.used >= limit:
+                wait = max(1, round(count.reset_seconds))
+                self.over_quota = (
+                    f"Rate limit reached for key '{key.name if key else ''}' on audio seconds per hour: "
+                    f"Limit {limit:g}, Used {count.used:.1f}. Please try again in {wait}s."
+                )
+
+        task = asyncio.create_task(charge())
+        self.charging.add(task)
+        task.add_done_callback(self.charging.discard)
 
     def _committed(self, item_id: str) -> None:
         item = {

@@ -68,6 +68,7 @@ async def _serve(websocket: WebSocket, state: Any, settings: GatewaySettings, mo
         await deny_websocket(websocket.scope, websocket.send, refusal)
         return
     try:
+        await state.tenancy.audio_admission(websocket.scope)  # the key has audio left this hour
         upstream = await state.asr.live()
     except ServiceError as exc:
         await deny_websocket(websocket.scope, websocket.send, exc)
@@ -79,6 +80,7 @@ async def _serve(websocket: WebSocket, state: Any, settings: GatewaySettings, mo
         settings,
         upstream,
         state.catalog,
+        state.tenancy,
         model=model,
         draining=lambda: state.drain.draining,
         session_id=session_id,

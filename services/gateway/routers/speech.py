@@ -24,6 +24,7 @@ async def create_speech(body: SpeechRequest, request: Request) -> Response:
     annotate(request.scope, model=body.model, response_format=body.response_format, stream=stream)
     settings, state = request.app.state.settings, request.app.state
     await check_request(body, state.catalog)
+    await state.tenancy.characters(request.scope, len(body.input))
     headers = {"X-Sample-Rate": str(settings.speech_sample_rate)}
 
     def done(seconds: float) -> None:

@@ -42,7 +42,7 @@ async def speech_stream(websocket: WebSocket) -> None:
         offered = websocket.scope.get("subprotocols", [])
         await websocket.accept(subprotocol="realtime" if "realtime" in offered else None)
         log.info("speech stream session %s started", REQUEST_ID.get())
-        await SpeechStreamSession(websocket, settings, state.catalog, state.tts, state.asr).run()
+        await SpeechStreamSession(websocket, settings, state.catalog, (state.tts, state.asr), state.tenancy).run()
         log.info("speech stream session %s ended", REQUEST_ID.get())
     finally:
         state.speech_streams -= 1

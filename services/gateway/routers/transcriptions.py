@@ -40,15 +40,16 @@ async def create_transcription(
     await check_model(state.catalog, form.model)
     references = check_transcription(form)
     size = check_upload(file, settings)
+    await state.tenancy.audio_admission(request.scope)
 
     def done(result: dict) -> None:
-        annotate(request.scope, audio_seconds=result.get("duration", 0.0))
+        state.tenancy.charge_audio_soon(request.scope, float(result.get("duration", 0.0)))
 
     if form.stream:
         events = await stream_transcription(state.asr, file, size, form, references=references, on_result=done)
         return StreamingResponse(events, media_type="text/event-stream", headers=sse.HEADERS)
     result = await run_asr(state.asr, file, size, transcription_parameters(form), references)
-    done(result)
+    await state.tenancy.charge_audio(request.scope, float(result.get("duration", 0.0)))
     return _respond(render_transcription(result, form))
 
 
@@ -61,6 +62,7 @@ async def create_translation(
     settings, state = request.app.state.settings, request.app.state
     await check_model(state.catalog, form.model)
     size = check_upload(file, settings)
+    await state.tenancy.audio_admission(request.scope)
     result = await run_asr(state.asr, file, size, translation_parameters(form))
-    annotate(request.scope, audio_seconds=result.get("duration", 0.0))
+    await state.tenancy.charge_audio(request.scope, float(result.get("duration", 0.0)))
     return _respond(render_translation(result, form))

@@ -38,6 +38,7 @@ from services.gateway.settings import GatewaySettings
 from services.gateway.speech_stream.config import ConfigRefused, StreamConfig
 from services.gateway.speech_stream.splitter import TextSplitter
 from services.gateway.synthesis import encode, encode_step, open_stream, synthesize_samples
+from services.gateway.tenants.tenancy import Tenancy
 from services.gateway.word_timings import align_words
 
 log = logging.getLogger(__name__)
@@ -105,9 +106,15 @@ class Progress:
 
 class SpeechStreamSession:
     def __init__(
-        self, ws: WebSocket, settings: GatewaySettings, catalog: ModelCatalog, tts: Backend, asr: Backend
+        self,
+        ws: WebSocket,
+        settings: GatewaySettings,
+        catalog: ModelCatalog,
+        backends: tuple[Backend, Backend],
+        tenancy: Tenancy,
     ) -> None:
-        self.ws, self.settings, self.catalog, self.tts, self.asr = ws, settings, catalog, tts, asr
+        self.ws, self.settings, self.catalog, self.tenancy = ws, settings, catalog, tenancy
+        self.tts, self.asr = backends
         self.config: StreamConfig | None = None
         self.splitter = TextSplitter("none", MAX_UNIT_CHARS)
         self.utterance = 0
@@ -299,6 +306,7 @@ class SpeechStreamSession:
         start = {"type": "audio.start", **out.where, "sentence_text": unit.text, "format": cfg.response_format}
         try:
             req = speech_request(unit)
+            await self.tenancy.characters(self.ws.scope, len(unit.text))  # the key's hour of characters
             if cfg.stream_audio:
                 await self._streamed(unit, req, start, out)
             else:
