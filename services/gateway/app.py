@@ -29,6 +29,7 @@ from services.gateway.errors import install_error_handlers
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.readiness import Readiness
 from services.gateway.routers import (
+    admin,
     health,
     models,
     playground,
@@ -130,7 +131,7 @@ def create_app(settings: GatewaySettings, transports: dict[str, httpx.AsyncBaseT
     metrics.in_flight.set_function(lambda: drain.in_flight)
     metrics.sessions.labels("/v1/realtime").set_function(lambda: app.state.realtime_sessions)
     metrics.sessions.labels("/v1/audio/speech/stream").set_function(lambda: app.state.speech_streams)
-    routers = (health, models, transcriptions, speech, speech_stream, voices, realtime)
+    routers = (health, models, transcriptions, speech, speech_stream, voices, realtime, admin)
     for module in routers:
         app.include_router(module.router)
     if settings.playground:

@@ -22,7 +22,9 @@ if [ ! -f "$WH/.complete" ]; then
     [ "$old" != "$WH" ] && [ -f "$old/.complete" ] && cp -al "$old"/*.whl "$WH"/ 2> /dev/null && break
   done
   # setuptools: the build backend of the project itself (pyproject.toml), installed from here too
-  reqs=(".[asr,tts]" "setuptools>=68" "wheel")
+  # async-timeout: redis needs it on the images' Python (Debian's 3.11.2) and not on the venv's, whose
+  # markers this resolution follows
+  reqs=(".[asr,tts]" "setuptools>=68" "wheel" "async-timeout")
   (cd "$ROOT" && timed "wheelhouse" "$PIP_PYTHON" -m pip wheel --quiet --find-links "$WH" --wheel-dir "$WH" \
     -c constraints.txt "${reqs[@]}")
   rm -f "$WH"/speech_stack-*.whl  # the images build the project from their copy of the sources
