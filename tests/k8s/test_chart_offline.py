@@ -164,6 +164,20 @@ def test_httproute_and_its_gateway():
     assert not [d for d in attached if d["kind"] == "Gateway"]
 
 
+def test_tenants_read_a_mounted_key_file_and_share_counts_in_the_releases_redis():
+    docs = objects(render(values=VALUES_SETS["tenants"]).stdout)
+    pod = find(docs, "Deployment", "-gateway")["spec"]["template"]["spec"]
+    env = env_of(pod["containers"][0])
+    mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "api-keys")
+    assert env["GATEWAY_API_KEYS_FILE"] == f"{mount['mountPath']}/keys.json" and mount["readOnly"]
+    assert next(v for v in pod["volumes"] if v["name"] == "api-keys")["secret"]["secretName"] == "tenant-keys"
+    redis_service = find(docs, "Service", "-redis")["metadata"]["name"]
+    assert env["GATEWAY_QUOTA_REDIS_URL"] == f"redis://{redis_service}:6379/0"
+    assert env["GATEWAY_QUOTA_STORE_FAILURE"] == "closed"
+    policy = find(docs, "NetworkPolicy", "-redis")["spec"]
+    assert policy["ingress"][0]["ports"] == [{"port": 6379, "protocol": "TCP"}]
+
+
 def test_queue_depth_autoscaling_is_a_keda_scaledobject_on_what_kserve_deploys():
     docs = objects(render(values=VALUES_SETS["keda-autoscaling"]).stdout)
     for component, most in (("asr", 4), ("tts", 2)):
@@ -289,7 +303,14 @@ NOT_FROM_THE_CHART = {
 def test_every_setting_is_set_by_the_chart(component, settings_cls):
     """The README promises every setting is a Helm value: each field's variable is in the rendered pod
     (with the values that are empty by default given)."""
-    docs = objects(render(values={"gateway.apiKeys.values": ["sk-aaaaaaaa"], "asr.computeType": "int8"}).stdout)
+    given = {
+        "gateway.apiKeys.values": ["sk-aaaaaaaa"],
+        "gateway.keyFile.existingSecret": "tenant-keys",
+        "gateway.quotas.redis.url": "redis://redis:6379/0",
+        "gateway.quotas.redis.passwordSecret": "redis",
+        "asr.computeType": "int8",
+    }
+    docs = objects(render(values=given).stdout)
     container = (
         find(docs, "Deployment", "-gateway")["spec"]["template"]["spec"]["containers"][0]
         if component == "gateway"

@@ -48,6 +48,12 @@ VALUES_SETS: dict[str, dict] = {
         "tts.maxReplicas": 2,
         "tts.cache.existingClaim": "tts-shared",
     },
+    "tenants": {
+        "gateway.keyFile.existingSecret": "tenant-keys",
+        "gateway.quotas.redis.deploy": True,
+        "gateway.quotas.storeFailure": "closed",
+        "networkPolicy.enabled": True,
+    },
     "custom-voices": {
         "tts.voices": {"alloy": "/app/tts-cache/refs/alloy.wav", "narrator": "/app/tts-cache/refs/n.flac"},
         "tts.unloadPolicy": "300",

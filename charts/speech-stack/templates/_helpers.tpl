@@ -102,3 +102,11 @@ prometheus.io/port: {{ .port | quote }}
 prometheus.io/path: /metrics
 {{- end }}
 {{- end }}
+
+{{/* The Redis the gateways share their per-key counts in: the one given, or the release's own. */}}
+{{- define "speech-stack.quotaRedisUrl" -}}
+{{- $r := .Values.gateway.quotas.redis }}
+{{- if $r.url }}{{ $r.url }}
+{{- else if $r.deploy }}redis://{{ include "speech-stack.fullname" . }}-redis:6379/0
+{{- end }}
+{{- end }}
