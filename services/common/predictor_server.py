@@ -26,6 +26,7 @@ from services.common.admission import ADMISSION_HEADER, Admission
 from services.common.asgi import BodyLimit, RequestContext, RequestRecord, deny_websocket, header, send_error
 from services.common.draining import Drain, DrainGate, serve
 from services.common.errors import BadRequest, ServiceError, Unauthorized, route_error
+from services.common.owner import OwnerContext
 from services.common.predictor import LazyPredictor
 from services.common.predictor_metrics import PredictorMetrics
 from services.common.predictor_routes import add_inference, add_operations
@@ -115,6 +116,7 @@ def create_app(predictor: LazyPredictor, settings: PredictorSettings, drain: Dra
     app.add_middleware(BodyLimit, limit_for=predictor.body_limit)
     token = settings.auth_token.get_secret_value() if settings.auth_token else None
     app.add_middleware(TokenAuth, token=token)
+    app.add_middleware(OwnerContext)
     app.add_middleware(DrainGate, drain=drain)
     app.add_middleware(AdmissionHeader, admission=predictor.admission)
     app.add_middleware(RequestContext, on_complete=observe)

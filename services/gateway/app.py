@@ -66,7 +66,10 @@ def body_param(scope: Scope) -> str | None:
     """The field an oversized body is blamed on: the upload of a multipart form."""
     if not (header(scope, b"content-type") or "").lower().startswith("multipart/"):
         return None
-    return "audio_sample" if scope["path"].startswith("/v1/audio/voices") else "file"
+    path = scope["path"]
+    if path.startswith("/v1/audio/voice_consents"):
+        return "recording"
+    return "audio_sample" if path.startswith("/v1/audio/voices") else "file"
 
 
 def _secret(value: SecretStr | None) -> str | None:

@@ -9,6 +9,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.common.asgi import deny_websocket, header, send_error
 from services.common.errors import Unauthorized
+from services.common.owner import OWNER
 from services.gateway.tenants.keys import ApiKey, KeyRing
 
 OPEN_LISTS = ("/v1/audio/voices", "/v1/audio/models")
@@ -58,7 +59,11 @@ class ApiKeyMiddleware:
             scope.setdefault("state", {})["api_key"] = key
         protected = scope["path"].startswith("/v1") if websocket else self.protects(scope["method"], scope["path"])
         if key is not None or not protected:
-            await self.app(scope, receive, send)
+            token = OWNER.set(key.owner if key is not None else "")  # the TTS predictor shows this owner's voices
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                OWNER.reset(token)
         elif websocket:
             await deny_websocket(scope, send, Unauthorized("Incorrect API key provided."))
         else:

@@ -19,6 +19,7 @@ from websockets.exceptions import InvalidHandshake, InvalidStatus
 from services.common import v2wire
 from services.common.errors import no_retry
 from services.common.logs import REQUEST_ID
+from services.common.owner import OWNER, OWNER_HEADER
 from services.gateway.errors import (
     BackendBusy,
     BackendFailed,
@@ -94,6 +95,8 @@ class Backend:
         worked on: it is never sent twice (a poison file, a voice upload). When every replica refused,
         the client gets the last refusal (with its Retry-After)."""
         headers = {**headers, "x-request-id": REQUEST_ID.get()}
+        if (owner := OWNER.get()) is not None:  # whose voices the request may see (tenants)
+            headers[OWNER_HEADER] = owner
         tried: set[Replica] = set()
         refusal: httpx.Response | None = None
         failure: httpx.HTTPError | None = None

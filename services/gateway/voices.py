@@ -4,6 +4,7 @@ The predictor decides every rule; this module only shapes OpenAI's objects."""
 
 from __future__ import annotations
 
+import json
 from urllib.parse import quote
 
 from fastapi import UploadFile
@@ -16,6 +17,10 @@ from services.gateway.protocol.voices import (
     AudioModel,
     AudioModelList,
     Voice,
+    VoiceConsent,
+    VoiceConsentCreateRequest,
+    VoiceConsentDeleted,
+    VoiceConsentList,
     VoiceCreateRequest,
     VoiceDeleted,
     VoiceEntry,
@@ -69,3 +74,52 @@ async def delete_voice(backend: Backend, voice_id: str) -> VoiceDeleted:
         raise NotFound(f"No voice with id '{echo(voice_id)}'", param="voice_id", code="voice_not_found")
     done = await backend.json("DELETE", f"/voices/{quote(voice_id, safe='')}")
     return VoiceDeleted(id=str(done.get("id", voice_id)), deleted=True, object="audio.voice.deleted")
+
+
+# -- consent recordings ------------------------------------------------------------------------------
+def _consent_path(consent_id: str) -> str:
+    if not consent_id or len(consent_id) > 128 or not set(consent_id) <= VOICE_ID_CHARS or not consent_id.strip("."):
+        raise NotFound(f"No voice consent with id '{echo(consent_id)}'", param="consent_id",
+                       code="voice_consent_not_found")  # fmt: skip
+    return f"/consents/{quote(consent_id, safe='')}"
+
+
+def _consent(backend: Backend, doc: object) -> VoiceConsent:
+    try:
+        return VoiceConsent.model_validate(doc)
+    except ValidationError as exc:
+        raise backend.malformed(exc) from exc
+
+
+async def create_consent(
+    backend: Backend, form: VoiceConsentCreateRequest, recording: UploadFile, size: int
+) -> VoiceConsent:
+    header = new_request({"name": form.name, "language": form.language})
+    body, headers = request_body(header, [Blob.upload("recording", recording, size)])
+    return _consent(backend, await backend.json("POST", "/consents", body, headers))
+
+
+async def list_consents(backend: Backend, after: str | None, limit: int) -> VoiceConsentList:
+    if not 1 <= limit <= 100:
+        raise BadRequest("limit must be between 1 and 100", param="limit", code="invalid_value")
+    query = f"?limit={limit}" + (f"&after={quote(after, safe='')}" if after else "")
+    doc = await backend.get_json(f"/consents{query}")
+    try:
+        return VoiceConsentList.model_validate(doc)
+    except ValidationError as exc:
+        raise backend.malformed(exc) from exc
+
+
+async def get_consent(backend: Backend, consent_id: str) -> VoiceConsent:
+    return _consent(backend, await backend.get_json(_consent_path(consent_id)))
+
+
+async def rename_consent(backend: Backend, consent_id: str, name: str) -> VoiceConsent:
+    body = json.dumps({"name": name}).encode()
+    doc = await backend.json("POST", _consent_path(consent_id), lambda: body, {"content-type": "application/json"})
+    return _consent(backend, doc)
+
+
+async def delete_consent(backend: Backend, consent_id: str) -> VoiceConsentDeleted:
+    done = await backend.json("DELETE", _consent_path(consent_id))
+    return VoiceConsentDeleted(id=str(done.get("id", consent_id)), deleted=True, object="audio.voice_consent")

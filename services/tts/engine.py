@@ -16,12 +16,14 @@ import httpx
 import numpy as np
 
 from services.common.device import resolve_device
-from services.common.errors import BadRequest, echo
+from services.common.errors import BadRequest, PayloadTooLarge, echo
 from services.common.lifecycle import ManagedModel
+from services.common.owner import OWNER
 from services.common.predictor_metrics import PredictorMetrics
 from services.common.work import Cancelled
 from services.tts import samples
 from services.tts import text as texts
+from services.tts.consents import Consent, check_fields
 from services.tts.settings import TtsSettings
 from services.tts.tempo import change_speed
 from services.tts.voice_library import VoiceLibrary, VoiceUpload, condition
@@ -180,7 +182,8 @@ class TtsEngine:
             raise BadSpeechRequest("speed must be between 0.25 and 4.0", param="speed")
         voice, language = params.get("voice"), params.get("language")
         voice = str(voice) if voice else None
-        return SpeechJob(cleaned, voice, speed, str(language) if language else None, self.voices.clone_for(voice))
+        clone = self.voices.clone_for(voice, OWNER.get())
+        return SpeechJob(cleaned, voice, speed, str(language) if language else None, clone)
 
     # -- voices ----------------------------------------------------------------------------------
     def learned(self) -> ModelFacts:
@@ -194,7 +197,7 @@ class TtsEngine:
     def list_voices(self) -> list[dict]:
         """Every voice a request can name (the model is loaded once, to learn its speakers)."""
         facts = self.learned()
-        return self.voices.listing(facts.clones is True, facts.fallback)
+        return self.voices.listing(facts.clones is True, facts.fallback, OWNER.get())
 
     def create_voice(self, upload: VoiceUpload, cancel: threading.Event | None = None) -> StoredVoice:
         """Check the upload, then store it with its conditioning latents, computed once here. Every
@@ -221,7 +224,16 @@ class TtsEngine:
         once the model has loaded, so a name that is not an upload's id waits for that)."""
         if not voice_id.startswith(ID_PREFIX):
             self.learned()
-        return self.voices.delete(voice_id)
+        return self.voices.delete(voice_id, OWNER.get())
+
+    def create_consent(self, params: dict[str, Any], recording: memoryview, cancel: threading.Event | None) -> Consent:
+        """A consent recording: its fields checked, then the audio (some speech, at most a minute)."""
+        name, language = check_fields(params.get("name"), params.get("language"))
+        if len(recording) > self.settings.max_sample_bytes:
+            raise PayloadTooLarge(f"recording is larger than {self.settings.max_sample_bytes} bytes",
+                                  param="recording", code="file_too_large")  # fmt: skip
+        speech = samples.prepare(recording, 1.0, 60.0, cancel, param="recording")
+        return self.voices.consents.create(name, language, speech, samples.RATE, OWNER.get() or None)
 
     def _cannot_clone(self) -> BadRequest:
         return BadRequest(

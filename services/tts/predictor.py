@@ -35,7 +35,7 @@ class TtsPredictor(LazyPredictor):
         add_voice_routes(app, self, self.speech_engine)
 
     def body_limit(self, scope: Scope) -> int:
-        if scope["path"] == "/voices":  # read an oversized sample whole: its 413 then names the limit
+        if scope["path"] in ("/voices", "/consents"):  # read an oversized sample whole: its 413 names the limit
             return 4 * self.speech_engine.settings.max_sample_bytes + BODY_OVERHEAD
         return self.settings.max_body_bytes
 

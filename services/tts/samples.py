@@ -18,8 +18,8 @@ DECODE_SLACK = 30.0  # seconds of silence a sample may carry beyond its speech l
 
 
 class BadSample(BadRequest):
-    def __init__(self, message: str, code: str) -> None:
-        super().__init__(message, param="audio_sample", code=code)
+    def __init__(self, message: str, code: str, param: str = "audio_sample") -> None:
+        super().__init__(message, param=param, code=code)
 
 
 def speech_span(samples: np.ndarray) -> tuple[int, int] | None:
@@ -34,24 +34,29 @@ def speech_span(samples: np.ndarray) -> tuple[int, int] | None:
 
 
 def prepare(
-    data: bytes | memoryview, min_seconds: float, max_seconds: float, cancel: threading.Event | None = None
+    data: bytes | memoryview,
+    min_seconds: float,
+    max_seconds: float,
+    cancel: threading.Event | None = None,
+    *,
+    param: str = "audio_sample",
 ) -> np.ndarray:
-    """The sample's speech as mono float32 at ``RATE``, or a 400 saying what is wrong with it."""
+    """The recording's speech as mono float32 at ``RATE``, or a 400 saying what is wrong with it."""
     try:
-        samples = audio.decode(data, max_seconds + DECODE_SLACK, RATE, param="audio_sample", cancel=cancel)
+        samples = audio.decode(data, max_seconds + DECODE_SLACK, RATE, param=param, cancel=cancel)
     except audio.AudioTooLong:
-        raise BadSample(f"audio_sample is too long: at most {max_seconds:g} s of speech", "sample_too_long") from None
+        raise BadSample(f"{param} is too long: at most {max_seconds:g} s of speech", "sample_too_long", param) from None
     span = speech_span(samples)
     if span is None:
-        raise BadSample("audio_sample is silent: it holds no speech", "sample_silent")
+        raise BadSample(f"{param} is silent: it holds no speech", "sample_silent", param)
     start, end = span
     seconds = (end - start) / RATE
     if seconds < min_seconds:
         raise BadSample(
-            f"audio_sample holds {seconds:.1f} s of speech; at least {min_seconds:g} s is needed", "sample_too_short"
+            f"{param} holds {seconds:.1f} s of speech; at least {min_seconds:g} s is needed", "sample_too_short", param
         )
     if seconds > max_seconds:
         raise BadSample(
-            f"audio_sample holds {seconds:.1f} s of speech; at most {max_seconds:g} s is taken", "sample_too_long"
+            f"{param} holds {seconds:.1f} s of speech; at most {max_seconds:g} s is taken", "sample_too_long", param
         )
     return samples[max(0, start - MARGIN) : end + MARGIN]

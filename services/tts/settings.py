@@ -49,7 +49,7 @@ class TtsSettings(PredictorSettings):
         "each); default <Coqui cache>/voice-store, on the model-cache volume in the chart.",
     )
     max_voices: int = Field(
-        20, ge=0, le=10_000, description="Uploaded voices kept at most (OpenAI: 20); 0 turns uploads off."
+        20, ge=0, le=10_000, description="Uploaded voices kept at most per owner (OpenAI: 20); 0 turns uploads off."
     )
     max_sample_bytes: int = Field(
         10 * 1024 * 1024, ge=1024, description="Largest voice sample upload (OpenAI: 10 MiB; 413 above)."
@@ -60,8 +60,13 @@ class TtsSettings(PredictorSettings):
     max_sample_seconds: float = Field(30.0, ge=1, le=300, description="Most speech in a voice sample (OpenAI: 30 s).")
     require_consent: bool = Field(
         False,
-        description="Whether a voice upload must name a consent recording "
-        "(OpenAI's 'consent' id; recorded, not verified).",
+        description="Whether a voice upload must name a consent recording of the uploader's, made through "
+        "POST /v1/audio/voice_consents (without it, a given 'consent' is recorded as sent).",
+    )
+    shared_voices: list[str] = Field(
+        [],
+        description="Uploaded voice ids every API key may list and speak with (their owner alone deletes them); "
+        "the rest belong to the key (owner) that uploaded them.",
     )
     stream_chunk_size: int = Field(
         20, ge=1, le=400, description="XTTS GPT tokens per streamed chunk (smaller: earlier first audio)."

@@ -15,8 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from services.common.errors import BadRequest, Conflict, Forbidden, PayloadTooLarge, echo
+from services.common.errors import BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, echo
 from services.tts import samples
+from services.tts.consents import ConsentStore
 from services.tts.settings import TtsSettings
 from services.tts.voice_store import ID_PREFIX, StoredVoice, VoiceStore, check_name, write_wav
 
@@ -45,6 +46,7 @@ class VoiceUpload:
     sample: memoryview
     language: str | None
     consent: str | None
+    owner: str | None = None  # who the voice will belong to (None: no keys, everyone's)
 
 
 class UnknownVoice(BadRequest):
@@ -60,6 +62,8 @@ class VoiceLibrary:
     def __init__(self, settings: TtsSettings, store_root: Path) -> None:
         self.settings = settings
         self.store = VoiceStore(store_root, settings.max_voices)
+        self.consents = ConsentStore(store_root)
+        self.shared = set(settings.shared_voices)
         self.builtin: list[str] | None = None  # the model's speakers, known once it has loaded
         self._latents: OrderedDict[tuple[str, str], Any] = OrderedDict()
         self._latents_lock = threading.Lock()
@@ -68,21 +72,32 @@ class VoiceLibrary:
     def operator(self) -> list[str]:
         return list(self.settings.voices)
 
+    # -- owners -----------------------------------------------------------------------------------
+    def visible(self, voice: StoredVoice, viewer: str | None) -> bool:
+        """Whose uploads a caller sees and may speak with: every one without keys (viewer None);
+        otherwise its owner's, the ones the operator shares (``TTS_SHARED_VOICES``) and those uploaded
+        before keys. A caller without a key on the open list (viewer "") sees the shared ones only."""
+        if viewer is None or voice.owner is None or voice.id in self.shared:
+            return True
+        return bool(viewer) and voice.owner == viewer
+
     # -- speech -----------------------------------------------------------------------------------
-    def clone_for(self, voice: str | None) -> StoredVoice | None:
+    def clone_for(self, voice: str | None, viewer: str | None = None) -> StoredVoice | None:
         """The uploaded voice a request names (by id, or by name unless the server answers to that
         name itself: an operator voice, a built-in speaker, or one of OpenAI's names, which an upload
-        can never take over); an unknown ``voice_...`` id is a 400 here, before any audio."""
+        can never take over); an unknown ``voice_...`` id, or another owner's, is a 400 here, before
+        any audio."""
         if not voice:
             return None
         if voice.startswith(ID_PREFIX):
             stored = self.store.get(voice)
-            if stored is None:
+            if stored is None or not self.visible(stored, viewer):
                 raise UnknownVoice(voice)
             return stored
         if voice.casefold() in self.reserved_names():
             return None
-        return self.store.named(voice)
+        named = self.store.named(voice)
+        return named if named is not None and self.visible(named, viewer) else None
 
     def reserved_names(self) -> set[str]:
         """Names the server itself answers to (case-insensitive): never an uploaded voice's."""
@@ -111,7 +126,7 @@ class VoiceLibrary:
         return found
 
     # -- listing ----------------------------------------------------------------------------------
-    def listing(self, clones: bool, fallback: str | None) -> list[dict]:
+    def listing(self, clones: bool, fallback: str | None, viewer: str | None = None) -> list[dict]:
         """Built-in speakers, operator voices (cloning models), uploaded voices, then OpenAI's names
         that are none of these, each with the voice it falls back to."""
         entries: list[dict[str, Any]] = [{"id": s, "name": s, "type": "builtin"} for s in self.builtin or []]
@@ -120,13 +135,14 @@ class VoiceLibrary:
             entries += [
                 {"id": v.id, "name": v.name, "type": "audio_sample", "created_at": v.created_at, "language": v.language}
                 for v in self.store.all()
+                if self.visible(v, viewer)
             ]
         taken = {e["name"].casefold() for e in entries}
         entries += [{"id": v, "name": v, "type": "alias", "maps_to": fallback} for v in OPENAI_VOICES if v not in taken]
         return entries
 
     # -- uploads ----------------------------------------------------------------------------------
-    def upload(self, params: dict[str, Any], sample: memoryview) -> VoiceUpload:
+    def upload(self, params: dict[str, Any], sample: memoryview, viewer: str | None = None) -> VoiceUpload:
         """The upload's fields checked, before any decoding or model work."""
         if self.settings.max_voices == 0:
             raise Forbidden(
@@ -148,6 +164,8 @@ class VoiceLibrary:
             )
         if consent is not None and len(consent) > 128:
             raise BadRequest("consent must be at most 128 characters", param="consent", code="invalid_value")
+        if self.settings.require_consent and consent is not None:
+            self._check_consent(consent, viewer)
         if len(sample) > self.settings.max_sample_bytes:
             raise PayloadTooLarge(
                 f"audio_sample is larger than {self.settings.max_sample_bytes} bytes",
@@ -157,7 +175,19 @@ class VoiceLibrary:
         if len(sample) == 0:
             raise BadRequest("audio_sample is empty", param="audio_sample", code="empty_file")
         language = str(params["language"]) if params.get("language") else None
-        return VoiceUpload(name, sample, language, consent)
+        return VoiceUpload(name, sample, language, consent, viewer or None)
+
+    def _check_consent(self, consent: str, viewer: str | None) -> None:
+        """A real consent record (made through the consent routes) of the uploader's own."""
+        try:
+            self.consents.get(consent, viewer)
+        except NotFound:
+            raise BadRequest(
+                f"consent '{echo(consent)}' is not a consent recording of yours: make one with "
+                "POST /v1/audio/voice_consents",
+                param="consent",
+                code="consent_not_found",
+            ) from None
 
     def check_new(self, upload: VoiceUpload, languages: list[str] | None) -> None:
         """The upload's name and language against the server's own (the store decides duplicates
@@ -181,18 +211,26 @@ class VoiceLibrary:
         """Claim the name, store the trimmed sample and the latents ``condition_with(sample, out)``
         computes; the voice appears whole or not at all."""
         seconds = speech.size / samples.RATE
-        with self.store.creating(upload.name, seconds, upload.language, upload.consent) as draft:
+        with self.store.creating(upload.name, seconds, upload.language, upload.consent, upload.owner) as draft:
             write_wav(draft.sample, speech, samples.RATE)
             condition_with(draft.sample, draft.directory / f"latents-{_model_key(self.settings.model)}.pth")
         return draft.voice
 
-    def delete(self, voice_id: str) -> StoredVoice:
+    def delete(self, voice_id: str, viewer: str | None = None) -> StoredVoice:
+        """The uploader's own voice (any, without keys); another owner's is a 404, as if not there, and
+        a shared one of another owner a 403."""
         if voice_id.casefold() in self.reserved_names():
             raise Forbidden(
                 f"'{echo(voice_id)}' is a voice of the server, not an uploaded one; it cannot be deleted",
                 param="voice_id",
                 code="voice_not_deletable",
             )
+        stored = self.store.get(voice_id)
+        if stored is not None and not self.visible(stored, viewer):
+            raise NotFound(f"No voice with id '{echo(voice_id)}'", param="voice_id", code="voice_not_found")
+        if stored is not None and viewer is not None and stored.owner not in (None, viewer):
+            raise Forbidden("a shared voice can be deleted by its owner only", param="voice_id",
+                            code="voice_not_deletable")  # fmt: skip
         return self.store.delete(voice_id)
 
 

@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 _.\-]{0,63}")
 VOICE_ID = re.compile(r"voice_[0-9a-f]{24}")
 ID_PREFIX = "voice_"
-SAMPLE, META = "sample.wav", "meta.json"
+SAMPLE, META, OWNER_FILE = "sample.wav", "meta.json", "owner"
 SETTLED_NS = 2_000_000_000  # a directory unchanged this long can be cached by its mtime
 
 
@@ -45,6 +45,7 @@ class StoredVoice:
     seconds: float  # speech in the stored sample
     language: str | None = None
     consent: str | None = None
+    owner: str | None = None  # the uploader's owner (tenants); None: uploaded without keys, everyone's
 
 
 @dataclass(frozen=True)
@@ -163,8 +164,9 @@ class VoiceStore:
     def _claim_path(self, name: str) -> Path:
         return self.names_dir / hashlib.sha256(name.casefold().encode()).hexdigest()[:32]
 
-    def _claim(self, name: str) -> Path:
-        """Take the name (409 when a voice or an upload in progress has it), then check the limit."""
+    def _claim(self, name: str, owner: str | None) -> Path:
+        """Take the name (409 when a voice or an upload in progress has it), then check the owner's
+        limit (its voices and uploads in progress: each claim records its owner)."""
         claim = self._claim_path(name)
         with self._lock:
             try:
@@ -176,22 +178,25 @@ class VoiceStore:
                     ) from None
                 shutil.rmtree(claim, ignore_errors=True)  # an upload that died long ago: take its name over
                 claim.mkdir(exist_ok=True)
-            if sum(1 for _ in self.names_dir.iterdir()) > self.max_voices:
+            (claim / OWNER_FILE).write_text(owner or "")
+            if sum(1 for c in self.names_dir.iterdir() if _claim_owner(c) == (owner or "")) > self.max_voices:
                 shutil.rmtree(claim, ignore_errors=True)
                 raise Conflict(
-                    f"the voice limit ({self.max_voices}) is reached: delete a voice first",
+                    f"the voice limit ({self.max_voices} per owner) is reached: delete a voice first",
                     param="name",
                     code="voice_limit_reached",
                 )
         return claim
 
     @contextmanager
-    def creating(self, name: str, seconds: float, language: str | None, consent: str | None) -> Iterator[Draft]:
+    def creating(
+        self, name: str, seconds: float, language: str | None, consent: str | None, owner: str | None
+    ) -> Iterator[Draft]:
         """Claim the name and yield a draft to write into; the voice appears when the block ends
         without error, and nothing is left behind when it does not."""
         self._prepare()
-        claim = self._claim(check_name(name))
-        voice = StoredVoice(new_id(), name, int(time.time()), round(seconds, 3), language, consent)
+        claim = self._claim(check_name(name), owner)
+        voice = StoredVoice(new_id(), name, int(time.time()), round(seconds, 3), language, consent, owner)
         draft = Draft(voice, self.root / f".tmp-{voice.id}")
         try:
             draft.directory.mkdir()
@@ -218,3 +223,11 @@ class VoiceStore:
         shutil.rmtree(trash, ignore_errors=True)
         log.info("voice %s (%s) deleted", voice.id, voice.name)
         return voice
+
+
+def _claim_owner(claim: Path) -> str:
+    """The owner a name claim records (a claim from before owners: everyone's, "")."""
+    try:
+        return (claim / OWNER_FILE).read_text()
+    except OSError:
+        return ""

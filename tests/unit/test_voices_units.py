@@ -35,7 +35,7 @@ def wav_bytes(signal: np.ndarray, rate: int = samples.RATE) -> bytes:
 
 # -- the store -------------------------------------------------------------------------------------
 def make(store: VoiceStore, name: str) -> str:
-    with store.creating(name, 4.0, "en", None) as draft:
+    with store.creating(name, 4.0, "en", None, None) as draft:
         draft.sample.write_bytes(b"RIFF")
     return draft.voice.id
 
@@ -58,7 +58,7 @@ def test_a_failed_write_leaves_nothing_and_frees_the_name(tmp_path):
     store = VoiceStore(tmp_path, max_voices=5)
 
     def fail() -> None:
-        with store.creating("Bob", 4.0, None, None) as draft:
+        with store.creating("Bob", 4.0, None, None, None) as draft:
             draft.sample.write_bytes(b"partial")
             raise RuntimeError("latents failed")
 

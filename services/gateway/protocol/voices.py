@@ -6,10 +6,22 @@ from __future__ import annotations
 
 from typing import Literal
 
-from openai.types.audio import Voice, VoiceDeleted
+from openai.types.audio import Voice, VoiceConsent, VoiceConsentDeleted, VoiceDeleted
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["AudioModelList", "Voice", "VoiceCreateRequest", "VoiceDeleted", "VoiceEntry", "VoiceList"]
+__all__ = [
+    "AudioModelList",
+    "Voice",
+    "VoiceConsent",
+    "VoiceConsentCreateRequest",
+    "VoiceConsentDeleted",
+    "VoiceConsentList",
+    "VoiceConsentUpdateRequest",
+    "VoiceCreateRequest",
+    "VoiceDeleted",
+    "VoiceEntry",
+    "VoiceList",
+]
 
 
 class VoiceCreateRequest(BaseModel):
@@ -20,8 +32,8 @@ class VoiceCreateRequest(BaseModel):
     name: str = Field(description="Unique name: 1-64 letters, digits, spaces, '_', '.' or '-'.")
     consent: str | None = Field(
         None,
-        description="OpenAI's consent recording id; recorded, required only when "
-        "the server says so (TTS_REQUIRE_CONSENT).",
+        description="OpenAI's consent recording id (POST /v1/audio/voice_consents); required, and checked to be "
+        "the uploader's own record, when the server says so (TTS_REQUIRE_CONSENT).",
     )
     type: Literal["audio_sample", "prompt"] = "audio_sample"
     prompt: str | None = Field(None, description="For type=prompt, which speech-stack does not support.")
@@ -65,3 +77,28 @@ class AudioModelList(BaseModel):
     object: Literal["list"] = "list"
     data: list[AudioModel]
     models: list[AudioModel]
+
+
+class VoiceConsentCreateRequest(BaseModel):
+    """The multipart fields besides ``recording``, as ``client.audio.voice_consents.create`` sends them."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    name: str = Field(min_length=1, max_length=128, description="A label for the consent recording.")
+    language: str = Field(min_length=2, max_length=35, description="The recording's language (BCP 47, e.g. en-US).")
+
+
+class VoiceConsentUpdateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=128)
+
+
+class VoiceConsentList(BaseModel):
+    """A page of the caller's consent recordings, as the SDK's cursor page reads it."""
+
+    object: Literal["list"] = "list"
+    data: list[VoiceConsent]
+    has_more: bool
+    first_id: str | None = None
+    last_id: str | None = None

@@ -6,9 +6,30 @@ from fastapi import APIRouter, File, Form, Request, UploadFile
 
 from services.common.asgi import annotate
 from services.gateway.openapi import ERROR_RESPONSES
-from services.gateway.protocol.voices import AudioModelList, Voice, VoiceCreateRequest, VoiceDeleted, VoiceList
+from services.gateway.protocol.voices import (
+    AudioModelList,
+    Voice,
+    VoiceConsent,
+    VoiceConsentCreateRequest,
+    VoiceConsentDeleted,
+    VoiceConsentList,
+    VoiceConsentUpdateRequest,
+    VoiceCreateRequest,
+    VoiceDeleted,
+    VoiceList,
+)
 from services.gateway.transcription import check_upload
-from services.gateway.voices import audio_models, create_voice, delete_voice, list_voices
+from services.gateway.voices import (
+    audio_models,
+    create_consent,
+    create_voice,
+    delete_consent,
+    delete_voice,
+    get_consent,
+    list_consents,
+    list_voices,
+    rename_consent,
+)
 
 router = APIRouter(prefix="/v1/audio", tags=["voices"], responses=ERROR_RESPONSES)
 
@@ -40,3 +61,35 @@ async def remove_voice(voice_id: str, request: Request) -> VoiceDeleted:
 async def get_audio_models(request: Request) -> AudioModelList:
     """The speech models, in the shape Open WebUI reads (`models`) and OpenAI's (`data`)."""
     return audio_models(await request.app.state.catalog.ids("speech") or [])
+
+
+@router.post("/voice_consents")
+async def post_consent(
+    request: Request, recording: Annotated[UploadFile, File()], form: Annotated[VoiceConsentCreateRequest, Form()]
+) -> VoiceConsent:
+    """Record the speaker's consent (their recording, a name and its language) for voices uploaded with
+    its id as `consent`; it belongs to the caller's key (its owner)."""
+    size = check_upload(recording, request.app.state.settings, param="recording")
+    return await create_consent(request.app.state.tts, form, recording, size)
+
+
+@router.get("/voice_consents")
+async def get_consents(request: Request, after: str | None = None, limit: int = 20) -> VoiceConsentList:
+    """The caller's consent recordings, oldest first (`after`: the last id of the previous page)."""
+    return await list_consents(request.app.state.tts, after, limit)
+
+
+@router.get("/voice_consents/{consent_id}")
+async def read_consent(consent_id: str, request: Request) -> VoiceConsent:
+    return await get_consent(request.app.state.tts, consent_id)
+
+
+@router.post("/voice_consents/{consent_id}")
+async def update_consent(consent_id: str, body: VoiceConsentUpdateRequest, request: Request) -> VoiceConsent:
+    """Rename a consent recording (metadata only)."""
+    return await rename_consent(request.app.state.tts, consent_id, body.name)
+
+
+@router.delete("/voice_consents/{consent_id}")
+async def remove_consent(consent_id: str, request: Request) -> VoiceConsentDeleted:
+    return await delete_consent(request.app.state.tts, consent_id)
