@@ -99,7 +99,10 @@ def test_install_read_back_upgrade_uninstall(apiserver, api, name):
         pdb = api["policy"].read_namespaced_pod_disruption_budget(f"{prefix}-gateway", namespace)
         assert pdb.spec.max_unavailable == 1
     policies = api["net"].list_namespaced_network_policy(namespace).items
-    assert sorted(p.metadata.name for p in policies) == [f"{prefix}-asr", f"{prefix}-tts"]
+    expected = [f"{prefix}-asr", f"{prefix}-tts"]
+    if values.get("gateway.quotas.redis.deploy"):
+        expected.insert(1, f"{prefix}-redis")
+    assert sorted(p.metadata.name for p in policies) == expected
 
     apiserver.helm(
         "upgrade",

@@ -29,6 +29,10 @@ drop_stale() {  # speech-stack images not wanted, and the CRI's sha256:<id> refe
   done
 }
 drop_stale
+# buildah spools each layer through a temporary file: a private directory, removed however this ends
+TMPDIR=$(mktemp -d "$IMAGES_CACHE/tmp/import.XXXXXX")
+export TMPDIR
+trap 'rm -rf "$TMPDIR"' EXIT
 present=$(ctr_cri images ls -q)
 fifo=$NODE_DIR/import.fifo
 for image in $wanted; do
