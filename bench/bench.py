@@ -11,6 +11,8 @@ Voices: upload-to-ready time of a clone, first byte per kind of voice (bench/voi
 Realtime: first delta and completed transcript per delay and per number of sessions, WER, CPU (bench/realtime.py).
 Speech stream: first audio from an LLM-like text stream, WebSocket vs POST per sentence, 1 and 4
 sessions; what word timings cost (bench/speech_stream.py).
+Translation: end of a spoken sentence to its first translated audio, 1 and 2 sessions, and where the
+time goes (bench/translation.py).
 Health: a predictor's /healthz under 16 speech clients per unload policy (bench/health.py).
 Batching: cross-request batching on and off at 1-16 clients (bench/batching.py).
 """
@@ -30,7 +32,7 @@ from pathlib import Path
 import httpx
 import openai
 
-from bench import batching, health, load, realtime, speech, speech_stream, voices
+from bench import batching, health, load, realtime, speech, speech_stream, translation, voices
 from scripts.devstack import ROOT, base_env, local_stack
 from services.common import v2wire
 from tests.conftest import start, whisper_models
@@ -310,7 +312,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument(
         "--only",
-        choices=["asr", "tts", "voices", "realtime", "stream", "load", "health", "batching", "memory"],
+        choices=["asr", "tts", "voices", "realtime", "stream", "translation", "load", "health", "batching", "memory"],
         help="run one benchmark",
     )
     parser.add_argument("--load-seconds", type=float, default=20, help="duration of each load step")
@@ -328,6 +330,8 @@ def main() -> None:
             realtime.bench_realtime(Path(tmp), args.runs, args.threads, args.batch, table)
         if args.only in (None, "stream"):
             speech_stream.bench_speech_stream(Path(tmp), args.runs, args.threads, table)
+        if args.only in (None, "translation"):
+            translation.bench_translation(Path(tmp), args.runs, args.threads, table)
         if args.only in (None, "load"):
             load.bench_load(Path(tmp), args.threads, args.load_seconds, table)
         if args.only in (None, "health"):

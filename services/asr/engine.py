@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from services.asr import alignment, decoding, diarization, text_alignment
+from services.asr import alignment, decoding, diarization, text_alignment, text_translation
 from services.asr.audio import SAMPLE_RATE, BadAudio, decode
 from services.asr.batcher import SegmentBatcher
 from services.asr.decoding import OnText, Sampling
@@ -64,6 +64,10 @@ class AsrEngine:
         self._aligners: OrderedDict[str, ManagedModel] = OrderedDict()  # least recently used first
         self._aligners_lock = threading.Lock()
         self._diarizer = self._managed(f"diarization:{settings.diarization_model}", self._load_diarizer)
+        self.translator = text_translation.Translator(
+            self._managed(f"translation:{settings.translation_model}", self._load_translator),
+            settings.translation_max_new_tokens,
+        )
 
     def _managed(self, name: str, loader: Callable[[], Any]) -> ManagedModel:
         return ManagedModel(
@@ -94,7 +98,7 @@ class AsrEngine:
         with self._aligners_lock:
             aligners = list(self._aligners.items())
         out |= {f"alignment:{lang}": a.status() for lang, a in aligners}
-        return out | {"diarization": self._diarizer.status()}
+        return out | {"diarization": self._diarizer.status(), "translation": self.translator.model.status()}
 
     # -- loaders ---------------------------------------------------------------------------
     def _whisper_loader(self, backend: str) -> Callable[[], decoding.LoadedWhisper]:
@@ -149,6 +153,14 @@ class AsrEngine:
     def _load_diarizer(self) -> Any:
         return diarization.load_diarizer(
             self.settings.diarization_model, self.device, self.token, self.settings.download_root
+        )
+
+    def _load_translator(self) -> text_translation.LoadedTranslator:
+        return text_translation.load(
+            self.settings.translation_model,
+            cache_dir=self.settings.translation_model_dir,
+            token=self.token,
+            device=self.device,
         )
 
     # -- requests --------------------------------------------------------------------------
@@ -297,13 +309,21 @@ class AsrEngine:
         return result
 
     def live(
-        self, audio: np.ndarray, config: LiveConfig, *, final: bool, language: str | None, cancel: threading.Event
+        self,
+        audio: np.ndarray,
+        config: LiveConfig,
+        *,
+        final: bool,
+        language: str | None,
+        cancel: threading.Event,
+        task: str = "transcribe",
     ) -> Decoded:
         """One decode of a live session's turn (``services.asr.live``): the usual decoding (beam search) for
         partial text too, so the words two partial decodes agree on are what the final decode would say;
         the temperature fallback and logprobs only for the final one."""
         options = TranscribeOptions(
             model=config.model,
+            task=task,
             language=language or config.language,
             prompt=config.prompt,
             logprobs=config.logprobs and final,

@@ -48,6 +48,7 @@ class AsrPredictor(LazyPredictor):
             score=Vad().scores,
             settings=self.speech_engine.settings,
             drain=drain,
+            translator=self.speech_engine.translator,
         )
 
     def models_status(self) -> dict:

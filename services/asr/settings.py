@@ -78,6 +78,15 @@ class AsrSettings(PredictorSettings):
     live_max_items: int = Field(
         4, ge=1, le=64, description="Items of a live session being transcribed at once; beyond, an item fails."
     )
+    translation_model: str = Field(
+        "facebook/m2m100_418M",
+        description="Text translation model for realtime translation into languages other than English "
+        "(hub id or local dir; an M2M100 tokenizer); loaded on the first session that asks for one.",
+    )
+    translation_model_dir: str | None = Field(None, description="Cache for the text translation model.")
+    translation_max_new_tokens: int = Field(
+        256, ge=8, le=1024, description="Tokens a translated turn may have at most."
+    )
     vad_method: Literal["pyannote", "silero"] = Field(
         "pyannote", description="pyannote uses the model bundled with WhisperX (works offline); silero downloads."
     )

@@ -7,11 +7,13 @@ sides need live here, and only here."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
 RATE = 16000  # what Whisper and the VAD take
 INPUT_RATES = {"audio/pcm": 24000, "audio/pcmu": 8000, "audio/pcma": 8000}  # OpenAI's realtime input formats
+LANGUAGE_CODE = re.compile(r"[a-z]{2,3}")  # ISO 639-1 (or -3 where it has none), as Whisper names languages
 MIN_COMMIT_MS = 100  # a commit of less audio is OpenAI's input_audio_buffer_commit_empty
 # How long Whisper waits before emitting text: the interval between re-decodes of an open turn
 # (OpenAI's ``audio.input.transcription.delay``); ``xhigh``: no partial text, the final only.
@@ -22,6 +24,7 @@ CONFIGURE, COMMIT, CLEAR = "configure", "commit", "clear"
 # predictor -> gateway
 SPEECH_STARTED, SPEECH_STOPPED, TIMEOUT = "speech_started", "speech_stopped", "timeout_triggered"
 COMMITTED, CLEARED, DELTA, COMPLETED, FAILED, ERROR = "committed", "cleared", "delta", "completed", "failed", "error"
+CONFIGURED = "configured"  # a configure was taken (with its event_id); messages are handled in order
 
 
 def ms(samples: int) -> int:

@@ -34,6 +34,7 @@ from services.gateway.routers import (
     models,
     playground,
     realtime,
+    realtime_translations,
     speech,
     speech_stream,
     transcriptions,
@@ -130,11 +131,12 @@ def create_app(settings: GatewaySettings, transports: dict[str, httpx.AsyncBaseT
     app.state.settings, app.state.metrics, app.state.drain = settings, metrics, drain
     app.state.tenancy = tenancy
     app.state.started = int(time.time())
-    app.state.realtime_sessions = app.state.speech_streams = 0
+    app.state.realtime_sessions = app.state.speech_streams = app.state.translation_sessions = 0
     metrics.in_flight.set_function(lambda: drain.in_flight)
     metrics.sessions.labels("/v1/realtime").set_function(lambda: app.state.realtime_sessions)
     metrics.sessions.labels("/v1/audio/speech/stream").set_function(lambda: app.state.speech_streams)
-    routers = (health, models, transcriptions, speech, speech_stream, voices, realtime, admin)
+    metrics.sessions.labels("/v1/realtime/translations").set_function(lambda: app.state.translation_sessions)
+    routers = (health, models, transcriptions, speech, speech_stream, voices, realtime, realtime_translations, admin)
     for module in routers:
         app.include_router(module.router)
     if settings.playground:

@@ -63,6 +63,14 @@ class GatewayMetrics:
             ["route"],
             registry=r,
         )
+        self.translation = Histogram(
+            "speech_gateway_translation_seconds",
+            "Realtime translation of a turn, from the end of its speech: transcribe, translate (the "
+            "predictor's decodes), synthesize (translated text to first audio), first_audio (the whole way)",
+            ["stage"],
+            buckets=(0.1, 0.25, 0.5, 1, 2, 3, 5, 8, 13, 20, 30, 60),
+            registry=r,
+        )
         self.known_models: set[str] = set()  # filled from the model catalog
 
     def rerouted_request(self, backend: str, reason: str) -> None:

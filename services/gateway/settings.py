@@ -127,6 +127,36 @@ class GatewaySettings(BaseSettings):
     speech_stream_config_seconds: float = Field(
         10.0, gt=0, description="How long a new speech stream session may take to send its session.config."
     )
+    translation_max_sessions: int = Field(
+        16,
+        ge=0,
+        le=100_000,
+        description="Realtime translation sessions at once (WS /v1/realtime/translations; beyond: refused with "
+        "429); 0 turns the route off.",
+    )
+    translation_models: list[str] = Field(
+        ["gpt-realtime-translate"],
+        description="Model names a translation session may be opened with besides the transcription models; "
+        "they are served by the first transcription model.",
+    )
+    translation_language: str = Field(
+        "en", pattern=r"^[a-z]{2,3}$", description="Translation sessions' default output language."
+    )
+    translation_voice: str = Field(
+        "speaker",
+        description="The voice translated speech is spoken in: 'speaker' (the speaker's own, cloned from the "
+        "session's first seconds of speech; XTTS), or a voice name; a session may choose with "
+        "session.audio.output.voice.",
+    )
+    translation_voice_seconds: float = Field(
+        10.0,
+        ge=2.0,
+        le=20.0,
+        description="Speech of the session's speaker the cloned voice is conditioned on (refreshed as it arrives).",
+    )
+    translation_speech_model: str | None = Field(
+        None, description="The speech model translation sessions speak with; default: the first one served."
+    )
     word_timings_model: str = Field(
         "whisper-1",
         description="The transcription model whose ASR predictor times the words of synthesised speech "

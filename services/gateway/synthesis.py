@@ -56,10 +56,14 @@ def streamed(req: SpeechRequest) -> bool:
     return req.stream if req.stream is not None else req.response_format in STREAMED_BY_DEFAULT
 
 
-def _backend_request(req: SpeechRequest, language: str | None = None) -> tuple[v2wire.InferRequestHeader, list[Blob]]:
+def _backend_request(
+    req: SpeechRequest, language: str | None = None, reference: bytes | None = None
+) -> tuple[v2wire.InferRequestHeader, list[Blob]]:
+    """``reference``: a WAV of a speaker whose voice says it (the TTS predictor clones it) instead of ``voice``."""
     parameters = {"model": req.model, "voice": req.voice_name, "speed": req.speed}
     header = new_request(parameters | ({"language": language} if language else {}))
-    return header, [Blob.of("text", [req.input.encode("utf-8")])]
+    blobs = [Blob.of("text", [req.input.encode("utf-8")])]
+    return header, blobs + ([Blob.of("reference", [reference])] if reference is not None else [])
 
 
 @dataclass(frozen=True)
@@ -131,8 +135,10 @@ class PcmStream:
             await self.response.aclose()
 
 
-async def open_stream(backend: Backend, req: SpeechRequest, language: str | None = None) -> PcmStream:
-    header, blobs = _backend_request(req, language)
+async def open_stream(
+    backend: Backend, req: SpeechRequest, language: str | None = None, reference: bytes | None = None
+) -> PcmStream:
+    header, blobs = _backend_request(req, language, reference)
     response = await backend.open_stream(header, blobs)
     try:
         return PcmStream(response)

@@ -25,6 +25,7 @@ from services.tts import samples
 from services.tts import text as texts
 from services.tts.consents import Consent, check_fields
 from services.tts.settings import TtsSettings
+from services.tts.speaker_voice import SpeakerVoices, reference_speech
 from services.tts.tempo import change_speed
 from services.tts.voice_library import VoiceLibrary, VoiceUpload, condition
 from services.tts.voice_store import ID_PREFIX, StoredVoice
@@ -49,6 +50,7 @@ class SpeechJob:
     speed: float = 1.0
     language: str | None = None
     clone: StoredVoice | None = None  # a voice uploaded through the API
+    reference: np.ndarray | None = None  # a live speaker's speech (``services.tts.speaker_voice``)
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,7 @@ class TtsEngine:
             keep_while=lambda: self.waiting() > 0,
         )
         self.voices = VoiceLibrary(settings, settings.voice_store or coqui_cache_dir() / "voice-store")
+        self.speakers = SpeakerVoices(settings.speaker_latents_cached)
         self.streams_cancelled = 0
         self.facts = ModelFacts.from_config(Path(settings.model))  # completed by the first load
 
@@ -160,8 +163,9 @@ class TtsEngine:
             log.warning("no default speaker reference (%s): falling back to built-in speakers", exc)
 
     # -- requests --------------------------------------------------------------------------
-    def job(self, params: dict[str, Any], text: str) -> SpeechJob:
-        """The request checked once, before any model work."""
+    def job(self, params: dict[str, Any], text: str, reference: bytes | memoryview | None = None) -> SpeechJob:
+        """The request checked once, before any model work. ``reference``: a recording of the speaker
+        whose voice speaks it (instead of ``voice``)."""
         model = params.get("model")
         if model is not None and model not in self.settings.public_models:
             raise BadSpeechRequest(
@@ -182,6 +186,11 @@ class TtsEngine:
             raise BadSpeechRequest("speed must be between 0.25 and 4.0", param="speed")
         voice, language = params.get("voice"), params.get("language")
         voice = str(voice) if voice else None
+        if reference is not None:
+            if self.facts.clones is False:
+                raise self._cannot_clone("reference")
+            speech = reference_speech(reference)
+            return SpeechJob(cleaned, None, speed, str(language) if language else None, None, speech)
         clone = self.voices.clone_for(voice, OWNER.get())
         return SpeechJob(cleaned, voice, speed, str(language) if language else None, clone)
 
@@ -235,10 +244,10 @@ class TtsEngine:
         speech = samples.prepare(recording, 1.0, 60.0, cancel, param="recording")
         return self.voices.consents.create(name, language, speech, samples.RATE, OWNER.get() or None)
 
-    def _cannot_clone(self) -> BadRequest:
+    def _cannot_clone(self, param: str = "audio_sample") -> BadRequest:
         return BadRequest(
             f"the speech model '{echo(self.settings.model)}' cannot clone voices (XTTS can)",
-            param="audio_sample",
+            param=param,
             code="voice_cloning_unsupported",
         )
 
@@ -266,6 +275,8 @@ class TtsEngine:
     def _pieces_audio(self, job: SpeechJob, cancel: threading.Event | None, streaming: bool) -> Iterator[Audio]:
         started, produced = time.perf_counter(), 0.0
         with self.coqui.exclusive() as tts:
+            if job.reference is not None and not _clones(tts):
+                raise self._cannot_clone("reference")
             if job.clone is not None and not _clones(tts):
                 raise BadSpeechRequest(
                     f"the speech model '{echo(self.settings.model)}' cannot use uploaded voices",
@@ -295,6 +306,7 @@ class TtsEngine:
         if _clones(tts):
             model = tts.synthesizer.tts_model
             languages = list(getattr(model.config, "languages", None) or [default])
+            default = _spoken_as(default, languages)
             pieces = []
             for sentence in sentences:
                 language = texts.script_language(sentence, default, languages)
@@ -328,7 +340,9 @@ class TtsEngine:
 
     def _xtts_audio(self, tts: Any, pieces: list[Piece], job: SpeechJob, streaming: bool) -> Iterator[Audio]:
         model = tts.synthesizer.tts_model
-        if job.clone is not None:
+        if job.reference is not None:
+            latent, embedding = self.speakers.latents(model, job.reference)
+        elif job.clone is not None:
             latent, embedding = self.voices.latents(model, job.clone)
         else:
             latent, embedding = self._xtts_voice(model, self.voice_for(tts, job.voice))
@@ -384,6 +398,20 @@ class TtsEngine:
             sound_norm_refs=cfg.sound_norm_refs,
         )
         return voice["gpt_conditioning_latents"], voice["speaker_embedding"]
+
+
+def _spoken_as(language: str, languages: list[str]) -> str:
+    """XTTS's name for ``language`` (``zh`` is its ``zh-cn``); a 400 when it cannot speak it."""
+    if language in languages:
+        return language
+    named = [known for known in languages if known.split("-")[0] == language]
+    if not named:
+        raise BadSpeechRequest(
+            f"the speech model cannot speak '{echo(language)}'; it speaks {', '.join(languages)}",
+            param="language",
+            code="unsupported_language",
+        )
+    return named[0]
 
 
 def _xtts_fits(model: Any, language: str) -> Callable[[str], bool]:

@@ -25,7 +25,7 @@ from services.tts.voice_routes import BODY_OVERHEAD, add_voice_routes
 class TtsPredictor(LazyPredictor):
     speech_engine: TtsEngine
     label = "TTS"
-    inputs = (TensorSpec("text", "BYTES", (1,)),)
+    inputs = (TensorSpec("text", "BYTES", (1,)), TensorSpec("reference", "BYTES", (1,)))
     outputs = (TensorSpec("audio", "FP32", (-1,)),)
 
     def public_models(self) -> list[str]:
@@ -46,11 +46,13 @@ class TtsPredictor(LazyPredictor):
         try:
             (raw,) = request.tensor("text").elements()
             text = bytes(raw).decode("utf-8")
+            given = request.optional("reference")
+            (reference,) = given.elements() if given is not None else (None,)
         except (v2wire.WireError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
             raise BadRequest(
                 "TTS backend: input 'text' must be one UTF-8 BYTES element", param="input", code="malformed_request"
             ) from exc
-        return self.speech_engine.job(request.parameters, text)
+        return self.speech_engine.job(request.parameters, text, reference)
 
     def run(self, job: SpeechJob, cancel: threading.Event) -> list[v2wire.BinaryOutput]:
         audio = self.speech_engine.synthesize(job, cancel)

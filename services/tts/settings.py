@@ -51,6 +51,13 @@ class TtsSettings(PredictorSettings):
     max_voices: int = Field(
         20, ge=0, le=10_000, description="Uploaded voices kept at most per owner (OpenAI: 20); 0 turns uploads off."
     )
+    speaker_latents_cached: int = Field(
+        32,
+        ge=1,
+        le=1024,
+        description="Conditioning latents of live speakers' references (realtime translation in the "
+        "speaker's voice) kept in memory.",
+    )
     max_sample_bytes: int = Field(
         10 * 1024 * 1024, ge=1024, description="Largest voice sample upload (OpenAI: 10 MiB; 413 above)."
     )

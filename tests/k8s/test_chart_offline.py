@@ -309,6 +309,7 @@ def test_every_setting_is_set_by_the_chart(component, settings_cls):
         "gateway.quotas.redis.url": "redis://redis:6379/0",
         "gateway.quotas.redis.passwordSecret": "redis",
         "asr.computeType": "int8",
+        "gateway.translation.speechModel": "tts-1",
     }
     docs = objects(render(values=given).stdout)
     container = (

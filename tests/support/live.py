@@ -20,6 +20,7 @@ from scripts.devstack import free_port
 from services.asr.live.route import add_live_route
 from services.asr.live.session import Decoded, LiveConfig
 from services.asr.settings import AsrSettings
+from services.asr.text_translation import UnsupportedLanguage
 from services.asr.vad import FRAME
 from services.common import live_wire as wire
 from services.common.draining import Drain
@@ -69,11 +70,21 @@ class ScriptedWhisper:
     request_ids: set[str] = field(default_factory=set)
     hold: Callable[[bool, float], object] | None = None  # called in the worker thread before answering
     fail: bool = False  # every decode raises (a model failure)
+    heard: str = "en"  # the language it detects
+    tasks: list[str] = field(default_factory=list)
 
     def __call__(
-        self, audio: np.ndarray, config: LiveConfig, *, final: bool, language: str | None, cancel: threading.Event
+        self,
+        audio: np.ndarray,
+        config: LiveConfig,
+        *,
+        final: bool,
+        language: str | None,
+        cancel: threading.Event,
+        task: str = "transcribe",
     ) -> Decoded:
         self.calls.append((final, audio.size / wire.RATE))
+        self.tasks.append(task)
         self.request_ids.add(REQUEST_ID.get())
         if self.fail:
             raise RuntimeError("CUDA error: /secret/path exploded")
@@ -89,7 +100,27 @@ class ScriptedWhisper:
         if cut:
             said.append(WORDS[len(edges) % len(WORDS)] if final else "uh")
         text = " ".join(said)  # as Whisper writes a clip: a capital, a full stop at the end
-        return Decoded(text.capitalize() + "." if text else "", language or "en")
+        if task == "translate":  # "English": the same words, shouted
+            return Decoded(text.upper() + "." if text else "", "en")
+        return Decoded(text.capitalize() + "." if text else "", language or self.heard)
+
+
+@dataclass
+class ScriptedTranslator:
+    """Text translation that knows a few languages and writes the words backwards."""
+
+    known: frozenset[str] = frozenset({"en", "de", "fr"})
+    calls: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def languages(self) -> frozenset[str]:
+        return self.known
+
+    def translate(self, text: str, source: str, target: str, cancel: threading.Event) -> str:
+        self.calls.append((text, source, target))
+        for language in (source, target):
+            if language not in self.known:
+                raise UnsupportedLanguage(language)
+        return " ".join(word[::-1] for word in text.split())
 
 
 @contextlib.contextmanager

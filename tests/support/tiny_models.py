@@ -186,6 +186,57 @@ def build_wav2vec2(out: Path) -> Path:
     return out
 
 
+def build_m2m100(out: Path) -> Path:
+    """A tiny M2M100 (text translation) with a SentencePiece vocabulary trained on the corpus, saved as
+    the hub's checkpoints are (tokenizer files and weights)."""
+    import io
+
+    import sentencepiece as spm
+    import torch
+    from transformers import M2M100Config, M2M100ForConditionalGeneration, M2M100Tokenizer
+
+    out.mkdir(parents=True, exist_ok=True)
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(CORPUS * 4),
+        model_writer=model,
+        vocab_size=80,
+        model_type="bpe",
+        character_coverage=1.0,
+        bos_id=-1,
+        eos_id=-1,
+        unk_id=0,
+        pad_id=-1,
+        minloglevel=2,
+    )
+    (out / "sentencepiece.bpe.model").write_bytes(model.getvalue())
+    pieces = spm.SentencePieceProcessor(model_proto=model.getvalue())
+    vocab = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3}
+    for i in range(pieces.get_piece_size()):
+        vocab.setdefault(pieces.id_to_piece(i), len(vocab))
+    (out / "vocab.json").write_text(json.dumps(vocab))
+    tokenizer = M2M100Tokenizer(str(out / "vocab.json"), str(out / "sentencepiece.bpe.model"))
+    tokenizer.save_pretrained(out)
+    config = M2M100Config(
+        vocab_size=max(tokenizer.lang_code_to_id.values()) + 9,  # the language tokens, 8 made-up words
+        d_model=16,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=32,
+        decoder_ffn_dim=32,
+        max_position_embeddings=128,
+        pad_token_id=1,
+        bos_token_id=0,
+        eos_token_id=2,
+        decoder_start_token_id=2,
+    )
+    torch.manual_seed(0)
+    M2M100ForConditionalGeneration(config).save_pretrained(out)
+    return out
+
+
 def _save_pyannote(model, path: Path) -> None:
     import lightning
     import torch
@@ -267,6 +318,7 @@ def build_all(root: Path) -> dict[str, Path]:
         "vits_single": build_vits(root / "vits-single"),
         "xtts": build_xtts(root / "xtts"),
         "wav2vec2": build_wav2vec2(root / "wav2vec2"),
+        "m2m100": build_m2m100(root / "m2m100"),
         "diarization": build_diarization(root / "diarization"),
     }
 

@@ -17,14 +17,21 @@ from services.asr.live.turns import Started, Stopped, TurnDetector
 from services.asr.vad import FRAME
 from services.common import live_wire as wire
 from services.common.live_wire import Vad
-from tests.support.live import IN_RATE, ScriptedWhisper, loudness, tone_words
+from tests.support.live import IN_RATE, ScriptedTranslator, ScriptedWhisper, loudness, tone_words
 
 
 class Harness:
-    def __init__(self, config: LiveConfig, **limits: float) -> None:
+    def __init__(self, config: LiveConfig, translator: ScriptedTranslator | None = None, **limits: float) -> None:
         self.whisper = ScriptedWhisper()
         self.events: list[dict] = []
-        self.session = LiveSession(config, self.whisper, loudness, self._emit, **limits)  # type: ignore[arg-type]
+        self.session = LiveSession(
+            config,
+            self.whisper,
+            loudness,
+            self._emit,
+            translator=translator,
+            **limits,  # type: ignore[arg-type]
+        )
 
     async def _emit(self, event: dict) -> None:
         self.events.append(event)
@@ -358,3 +365,48 @@ def test_one_batch_of_frames_can_end_a_turn_and_start_the_next():
     events = detector.feed(0, [0.9] * 5 + [0.1] * 6 + [0.9] * 4)
     assert events == [Started(0), Stopped(5 * FRAME, 0), Started(11 * FRAME - 1024)]
     assert detector.in_speech and detector.start == 11 * FRAME - 1024
+
+
+def test_translation_sessions_translate_each_item_by_whisper_into_english_and_by_text_otherwise():
+    async def scenario(target: str, heard: str, translator: ScriptedTranslator | None) -> Harness:
+        h = Harness(LiveConfig(turn_detection=VAD, delay="xhigh"), translator)
+        await h.session.configure(LiveConfig(turn_detection=VAD, delay="xhigh", translate_to=target))
+        h.whisper.heard = heard
+        await h.feed(tone_words(3))
+        await h.finals()
+        return h
+
+    english = asyncio.run(scenario("en", "de", None))
+    (item,) = english.of(wire.COMPLETED)
+    assert (item["transcript"], item["language"]) == ("Alpha bravo charlie.", "de")
+    assert item["translation"] == {"text": "ALPHA BRAVO CHARLIE.", "language": "en"}
+    assert english.whisper.tasks == ["transcribe", "translate"]  # one final, then its translation
+    assert set(item["timings"]) == {"transcribe", "translate"}
+
+    same = asyncio.run(scenario("en", "en", None))  # English already: no second decode
+    assert same.of(wire.COMPLETED)[0]["translation"]["text"] == "Alpha bravo charlie."
+    assert same.whisper.tasks == ["transcribe"]
+
+    translator = ScriptedTranslator()
+    french = asyncio.run(scenario("fr", "de", translator))
+    assert french.of(wire.COMPLETED)[0]["translation"] == {"text": "ahplA ovarb .eilrahc", "language": "fr"}
+    assert translator.calls == [("Alpha bravo charlie.", "de", "fr")]
+
+    unknown = asyncio.run(scenario("fr", "ja", ScriptedTranslator()))  # a source the model lacks
+    (item,) = unknown.of(wire.COMPLETED)
+    assert item["transcript"] == "Alpha bravo charlie." and "translation" not in item
+    assert item["translation_error"]["code"] == "unsupported_language"
+
+
+def test_a_target_language_is_checked_when_configured():
+    async def scenario(translator: ScriptedTranslator | None, target: str) -> str:
+        h = Harness(LiveConfig(), translator)
+        with pytest.raises(LiveError) as refused:
+            await h.session.configure(LiveConfig(translate_to=target))
+        assert refused.value.param == "session.audio.output.language"
+        return refused.value.code
+
+    assert asyncio.run(scenario(None, "fr")) == "unsupported_language"  # no text translation model
+    assert asyncio.run(scenario(ScriptedTranslator(), "sv")) == "unsupported_language"
+    with pytest.raises(LiveError):
+        LiveConfig.from_wire({"translate_to": "French!"})

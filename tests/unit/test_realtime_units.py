@@ -17,6 +17,7 @@ from starlette.testclient import WebSocketDenialResponse
 from services.gateway.realtime.config import ConfigError, SessionConfig, Vad
 from services.gateway.realtime.session import memory_bound
 from services.gateway.settings import GatewaySettings
+from services.gateway.translation.session import memory_bound as translation_memory_bound
 from tests.support.live import IN_RATE, LivePredictor, ScriptedWhisper, live_predictor, tone_words
 from tests.unit.conftest import KEYS, Gateway, make_gateway
 
@@ -78,14 +79,20 @@ def test_bad_configurations_name_the_field(session, param):
 
 
 def test_the_charts_sessions_fit_the_gateways_memory_limit():
-    """Every realtime session at its bound (a largest message, decoded, and a full outbox) fits in the
-    gateway pod's memory limit with half of it left for everything else."""
+    """Every realtime transcription and translation session at its bound (a largest message, decoded,
+    a full outbox, a translation's speaker reference) fits in the gateway pod's memory limit with half
+    of it left for everything else."""
     values = yaml.safe_load(Path("charts/speech-stack/values.yaml").read_text())
     gateway = values["gateway"]
-    settings = GatewaySettings(realtime_max_event_bytes=gateway["realtime"]["maxEventBytes"])
+    settings = GatewaySettings(
+        realtime_max_event_bytes=gateway["realtime"]["maxEventBytes"],
+        translation_voice_seconds=gateway["translation"]["voiceSeconds"],
+    )
     limit = gateway["resources"]["limits"]["memory"]
     assert limit.endswith("Gi")
-    assert gateway["realtime"]["maxSessions"] * memory_bound(settings) <= float(limit[:-2]) * 2**30 / 2
+    held = gateway["realtime"]["maxSessions"] * memory_bound(settings)
+    held += gateway["translation"]["maxSessions"] * translation_memory_bound(settings)
+    assert held <= float(limit[:-2]) * 2**30 / 2
 
 
 # -- the WebSocket route ---------------------------------------------------------------------------

@@ -17,7 +17,7 @@ import numpy as np
 from fastapi import FastAPI, WebSocket
 from starlette.websockets import WebSocketDisconnect
 
-from services.asr.live.session import Decode, LiveConfig, LiveError, LiveSession
+from services.asr.live.session import Decode, LiveConfig, LiveError, LiveSession, Translator
 from services.asr.settings import AsrSettings
 from services.common import live_wire as wire
 from services.common.asgi import deny_websocket
@@ -33,9 +33,17 @@ Score = Callable[[np.ndarray], list[float]]
 
 
 def add_live_route(
-    app: FastAPI, name: str, *, decode: Decode, score: Score, settings: AsrSettings, drain: Drain
+    app: FastAPI,
+    name: str,
+    *,
+    decode: Decode,
+    score: Score,
+    settings: AsrSettings,
+    drain: Drain,
+    translator: Translator | None = None,
 ) -> None:
-    """``decode``: one Whisper decode of a turn (``AsrEngine.live``); ``score``: VAD speech probabilities."""
+    """``decode``: one Whisper decode of a turn (``AsrEngine.live``); ``score``: VAD speech probabilities;
+    ``translator``: text translation for translation sessions into languages other than English."""
     open_sessions = [0]
 
     @app.websocket(f"/v2/models/{name}/live")
@@ -56,13 +64,15 @@ def add_live_route(
         drain.in_flight += 1
         try:
             await ws.accept()
-            await serve(ws, decode, score, settings)
+            await serve(ws, decode, score, settings, translator)
         finally:
             open_sessions[0] -= 1
             drain.in_flight -= 1
 
 
-async def serve(ws: WebSocket, decode: Decode, score: Score, settings: AsrSettings) -> None:
+async def serve(
+    ws: WebSocket, decode: Decode, score: Score, settings: AsrSettings, translator: Translator | None = None
+) -> None:
     REQUEST_ID.set(ws.headers.get("x-request-id") or "-")
     events: asyncio.Queue[dict | None] = asyncio.Queue(EVENT_BACKLOG)
     writer = asyncio.create_task(_write(ws, events))
@@ -77,6 +87,7 @@ async def serve(ws: WebSocket, decode: Decode, score: Score, settings: AsrSettin
         emit,
         max_buffer_seconds=settings.live_max_buffer_seconds,
         max_items=settings.live_max_items,
+        translator=translator,
     )
     clean, frames = False, 0
     try:
@@ -116,6 +127,7 @@ async def _handle(
         event_id, kind = control.get("event_id"), control.get("type")
         if kind == wire.CONFIGURE:
             await session.configure(LiveConfig.from_wire(control))
+            await emit({"type": wire.CONFIGURED, "event_id": event_id})
         elif kind == wire.COMMIT:
             await session.commit()
         elif kind == wire.CLEAR:

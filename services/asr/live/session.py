@@ -22,6 +22,7 @@ import contextlib
 import logging
 import secrets
 import threading
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from services.asr.live.agreement import LocalAgreement, joined
 from services.asr.live.audio_in import BadAudioChunk, InputAudio
 from services.asr.live.buffer import AudioBuffer
 from services.asr.live.turns import Started, TurnDetector
+from services.asr.text_translation import UnsupportedLanguage
 from services.asr.vad import FRAME
 from services.common import live_wire as wire
 from services.common.live_wire import RATE, Vad
@@ -62,6 +64,7 @@ class LiveConfig:
     logprobs: bool = False
     turn_detection: Vad | None = field(default_factory=Vad)
     delay: str = "low"
+    translate_to: str | None = None  # a translation session's output language: each item is translated too
 
     @classmethod
     def from_wire(cls, message: dict[str, Any]) -> LiveConfig:
@@ -74,11 +77,15 @@ class LiveConfig:
                 logprobs=bool(message.get("logprobs", False)),
                 turn_detection=Vad.from_wire(message.get("turn_detection")),
                 delay=str(message.get("delay", cls.delay)),
+                translate_to=message.get("translate_to"),
             )
         except (TypeError, ValueError) as exc:
             raise LiveError("malformed session configuration", "invalid_value", "session") from exc
         if config.format not in wire.INPUT_RATES or config.delay not in wire.DELAYS:
             raise LiveError("unknown input format or delay", "invalid_value", "session")
+        target = config.translate_to
+        if target is not None and not (isinstance(target, str) and wire.LANGUAGE_CODE.fullmatch(target)):
+            raise LiveError("translate_to must be a language code", "invalid_value", "session")
         return config
 
 
@@ -91,8 +98,23 @@ class Decoded:
 
 class Decode(Protocol):
     def __call__(
-        self, audio: np.ndarray, config: LiveConfig, *, final: bool, language: str | None, cancel: threading.Event
+        self,
+        audio: np.ndarray,
+        config: LiveConfig,
+        *,
+        final: bool,
+        language: str | None,
+        cancel: threading.Event,
+        task: str = "transcribe",
     ) -> Decoded: ...
+
+
+class Translator(Protocol):
+    """Text translation into languages other than English (``services.asr.text_translation``)."""
+
+    def languages(self) -> frozenset[str]: ...
+
+    def translate(self, text: str, source: str, target: str, cancel: threading.Event) -> str: ...
 
 
 @dataclass(eq=False)
@@ -127,8 +149,10 @@ class LiveSession:
         *,
         max_buffer_seconds: float = 300.0,
         max_items: int = 4,
+        translator: Translator | None = None,
     ) -> None:
         self.config, self.decode, self.score, self.emit = config, decode, score, emit
+        self.translator = translator
         self.max_buffer = int(max_buffer_seconds * RATE)
         self.max_items = max_items
         self.input = InputAudio(config.format)
@@ -143,12 +167,28 @@ class LiveSession:
 
     # -- control -----------------------------------------------------------------------------------
     async def configure(self, config: LiveConfig) -> None:
+        target = config.translate_to
+        if target not in (None, "en", self.config.translate_to):
+            await self._check_target(str(target))
         if config.format != self.config.format:
             self.input = InputAudio(config.format)
         if config.turn_detection != self.config.turn_detection:
             self.detector = TurnDetector(config.turn_detection) if config.turn_detection else None
             self._abandon_turn()
         self.config = config
+
+    async def _check_target(self, target: str) -> None:
+        """A target other than English needs the text translation model to know it."""
+        param = "session.audio.output.language"
+        if self.translator is None:
+            raise LiveError(f"this server translates into English only, not '{target}'", "unsupported_language", param)
+        try:
+            known = await asyncio.to_thread(self.translator.languages)
+        except Exception as exc:  # noqa: BLE001 - the model could not load: named, logged
+            log.warning("text translation model failed to load: %s: %s", type(exc).__name__, exc)
+            raise LiveError("the text translation model is unavailable", "backend_failed", param) from None
+        if target not in known:
+            raise LiveError(f"the translation model cannot translate into '{target}'", "unsupported_language", param)
 
     async def commit(self) -> None:
         start = self.turn.start if self.turn else max(self.buffer.start, self.heard)
@@ -273,7 +313,7 @@ class LiveSession:
             self._releasing = asyncio.create_task(self._release())
 
     async def _final(self, turn: Turn, audio: np.ndarray) -> dict:
-        cancel = threading.Event()
+        cancel, started = threading.Event(), time.perf_counter()
         try:
             decoded = await asyncio.to_thread(
                 self.decode, audio, self.config, final=True, language=turn.language, cancel=cancel
@@ -293,14 +333,51 @@ class LiveSession:
             }
         rest = turn.agreement.finish(decoded.text)
         transcript = " ".join([*turn.agreement.sent, *rest])
+        translated: dict[str, Any] = {}
+        if self.config.translate_to:
+            decoded_at = time.perf_counter()
+            translated = await self._translated(turn, audio, decoded, cancel)
+            translated["timings"] = {
+                "transcribe": round(decoded_at - started, 3),
+                "translate": round(time.perf_counter() - decoded_at, 3),
+            }
         return {
             "type": wire.COMPLETED,
             "item_id": turn.item_id,
             "transcript": transcript,
+            "language": decoded.language,
             "rest": joined(rest, first=not turn.agreement.sent),
             "seconds": round(audio.size / RATE, 3),
             "logprobs": decoded.logprobs,
+            **translated,
         }
+
+    async def _translated(self, turn: Turn, audio: np.ndarray, decoded: Decoded, cancel: threading.Event) -> dict:
+        """The item in the session's output language: into English, Whisper's translate task on its audio
+        (its transcript when it was English already); into another language, its transcript translated
+        by the text translation model. A failure is the item's ``translation_error``, never its transcript's."""
+        target, source = str(self.config.translate_to), decoded.language
+        try:
+            if source == target or not decoded.text:
+                text = decoded.text
+            elif target == "en":
+                english = await asyncio.to_thread(
+                    self.decode, audio, self.config, final=True, language=source, cancel=cancel, task="translate"
+                )
+                text = english.text
+            elif self.translator is None:
+                raise UnsupportedLanguage(target)
+            else:
+                text = await asyncio.to_thread(self.translator.translate, decoded.text, source, target, cancel)
+        except asyncio.CancelledError:
+            cancel.set()
+            raise
+        except UnsupportedLanguage as exc:
+            return {"translation_error": {"code": "unsupported_language", "message": str(exc)}}
+        except Exception as exc:  # noqa: BLE001 - the item keeps its transcript
+            log.warning("live item %s: translation failed: %s: %s", turn.item_id, type(exc).__name__, exc)
+            return {"translation_error": {"code": "backend_failed", "message": "ASR backend failed while translating"}}
+        return {"translation": {"text": text, "language": target}}
 
     async def _release(self) -> None:
         """Final events in commit order: the last delta of an item, then its completed (or failed)."""

@@ -66,22 +66,28 @@ class ClientEventError(Exception):
 class Outbox:
     """Events for the client, sent by one writer task; bounded in bytes."""
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int = OUTBOX_BYTES) -> None:
         self.queue: asyncio.Queue[str | None] = asyncio.Queue()
-        self.bytes = 0
+        self.bytes, self.limit = 0, limit
         self.overflowed = False
+        self.room = asyncio.Event()  # set while at most half the limit waits: producers may wait on it
+        self.room.set()
 
     def put(self, event: dict) -> None:
         text = json.dumps(event)
-        if self.bytes + len(text) > OUTBOX_BYTES:
+        if self.bytes + len(text) > self.limit:
             self.overflowed = True
             return
         self.bytes += len(text)
         self.queue.put_nowait(text)
+        if self.bytes > self.limit // 2:
+            self.room.clear()
 
     async def write(self, ws: WebSocket) -> None:
         while (text := await self.queue.get()) is not None:
             self.bytes -= len(text)
+            if self.bytes <= self.limit // 2:
+                self.room.set()
             try:
                 await ws.send_text(text)
             except (WebSocketDisconnect, RuntimeError, OSError):
@@ -122,7 +128,7 @@ class RealtimeSession:
         REQUEST_ID.set(self.id)
         writer = asyncio.create_task(self.outbox.write(self.ws))
         reader = asyncio.create_task(self._from_predictor())
-        self.send({"type": "session.created", "session": self.config.render_ga(self.id, self.expires_at)})
+        self.send(self.created())
         closing: SessionClosed | None = None
         try:
             await self._configure()
@@ -133,6 +139,9 @@ class RealtimeSession:
             pass
         finally:
             await self._finish(closing, writer, reader)
+
+    def created(self) -> dict:
+        return {"type": "session.created", "session": self.config.render_ga(self.id, self.expires_at)}
 
     async def _from_client(self, reader: asyncio.Task) -> SessionClosed | None:
         while True:
@@ -187,9 +196,7 @@ class RealtimeSession:
         with contextlib.suppress(Exception):  # the predictor's session ends: its work for this client stops
             await self.upstream.close(1000 if clean else 1001)
         reader.cancel()
-        if closing is not None and closing.error is not None:  # the server's side (1001, 1011) or the session's
-            kind = "server_error" if closing.code in (1001, 1011) else "invalid_request_error"
-            self.error(closing.error[1], closing.error[0], type_=kind)
+        self._last_events(closing)
         self.outbox.queue.put_nowait(None)
         if closing is not None and closing.code == 1008:
             writer.cancel()  # nobody reads: do not wait for the backlog
@@ -199,6 +206,11 @@ class RealtimeSession:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.ws.close(closing.code, closing.reason), WS_CLOSE_SECONDS)
         log.info("realtime session %s ended (%s)", self.id, closing.reason if closing else "client closed")
+
+    def _last_events(self, closing: SessionClosed | None) -> None:
+        if closing is not None and closing.error is not None:  # the server's side (1001, 1011) or the session's
+            kind = "server_error" if closing.code in (1001, 1011) else "invalid_request_error"
+            self.error(closing.error[1], closing.error[0], type_=kind)
 
     async def _drained(self) -> None:
         if self.pending:
@@ -244,29 +256,32 @@ class RealtimeSession:
         if not isinstance(event, dict) or not isinstance(event.get("type"), str):
             self.error("An event is a JSON object with a string 'type'.", "invalid_event", param="type")
             return
-        event_id, kind = event.get("event_id"), event["type"]
+        event_id = event.get("event_id")
         try:
-            if kind == "session.update":
-                await self.update(event.get("session"), beta=False)
-            elif kind == "transcription_session.update":
-                await self.update(event.get("session"), beta=True)
-            elif kind == "input_audio_buffer.append":
-                await self.append(event.get("audio"), event_id)
-            elif kind == "input_audio_buffer.commit":
-                await self._control(wire.COMMIT, event_id)
-            elif kind == "input_audio_buffer.clear":
-                await self._control(wire.CLEAR, event_id)
-            else:
-                raise ClientEventError(
-                    f"Invalid value: '{echo(kind)}'. A transcription session takes session.update, "
-                    "transcription_session.update and input_audio_buffer.append, .commit and .clear.",
-                    "invalid_value",
-                    "type",
-                )
+            await self.dispatch(event["type"], event, event_id)
         except ConfigError as exc:
             self.error(exc.message, "invalid_value", param=exc.param, event_id=event_id)
         except ClientEventError as exc:
             self.error(exc.message, exc.code, param=exc.param, event_id=event_id)
+
+    async def dispatch(self, kind: str, event: dict, event_id: Any) -> None:
+        if kind == "session.update":
+            await self.update(event.get("session"), beta=False)
+        elif kind == "transcription_session.update":
+            await self.update(event.get("session"), beta=True)
+        elif kind == "input_audio_buffer.append":
+            await self.append(event.get("audio"), event_id)
+        elif kind == "input_audio_buffer.commit":
+            await self._control(wire.COMMIT, event_id)
+        elif kind == "input_audio_buffer.clear":
+            await self._control(wire.CLEAR, event_id)
+        else:
+            raise ClientEventError(
+                f"Invalid value: '{echo(kind)}'. A transcription session takes session.update, "
+                "transcription_session.update and input_audio_buffer.append, .commit and .clear.",
+                "invalid_value",
+                "type",
+            )
 
     async def update(self, session: Any, *, beta: bool) -> None:
         config = self.config.update_beta(session) if beta else self.config.update_ga(session)
@@ -309,12 +324,16 @@ class RealtimeSession:
                 "audio/pcm audio is 16-bit: an odd number of bytes cannot be PCM16", "invalid_value", "audio"
             )
         if data:
-            await self.upstream.send(data)
-            self.frames += 1
-            if event_id is not None:
-                self.append_ids[self.frames] = echo(event_id)
-                if len(self.append_ids) > APPEND_IDS:
-                    del self.append_ids[next(iter(self.append_ids))]
+            await self.forward(data, event_id)
+
+    async def forward(self, data: bytes, event_id: Any) -> None:
+        """Decoded audio on to the predictor; the append's event_id kept for errors about it."""
+        await self.upstream.send(data)
+        self.frames += 1
+        if event_id is not None:
+            self.append_ids[self.frames] = echo(event_id)
+            if len(self.append_ids) > APPEND_IDS:
+                del self.append_ids[next(iter(self.append_ids))]
 
     # -- the predictor's events -------------------------------------------------------------------
     async def _from_predictor(self) -> None:

@@ -1,0 +1,1 @@
+"""Realtime translation sessions (OpenAI's ``realtime.translations``)."""
