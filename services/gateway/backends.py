@@ -104,6 +104,33 @@ class Backend:
             replica = self.replicas.choose(tried)
             if replica is None:
                 break
+            response, failure, reason = await self._attempt(replica, method, path, body, headers, stream=stream)
+            if response is not None and reason is None:
+                return response
+            if response is None:
+                if self.replicas.many:
+                    tried.add(replica)
+                log.info("%s backend: %s on %s; sending on", self.label, type(failure).__name__, replica.url)
+                continue
+            tried.add(replica)
+            refusal = response
+            if len(tried) == len(self.replicas.replicas):
+                break  # every replica refused: the client gets the refusal
+            if self.on_reroute is not None and reason is not None:
+                self.on_reroute(self.label, reason)
+        if refusal is not None:
+            return refusal
+        assert failure is not None  # noqa: S101 - the loop ran at least once
+        raise self._transport_error(failure, method)
+
+    async def _attempt(
+        self, replica: Replica, method: str, path: str, body: Body | None, headers: dict[str, str], *, stream: bool
+    ) -> tuple[httpx.Response | None, httpx.HTTPError | None, str | None]:
+        """One try on one replica: (its answer, None, why it refused or None), or (None, a transport
+        failure that may be sent on, None); a failure that may not be sent on is raised. The request
+        counts on the replica until its answer is read: a streamed one until the stream is closed."""
+        answered = False
+        try:
             request = self.client.build_request(
                 method, replica.url + path, content=body() if body else None, headers=headers
             )
@@ -112,26 +139,18 @@ class Backend:
             except httpx.HTTPError as exc:
                 if not _safe_to_resend(method, exc):
                     raise self._transport_error(exc, method) from exc
-                failure = exc
                 if isinstance(exc, httpx.ConnectError):
                     replica.avoid(UNREACHABLE_SECONDS, "unreachable")
-                if self.replicas.many:
-                    tried.add(replica)
-                log.info("%s backend: %s on %s; sending on", self.label, type(exc).__name__, replica.url)
-                continue
+                return None, exc, None
             replica.observe(response)
-            if (reason := await self._refused(replica, response)) is None:
-                return response
-            tried.add(replica)
-            refusal = response
-            if len(tried) == len(self.replicas.replicas):
-                break  # every replica refused: the client gets the refusal
-            if self.on_reroute is not None:
-                self.on_reroute(self.label, reason)
-        if refusal is not None:
-            return refusal
-        assert failure is not None  # noqa: S101 - the loop ran at least once
-        raise self._transport_error(failure, method)
+            reason = await self._refused(replica, response)
+            if reason is None and stream:
+                answered = True
+                return _finishing(response, replica), None, None
+            return response, None, reason
+        finally:
+            if not answered:  # read whole, refused, failed or cancelled: done on that replica
+                replica.finished()
 
     async def _refused(self, replica: Replica, response: httpx.Response) -> str | None:
         """Why the replica refused the request before any work (``busy``, ``draining``), or None."""
@@ -187,6 +206,7 @@ class Backend:
             if replica is None:
                 break
             url = "ws" + replica.url.removeprefix("http") + self.live_path
+            replica.finished()  # live sessions have their own limit on the predictor, not its request queue
             try:
                 return await websockets.connect(
                     url,
@@ -371,6 +391,24 @@ def request_body(header: v2wire.InferRequestHeader, blobs: list[Blob]) -> tuple[
         return parts()
 
     return body, v2wire.request_headers(head, header.body_length(head))
+
+
+def _finishing(response: httpx.Response, replica: Replica) -> httpx.Response:
+    """A streamed answer: the request counts on its replica until the stream is closed (read to its end,
+    or given up by a client that left)."""
+    close = response.aclose
+    done = [False]
+
+    async def aclose() -> None:
+        try:
+            await close()
+        finally:
+            if not done[0]:
+                done[0] = True
+                replica.finished()
+
+    response.aclose = aclose  # type: ignore[method-assign]
+    return response
 
 
 def _safe_to_resend(method: str, exc: httpx.HTTPError) -> bool:

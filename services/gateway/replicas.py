@@ -5,9 +5,12 @@ One URL (``make run``, or a predictor Service without discovery) is one replica.
 every address that name resolves to is a replica, looked up again every ``refresh`` seconds: a pod
 that is not ready (starting, or draining after SIGTERM) leaves the DNS answer, a new one joins it.
 
-Each request goes to the replica with the least load: what the replica last said of itself (every
-predictor answer carries its admission state, ``AdmissionState``, and an idle replica is asked every
-``refresh`` seconds on its readiness route) plus the requests this gateway sent it since. A replica
+Each request goes to the replica with the least load: the requests this gateway has outstanding there
+(counted exactly: from the choice until the answer is read) plus the others' (other gateway replicas):
+what the replica last said of itself (every predictor answer carries its admission state,
+``AdmissionState``, and an idle replica is asked every ``refresh`` seconds on its readiness route)
+less this gateway's own requests at that moment. A report never makes the gateway forget a request it
+sent after the report was made (which would send one request too many to a full replica). A replica
 that refused a request before working on it (429 full, 503 draining, no connection) is passed over
 for that request and, for a while, by every request (its Retry-After; a draining one until it leaves
 the DNS answer); the caller then tries the next one. DNS rather than the Kubernetes API: no client
@@ -37,19 +40,25 @@ DRAINING_SECONDS = 30.0  # ... one that answered "shutting down" (it leaves the 
 class Replica:
     url: str
     state: AdmissionState | None = None  # what it last said of itself
-    sent_since: int = 0  # requests this gateway sent it since that report
+    outstanding: int = 0  # requests of this gateway there now (chosen, answer not yet read)
+    others: int = 0  # requests of other gateways there, at its last report
     avoid_until: float = 0.0  # monotonic time until which it is passed over
     reason: str = ""  # why it is avoided (busy, draining, unreachable)
 
     def score(self) -> float:
         """Requests per place to work on them, as far as this gateway knows."""
-        state = self.state or AdmissionState(0, 0, 1, 0)
-        return (state.active + state.waiting + self.sent_since) / max(1, state.max_active)
+        places = self.state.max_active if self.state else 1
+        return (self.outstanding + self.others) / max(1, places)
 
     def observe(self, response: httpx.Response) -> None:
         state = AdmissionState.parse(response.headers.get(ADMISSION_HEADER))
         if state is not None:
-            self.state, self.sent_since = state, 0
+            self.state = state
+            self.others = max(0, state.active + state.waiting - self.outstanding)
+
+    def finished(self) -> None:
+        """A request chosen for this replica was answered (or never reached it)."""
+        self.outstanding = max(0, self.outstanding - 1)
 
     def avoid(self, seconds: float, reason: str) -> None:
         self.avoid_until, self.reason = time.monotonic() + seconds, reason
@@ -79,7 +88,7 @@ class ReplicaSet:
         fresh = [r for r in left if r.avoid_until <= now] or left
         best = min(r.score() for r in fresh)
         replica = random.choice([r for r in fresh if r.score() == best])  # noqa: S311 - spreading, not secrecy
-        replica.sent_since += 1
+        replica.outstanding += 1  # the caller calls ``finished`` once the answer is read
         return replica
 
     @property
