@@ -66,9 +66,20 @@ def client() -> openai.OpenAI:
     return openai.OpenAI(base_url=f"http://{SCALE_HOST}:{HTTP_PORT}/v1", api_key="unused", max_retries=0, timeout=120)
 
 
+def routed() -> bool:
+    """The gateway answers through the Ingress (Traefik adds the route once the gateway is Ready: before
+    that, its 404 is the Ingress's, not the API's)."""
+    with resolved({SCALE_HOST: NODE_IP}):
+        try:
+            return httpx.get(f"http://{SCALE_HOST}:{HTTP_PORT}/readyz", timeout=5).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+
 def test_two_replicas_of_each_predictor_become_ready(node):
     node.helm("install", RELEASE, str(CHART), "-n", NS, *set_args(scale_values(node)))
     node.wait("two Ready replicas of each predictor", lambda: two_of_each(node), timeout=900)
+    node.wait("the gateway through the Ingress", routed, timeout=120)
 
 
 def load(clips: list[tuple[str, Path]], during: float, action=None) -> list[tuple[int, str]]:
