@@ -96,7 +96,9 @@ def load(clips: list[tuple[str, Path]], during: float, action=None) -> list[tupl
             n += 1
             try:
                 result = sdk.audio.transcriptions.create(model="whisper-1", file=wav.open("rb"))
-                outcomes.append((200, "ok" if wer([text], [result.text]) < 0.35 else result.text))
+                # each client gets its own clip's text (another's would be a WER near 1; Whisper base
+                # hears espeak-ng's "lets teams build ... of" as "that seems built ... on": 0.4)
+                outcomes.append((200, "ok" if wer([text], [result.text]) < 0.5 else result.text))
             except openai.APIStatusError as err:
                 retry_after = err.response.headers.get("retry-after", "")
                 outcomes.append((err.status_code, retry_after + " " + err.message))
