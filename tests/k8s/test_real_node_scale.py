@@ -133,7 +133,9 @@ def test_eight_clients_share_the_replicas_and_none_gets_a_429(node, clips):
 
 def test_a_replica_deleted_under_load_ends_its_requests_cleanly(node, clips):
     """Its requests in flight finish (the pod drains) or fail with an error the client can read; new ones
-    go to the other replica; none hangs; KServe's Deployment brings a new pod."""
+    go to the other replica, which alone has half the places: until the new pod is Ready, the clients
+    beyond them get 429 with Retry-After (the server is full, not broken); none hangs; KServe's
+    Deployment brings a new pod."""
     victim = component_pods(node, "asr")[0]["metadata"]["name"]
 
     def delete() -> None:
@@ -142,8 +144,11 @@ def test_a_replica_deleted_under_load_ends_its_requests_cleanly(node, clips):
     outcomes = load(clips, SECONDS, action=delete)
     errors = [o for o in outcomes if o[0] != 200]
     assert all(status in (429, 502, 503) and detail.strip() for status, detail in errors), errors[:5]
-    assert len(errors) <= 4, errors  # at most what the deleted replica held (1 working + 3 queued)
-    assert sum(status == 200 for status, _ in outcomes) > len(outcomes) / 2
+    busy = [detail for status, detail in errors if status == 429]
+    assert all(detail.split()[0].isdigit() for detail in busy), busy[:3]  # each with its Retry-After
+    lost = [o for o in errors if o[0] != 429]
+    assert len(lost) <= 4, lost  # at most what the deleted replica held (1 working + 3 queued)
+    assert sum(status == 200 for status, _ in outcomes) >= CLIENTS
     node.wait("a replacement replica", lambda: two_of_each(node), timeout=600)
     assert victim not in {p["metadata"]["name"] for p in component_pods(node, "asr")}
 
