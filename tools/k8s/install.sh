@@ -144,11 +144,12 @@ if [ ! -f "$GWAPI/.done" ]; then
   touch "$GWAPI/.done"
 fi
 ln -sfn "$GWAPI" "$CACHE/gateway-api-crds"
-# KEDA's CRDs (ScaledObject and friends), from the module copy its build used.
-KCRDS="$CACHE/keda-crds-$KEDA_VERSION"
+# KEDA's CRDs (ScaledObject and friends, and the eventing ones its operator waits for at start: without
+# CloudEventSource it exits after a minute), from the module copy its build used.
+KCRDS="$CACHE/keda-crds-$KEDA_VERSION-with-eventing"
 if [ ! -f "$KCRDS/.done" ]; then
   mkdir -p "$KCRDS"
-  cp "$(mod_copy github.com/kedacore/keda/v2 "$KEDA_VERSION")"/config/crd/bases/keda.sh_*.yaml "$KCRDS/"
+  cp "$(mod_copy github.com/kedacore/keda/v2 "$KEDA_VERSION")"/config/crd/bases/*.yaml "$KCRDS/"
   chmod u+w "$KCRDS"/*.yaml
   touch "$KCRDS/.done"
 fi

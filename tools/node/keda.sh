@@ -24,7 +24,7 @@ if [ ! -f "$K/tls.crt" ]; then
 fi
 
 # 2. CRDs, namespace, the aggregated API and the HPA controller's right to read it
-for crd in "$KBIN"/../keda-crds/keda.sh_*.yaml; do kc apply --server-side -f "$crd" > /dev/null; done
+for crd in "$KBIN"/../keda-crds/*.yaml; do kc apply --server-side -f "$crd" > /dev/null; done
 kc apply -f - > /dev/null <<EOF
 apiVersion: v1
 kind: Namespace
