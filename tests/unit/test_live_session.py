@@ -383,6 +383,20 @@ def test_translation_sessions_translate_each_item_by_whisper_into_english_and_by
     assert english.whisper.tasks == ["transcribe", "translate"]  # one final, then its translation
     assert set(item["timings"]) == {"transcribe", "translate"}
 
+    async def untranscribed() -> Harness:  # nobody reads the German: the translate decode alone
+        h = Harness(LiveConfig(turn_detection=VAD, delay="xhigh"))
+        await h.session.configure(LiveConfig(turn_detection=VAD, delay="xhigh", translate_to="en", transcript=False))
+        h.whisper.heard = "de"
+        await h.feed(tone_words(3))
+        await h.finals()
+        return h
+
+    alone = asyncio.run(untranscribed())
+    assert alone.whisper.tasks == ["translate"]
+    (item,) = alone.of(wire.COMPLETED)
+    assert item["translation"]["text"] == "ALPHA BRAVO CHARLIE." and set(item["timings"]) == {"translate"}
+    assert not alone.of(wire.DELTA)
+
     same = asyncio.run(scenario("en", "en", None))  # English already: no second decode
     assert same.of(wire.COMPLETED)[0]["translation"]["text"] == "Alpha bravo charlie."
     assert same.whisper.tasks == ["transcribe"]

@@ -31,6 +31,7 @@ def test_updates_change_only_what_is_given_and_render_as_the_sdk_parses():
     wired = config.wire()
     assert wired["translate_to"] == "fr" and wired["model"] == "whisper-1" and wired["delay"] == "low"
     assert BASE.wire()["delay"] == "xhigh"  # no source transcript asked for: no partial decodes
+    assert wired["transcript"] and not BASE.wire()["transcript"]  # ... and no transcribing decode
 
 
 @pytest.mark.parametrize(

@@ -65,6 +65,7 @@ class LiveConfig:
     turn_detection: Vad | None = field(default_factory=Vad)
     delay: str = "low"
     translate_to: str | None = None  # a translation session's output language: each item is translated too
+    transcript: bool = True  # false: nobody reads the source text (into English: one translate decode only)
 
     @classmethod
     def from_wire(cls, message: dict[str, Any]) -> LiveConfig:
@@ -78,6 +79,7 @@ class LiveConfig:
                 turn_detection=Vad.from_wire(message.get("turn_detection")),
                 delay=str(message.get("delay", cls.delay)),
                 translate_to=message.get("translate_to"),
+                transcript=bool(message.get("transcript", True)),
             )
         except (TypeError, ValueError) as exc:
             raise LiveError("malformed session configuration", "invalid_value", "session") from exc
@@ -314,9 +316,16 @@ class LiveSession:
 
     async def _final(self, turn: Turn, audio: np.ndarray) -> dict:
         cancel, started = threading.Event(), time.perf_counter()
+        english_only = self.config.translate_to == "en" and not self.config.transcript
         try:
             decoded = await asyncio.to_thread(
-                self.decode, audio, self.config, final=True, language=turn.language, cancel=cancel
+                self.decode,
+                audio,
+                self.config,
+                final=True,
+                language=turn.language,
+                cancel=cancel,
+                task="translate" if english_only else "transcribe",
             )
         except asyncio.CancelledError:
             cancel.set()
@@ -330,6 +339,17 @@ class LiveSession:
                 "item_id": turn.item_id,
                 "code": "backend_failed",
                 "message": "ASR backend failed while transcribing",
+            }
+        if english_only:  # the one decode is the translation; no source text was asked for
+            return {
+                "type": wire.COMPLETED,
+                "item_id": turn.item_id,
+                "transcript": "",
+                "language": decoded.language,
+                "seconds": round(audio.size / RATE, 3),
+                "logprobs": None,
+                "translation": {"text": decoded.text, "language": "en"},
+                "timings": {"translate": round(time.perf_counter() - started, 3)},
             }
         rest = turn.agreement.finish(decoded.text)
         transcript = " ".join([*turn.agreement.sent, *rest])

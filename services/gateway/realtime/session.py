@@ -190,7 +190,7 @@ class RealtimeSession:
 
     async def _finish(self, closing: SessionClosed | None, writer: asyncio.Task, reader: asyncio.Task) -> None:
         clean = closing is not None and closing.code != 1008
-        if clean and self.pending and not reader.done():  # a clean close: the committed items are answered
+        if clean and self.busy() and not reader.done():  # a clean close: the committed items are answered
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._drained(), timeout=self.settings.shutdown_grace_seconds)
         with contextlib.suppress(Exception):  # the predictor's session ends: its work for this client stops
@@ -206,6 +206,10 @@ class RealtimeSession:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.ws.close(closing.code, closing.reason), WS_CLOSE_SECONDS)
         log.info("realtime session %s ended (%s)", self.id, closing.reason if closing else "client closed")
+
+    def busy(self) -> bool:
+        """Work a clean close waits for: items committed and not yet answered."""
+        return bool(self.pending)
 
     def _last_events(self, closing: SessionClosed | None) -> None:
         if closing is not None and closing.error is not None:  # the server's side (1001, 1011) or the session's

@@ -36,6 +36,7 @@ class TranslationConfig:
             "delay": self.delay if self.transcription else "xhigh",
             "turn_detection": self.turn_detection.wire(),
             "translate_to": self.language,
+            "transcript": self.transcription is not None,
         }
 
     def update(self, session: Any) -> TranslationConfig:

@@ -92,6 +92,7 @@ class TranslationSession(RealtimeSession):
         self.ends: dict[str, tuple[int, float]] = {}  # item -> (audio_end_ms, when it was heard)
         self.sent_input = self.sent_output = False  # a delta went out: later turns start with a space
         self.waiting: asyncio.Queue[Translated] = asyncio.Queue(MAX_WAITING)
+        self.unspoken = 0  # translated turns queued or being spoken
         self.acks: dict[str, asyncio.Future[dict]] = {}
         self.speaker_task: asyncio.Task | None = None
 
@@ -173,6 +174,9 @@ class TranslationSession(RealtimeSession):
         await self._ask({"type": wire.CONFIGURE, **self.config.wire()})
 
     # -- the end ----------------------------------------------------------------------------------
+    def busy(self) -> bool:
+        return bool(self.pending) or self.unspoken > 0
+
     async def _drained(self) -> None:
         """A clean close: the committed turns translated, and what they said spoken."""
         await super()._drained()
@@ -244,6 +248,7 @@ class TranslationSession(RealtimeSession):
         self.sent_output = True
         try:
             self.waiting.put_nowait(Translated(item_id, text, str(translation["language"]), step(end_ms), ended))
+            self.unspoken += 1
         except asyncio.QueueFull:
             self.error(
                 f"{MAX_WAITING} translated turns are waiting to be spoken; this one is sent as text only.",
@@ -261,6 +266,7 @@ class TranslationSession(RealtimeSession):
                 log.warning("translation %s: speaking failed: %s: %s", turn.item_id, type(exc).__name__, exc)
                 self.error("The translation could not be spoken.", "backend_failed", type_="server_error")
             finally:
+                self.unspoken -= 1
                 self.waiting.task_done()
 
     async def _speak_turn(self, turn: Translated) -> None:
