@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from services.tts import samples
+from services.tts.voice_library import conditioning
 from services.tts.voice_store import write_wav
 
 MIN_SECONDS, MAX_SECONDS = 1.0, 30.0  # speech a reference must hold; beyond, its first 30 s
@@ -37,17 +38,10 @@ class SpeakerVoices:
             if key in self._latents:
                 self._latents.move_to_end(key)
                 return self._latents[key]
-        cfg = model.config
         with tempfile.TemporaryDirectory(prefix="speaker-") as tmp:
             path = Path(tmp) / "reference.wav"
             write_wav(path, speech, samples.RATE)
-            found = model.get_conditioning_latents(
-                audio_path=str(path),
-                max_ref_length=cfg.max_ref_len,
-                gpt_cond_len=cfg.gpt_cond_len,
-                gpt_cond_chunk_len=cfg.gpt_cond_chunk_len,
-                sound_norm_refs=cfg.sound_norm_refs,
-            )
+            found = conditioning(model, path)
         with self._lock:
             self._latents[key] = found
             while len(self._latents) > self.capacity:

@@ -234,18 +234,23 @@ class VoiceLibrary:
         return self.store.delete(voice_id)
 
 
-def condition(model: Any, sample: Path, out: Path) -> tuple[Any, Any]:
-    """XTTS conditioning latents of a recording, saved to ``out`` (written whole, then renamed)."""
-    import torch
-
+def conditioning(model: Any, sample: Path) -> tuple[Any, Any]:
+    """XTTS conditioning latents of a recording, with the model's own reference settings."""
     cfg = model.config
-    gpt, embedding = model.get_conditioning_latents(
+    return model.get_conditioning_latents(
         audio_path=str(sample),
         max_ref_length=cfg.max_ref_len,
         gpt_cond_len=cfg.gpt_cond_len,
         gpt_cond_chunk_len=cfg.gpt_cond_chunk_len,
         sound_norm_refs=cfg.sound_norm_refs,
     )
+
+
+def condition(model: Any, sample: Path, out: Path) -> tuple[Any, Any]:
+    """XTTS conditioning latents of a recording, saved to ``out`` (written whole, then renamed)."""
+    import torch
+
+    gpt, embedding = conditioning(model, sample)
     partial = out.with_name(f".{out.name}.partial")
     torch.save({"gpt_cond_latent": gpt.cpu(), "speaker_embedding": embedding.cpu()}, partial)
     partial.replace(out)

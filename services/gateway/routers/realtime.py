@@ -6,14 +6,14 @@ from typing import Any
 from fastapi import APIRouter, WebSocket
 
 from services.common.asgi import deny_websocket
-from services.common.errors import BadRequest, Overloaded, ServiceError, Unavailable, echo
+from services.common.errors import BadRequest, ServiceError, echo
 from services.common.logs import REQUEST_ID
+from services.gateway import websocket_sessions as sessions
 from services.gateway.realtime.session import RealtimeSession, new_id
 from services.gateway.settings import GatewaySettings
 
 router = APIRouter(tags=["realtime"])
 log = logging.getLogger(__name__)
-SUBPROTOCOL = "realtime"
 
 
 @router.websocket("/v1/realtime")
@@ -29,13 +29,8 @@ async def realtime(websocket: WebSocket) -> None:
     if refusal is not None:
         await deny_websocket(websocket.scope, websocket.send, refusal)
         return
-    state.realtime_sessions += 1
-    state.drain.in_flight += 1  # a drain waits for sessions to close
-    try:
+    with sessions.counted(state, "realtime_sessions"):
         await _serve(websocket, state, settings, model)
-    finally:
-        state.realtime_sessions -= 1
-        state.drain.in_flight -= 1
 
 
 def _refusal(state: Any, settings: GatewaySettings, intent: str | None) -> ServiceError | None:
@@ -45,17 +40,13 @@ def _refusal(state: Any, settings: GatewaySettings, intent: str | None) -> Servi
             param="intent",
             code="invalid_value",
         )
-    if state.drain.draining:
-        return Unavailable(
-            "the gateway is shutting down; reconnect shortly", code="shutting_down", headers={"Retry-After": "1"}
-        )
-    if state.realtime_sessions >= settings.realtime_max_sessions:
-        return Overloaded(
-            f"all {settings.realtime_max_sessions} realtime sessions are in use; retry shortly",
-            code="server_busy",
-            headers={"Retry-After": str(settings.retry_after_seconds)},
-        )
-    return None
+    return sessions.refusal(
+        state,
+        state.realtime_sessions,
+        settings.realtime_max_sessions,
+        "realtime sessions",
+        settings.retry_after_seconds,
+    )
 
 
 async def _serve(websocket: WebSocket, state: Any, settings: GatewaySettings, model: str | None) -> None:
@@ -67,14 +58,9 @@ async def _serve(websocket: WebSocket, state: Any, settings: GatewaySettings, mo
         )
         await deny_websocket(websocket.scope, websocket.send, refusal)
         return
-    try:
-        await state.tenancy.audio_admission(websocket.scope)  # the key has audio left this hour
-        upstream = await state.asr.live()
-    except ServiceError as exc:
-        await deny_websocket(websocket.scope, websocket.send, exc)
+    upstream = await sessions.open_live(websocket, state)
+    if upstream is None:
         return
-    offered = websocket.scope.get("subprotocols", [])
-    await websocket.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None)
     session = RealtimeSession(
         websocket,
         settings,

@@ -12,17 +12,16 @@ from typing import Any
 from fastapi import APIRouter, WebSocket
 
 from services.common.asgi import deny_websocket
-from services.common.errors import BadRequest, Overloaded, ServiceError, Unavailable, echo
+from services.common.errors import BadRequest, ServiceError, Unavailable, echo
 from services.common.logs import REQUEST_ID
-from services.gateway.realtime.config import expires
+from services.gateway import websocket_sessions as sessions
 from services.gateway.realtime.session import new_id
 from services.gateway.settings import GatewaySettings
-from services.gateway.translation.config import TranslationConfig
+from services.gateway.translation.config import SPEAKER, TranslationConfig
 from services.gateway.translation.session import TranslationSession
 
 router = APIRouter(tags=["realtime"])
 log = logging.getLogger(__name__)
-SUBPROTOCOL = "realtime"
 FALLBACK_VOICE = "alloy"
 
 
@@ -33,27 +32,14 @@ async def translations(websocket: WebSocket) -> None:
     if refusal is not None:
         await deny_websocket(websocket.scope, websocket.send, refusal)
         return
-    state.translation_sessions += 1
-    state.drain.in_flight += 1
-    try:
+    with sessions.counted(state, "translation_sessions"):
         await _serve(websocket, state, settings)
-    finally:
-        state.translation_sessions -= 1
-        state.drain.in_flight -= 1
 
 
 def _refusal(state: Any, settings: GatewaySettings) -> ServiceError | None:
-    if state.drain.draining:
-        return Unavailable(
-            "the gateway is shutting down; reconnect shortly", code="shutting_down", headers={"Retry-After": "1"}
-        )
-    if state.translation_sessions >= settings.translation_max_sessions:
-        return Overloaded(
-            f"all {settings.translation_max_sessions} realtime translation sessions are in use; retry shortly",
-            code="server_busy",
-            headers={"Retry-After": str(settings.retry_after_seconds)},
-        )
-    return None
+    limit = settings.translation_max_sessions
+    what = "realtime translation sessions"
+    return sessions.refusal(state, state.translation_sessions, limit, what, settings.retry_after_seconds)
 
 
 async def _models(state: Any, settings: GatewaySettings, model: str | None) -> tuple[str, str, str]:
@@ -83,13 +69,12 @@ async def _serve(websocket: WebSocket, state: Any, settings: GatewaySettings) ->
     REQUEST_ID.set(session_id)
     try:
         model, whisper, speech = await _models(state, settings, websocket.query_params.get("model"))
-        await state.tenancy.audio_admission(websocket.scope)
-        upstream = await state.asr.live()
     except ServiceError as exc:
         await deny_websocket(websocket.scope, websocket.send, exc)
         return
-    offered = websocket.scope.get("subprotocols", [])
-    await websocket.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None)
+    upstream = await sessions.open_live(websocket, state)
+    if upstream is None:
+        return
     config = TranslationConfig(
         model=model,
         whisper=whisper,
@@ -110,8 +95,7 @@ async def _serve(websocket: WebSocket, state: Any, settings: GatewaySettings) ->
         tts=state.tts,
         metrics=state.metrics,
         speech_model=speech,
-        fallback_voice=FALLBACK_VOICE if settings.translation_voice == "speaker" else settings.translation_voice,
+        fallback_voice=FALLBACK_VOICE if settings.translation_voice == SPEAKER else settings.translation_voice,
     )
-    session.expires_at = expires(settings.realtime_max_session_seconds)
     log.info("realtime translation session %s started", session.id)
     await session.run()

@@ -135,8 +135,6 @@ class TranslationSession(RealtimeSession):
                 f"The model '{echo(config.transcription)}' is not a transcription model; use one of {served}",
                 "session.audio.input.transcription.model",
             )
-        if config.voice != SPEAKER:
-            self._speech_request("x", config.voice)  # a voice name the speech API refuses is refused here
         answer = await self._ask({"type": wire.CONFIGURE, **config.wire()})
         if answer.get("type") == wire.ERROR:  # the predictor cannot translate into that language
             raise ClientEventError(str(answer.get("message")), str(answer.get("code")), answer.get("param"))
@@ -280,9 +278,6 @@ class TranslationSession(RealtimeSession):
             except ServiceError as exc:
                 code = exc.code or "backend_failed"
                 self.error(f"The translation could not be spoken: {exc.message}", code, type_="server_error")
-                return
-            except ConfigError as exc:
-                self.error(f"The translation could not be spoken: {exc.message}", "invalid_value", param=exc.param)
                 return  # the turn's text went out; a model that cannot say one sentence cannot say the next
             if first and sent:
                 self.metrics.translation.labels("synthesize").observe(time.monotonic() - began)
@@ -295,7 +290,7 @@ class TranslationSession(RealtimeSession):
         configured voice)."""
         reference = self.speaker.wav() if self.config.voice == SPEAKER and self.cloning else None
         voice = self.fallback_voice if self.config.voice == SPEAKER else self.config.voice
-        req = self._speech_request(sentence, voice)
+        req = SpeechRequest(model=self.speech_model, input=sentence, voice=voice, response_format="pcm")
         try:
             pcm = await open_stream(self.tts, req, turn.language, reference)
         except ServiceError as exc:
@@ -309,16 +304,6 @@ class TranslationSession(RealtimeSession):
         async for samples in pcm.chunks():
             sent = await self._audio(await encode_step("pcm", encoder.feed, samples), turn) or sent
         return await self._audio(await encode_step("pcm", encoder.finish), turn) or sent
-
-    def _speech_request(self, text: str, voice: str) -> SpeechRequest:
-        from pydantic import ValidationError
-
-        try:
-            return SpeechRequest(model=self.speech_model, input=text, voice=voice, response_format="pcm")
-        except ValidationError as exc:
-            raise ConfigError(
-                f"the voice cannot speak: {exc.errors()[0]['msg']}", "session.audio.output.voice"
-            ) from None
 
     async def _audio(self, data: bytes, turn: Translated) -> bool:
         if not data:
