@@ -44,7 +44,7 @@ def microphone(workdir) -> Path:
     and 1.5 s after it."""
     out = workdir / "microphone.wav"
     recording = speak(SPOKEN, workdir / "microphone-16k.wav")
-    subprocess.run(["sox", str(recording), "-r", "48000", str(out), "pad", "1.0", "1.5"], check=True)
+    subprocess.run(["sox", "-D", str(recording), "-r", "48000", str(out), "pad", "1.0", "1.5"], check=True)
     return out
 
 

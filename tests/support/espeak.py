@@ -12,10 +12,13 @@ import numpy as np
 
 
 def speak(text: str, out: Path, voice: str = "en-us", rate: int = 160) -> Path:
+    """The same bytes on every run: sox dithers a resampled 16-bit file with fresh random noise by
+    default (-D turns it off), and Whisper base's words on espeak-ng speech swing with that noise
+    (word error rate 0.09-0.15 over the five test sentences, 0.14-0.26 over three of them)."""
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "raw.wav"
         subprocess.run(["espeak-ng", "-v", voice, "-s", str(rate), "-w", str(raw), text], check=True)
-        subprocess.run(["sox", str(raw), "-r", "16000", "-c", "1", str(out)], check=True)
+        subprocess.run(["sox", "-D", str(raw), "-r", "16000", "-c", "1", str(out)], check=True)
     return out
 
 

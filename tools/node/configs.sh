@@ -86,6 +86,13 @@ maxOpenFiles: 20000
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 evictionHard: {memory.available: 200Mi, nodefs.available: 1%, imagefs.available: 1%}
+# The images import.sh loads never came from a registry. Once the kubelet pulls an image with the
+# same id under another name (skaffold's node profile builds byte-identical images into the loopback
+# registry), it keeps a pull record for that id naming only the registry's image, no longer counts
+# the imported name as preloaded, and refuses it under imagePullPolicy Never (ErrImageNeverPull):
+# the imported names are exempt from that check, every other image keeps it.
+imagePullCredentialsVerificationPolicy: NeverVerifyAllowlistedImages
+preloadedImagesVerificationAllowlist: ["localhost/speech-stack/*"]
 EOC
 
 # CoreDNS on the host, bound to the node address only, answering cluster.local; nothing is forwarded
