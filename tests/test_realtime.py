@@ -246,21 +246,23 @@ def test_two_speakers_at_once_keep_their_own_text(gateway_url, spoken):
 
 @pytest.mark.parametrize(("fmt", "ffmpeg_format"), [("audio/pcmu", "mulaw"), ("audio/pcma", "alaw")])
 def test_g711_input(realtime_client, spoken, fmt, ffmpeg_format):
-    """G.711 at 8 kHz decoded and resampled: the item is as long as the audio sent, and Whisper base
-    hears espeak-ng through a phone line poorly (WER 0.35 on average over the five test sentences,
-    the same through the file API on the same audio, 0.25-0.58 on this one from run to run); a broken
-    decoding path would be near 1."""
-    text = SENTENCES[4]
+    """G.711 at 8 kHz decoded and resampled, each test sentence an item of one session: every item is
+    as long as the audio sent, and Whisper base hears espeak-ng through a phone line poorly (WER 0.48
+    over the five sentences in mu-law, 0.51 in A-law, the same on every run since the test audio is
+    undithered); a broken decoding path would be near 1."""
+    phone = {text: raw(spoken[text], ffmpeg_format, 8000) for text in SENTENCES}
+    completed = []
     with realtime_client.realtime.connect(extra_query={"intent": "transcription"}) as conn:
         conn.session.update(session=session(fmt={"type": fmt}))
-        for piece in chunks(raw(spoken[text], ffmpeg_format, 8000), 8):
-            conn.input_audio_buffer.append(audio=piece)
-        conn.input_audio_buffer.commit()
-        events = until(conn, "conversation.item.input_audio_transcription.completed")
-    completed = events[-1]
-    assert wer([text], [completed.transcript]) <= 0.6, completed.transcript
-    seconds = len(raw(spoken[text], ffmpeg_format, 8000)) / 8000  # one byte per sample at 8 kHz
-    assert completed.usage.seconds == pytest.approx(seconds, abs=0.05)
+        for text in SENTENCES:  # one at a time: a session transcribes at most 4 items at once
+            for piece in chunks(phone[text], 8):
+                conn.input_audio_buffer.append(audio=piece)
+            conn.input_audio_buffer.commit()
+            completed.append(until(conn, "conversation.item.input_audio_transcription.completed")[-1])
+    hyps = [c.transcript for c in completed]
+    assert wer(SENTENCES, hyps) <= 0.6, hyps
+    for text, item in zip(SENTENCES, completed, strict=True):  # one byte per sample at 8 kHz
+        assert item.usage.seconds == pytest.approx(len(phone[text]) / 8000, abs=0.05)
 
 
 def raw_session(url: str, **kwargs):
