@@ -94,8 +94,12 @@ def test_stream_cut_by_the_backend(faulty):
 
 @pytest.mark.parametrize("fmt", ["wav", "mp3"])
 def test_a_crash_never_breaks_the_next_request(faulty, fmt):
-    """The stand-in crashes (uvicorn answers 500 and closes the connection) on every other request: the
-    valid request right after each crash still succeeds on the gateway's pooled connections."""
+    """The stand-in crashes on every other request as a predictor does (an OpenAI-shaped 500 from
+    ``RequestContext``, the connection kept): the valid request right after each crash succeeds on the
+    gateway's pooled connections. (Without that middleware Starlette answered the 500 and raised again,
+    uvicorn then closed the connection, and the next request, sent on it before the close arrived,
+    broke off unsent, a POST the gateway rightly never sends twice: 7 of 12 runs with two busy loops
+    beside them, 0 of 16 since.)"""
     fake, svc = faulty
     fake.mode, fake.calls = "alternate", 0
     client = client_for(svc)

@@ -1,6 +1,8 @@
 """A fault-injecting stand-in for a TTS predictor (the only fake in the real-server suite): a real
 uvicorn server on loopback that answers KServe's routes with a scripted failure, so the gateway's
-error mapping and connection handling can be checked over real sockets."""
+error mapping and connection handling can be checked over real sockets. Its routes sit in the
+predictors' own error middleware (``RequestContext``), so an exception in a route ends as it does in a
+predictor: an OpenAI-shaped 500, the connection kept open."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from services.common import v2wire
+from services.common.asgi import RequestContext
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None, **fields) -> JSONResponse:
@@ -39,6 +42,7 @@ class FaultyBackend:
                 Route("/healthz", lambda r: JSONResponse({"status": "ok"})),
             ]
         )
+        app.add_middleware(RequestContext)  # as services/common/predictor_server.py adds it
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
@@ -46,7 +50,7 @@ class FaultyBackend:
         await request.body()
         self.calls += 1
         mode = self.mode
-        if mode == "alternate":  # a crash (uvicorn then closes the connection), then a good answer
+        if mode == "alternate":  # a crash, then a good answer
             mode = "crash" if self.calls % 2 else "ok"
         if mode == "crash":
             raise RuntimeError("predictor crashed on this request")
