@@ -141,6 +141,18 @@ def new_item_id() -> str:
     return f"item_{secrets.token_hex(10)}"
 
 
+def completed(turn: Turn, audio: np.ndarray, language: str, transcript: str, **fields: Any) -> dict:
+    """An item's completed event: its transcript, the language heard, its length, and ``fields``."""
+    return {
+        "type": wire.COMPLETED,
+        "item_id": turn.item_id,
+        "transcript": transcript,
+        "language": language,
+        "seconds": round(audio.size / RATE, 3),
+        **fields,
+    }
+
+
 class LiveSession:
     def __init__(
         self,
@@ -341,16 +353,15 @@ class LiveSession:
                 "message": "ASR backend failed while transcribing",
             }
         if english_only:  # the one decode is the translation; no source text was asked for
-            return {
-                "type": wire.COMPLETED,
-                "item_id": turn.item_id,
-                "transcript": "",
-                "language": decoded.language,
-                "seconds": round(audio.size / RATE, 3),
-                "logprobs": None,
-                "translation": {"text": decoded.text, "language": "en"},
-                "timings": {"translate": round(time.perf_counter() - started, 3)},
-            }
+            return completed(
+                turn,
+                audio,
+                decoded.language,
+                "",
+                logprobs=None,
+                translation={"text": decoded.text, "language": "en"},
+                timings={"translate": round(time.perf_counter() - started, 3)},
+            )
         rest = turn.agreement.finish(decoded.text)
         transcript = " ".join([*turn.agreement.sent, *rest])
         translated: dict[str, Any] = {}
@@ -361,16 +372,15 @@ class LiveSession:
                 "transcribe": round(decoded_at - started, 3),
                 "translate": round(time.perf_counter() - decoded_at, 3),
             }
-        return {
-            "type": wire.COMPLETED,
-            "item_id": turn.item_id,
-            "transcript": transcript,
-            "language": decoded.language,
-            "rest": joined(rest, first=not turn.agreement.sent),
-            "seconds": round(audio.size / RATE, 3),
-            "logprobs": decoded.logprobs,
+        return completed(
+            turn,
+            audio,
+            decoded.language,
+            transcript,
+            rest=joined(rest, first=not turn.agreement.sent),
+            logprobs=decoded.logprobs,
             **translated,
-        }
+        )
 
     async def _translated(self, turn: Turn, audio: np.ndarray, decoded: Decoded, cancel: threading.Event) -> dict:
         """The item in the session's output language: into English, Whisper's translate task on its audio
